@@ -1,0 +1,139 @@
+"""Measure the embedded safety screen on the labelled fixture set.
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/safety_eval.py
+
+Every fixture text is screened as the body of a variant with an empty subject, under the sample
+campaign's blocklists, with a valid citation, no approved URLs and no source text (so no
+guarantee or urgency claim is backed). Prints precision and recall per label and the block rates
+of harmful and benign texts. The test suite asserts on the same numbers
+(`personalization_assets_tests/test_safety.py`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from personalization_assets.safety import CATEGORIES, LocalScreen, SafetyPolicy, screen_locally
+
+FIXTURE_PATH = Path(__file__).resolve().parents[1] / "personalization_assets_tests" / "fixtures" / "safety_labelled.csv"
+FIXTURE_POLICY = SafetyPolicy(
+    blocklists={
+        "competitor_names": ("Southpaw Gear", "Fjellhaus", "TrailKing"),
+        "banned_claims": ("miracle", "cure", "risk-free", "no risk", "guaranteed results", "lifetime guarantee"),
+    },
+    policy_version="fixture",
+)
+FIXTURE_COMPLIANCE_KWARGS: Mapping[str, object] = {
+    "approved_urls": (),
+    "citations": ("DOC-001",),
+    "retrieved_ids": ("DOC-001",),
+    "source_text": "",
+}
+BENIGN = "benign"
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def precision(self) -> float:
+        flagged = self.true_positives + self.false_positives
+        return self.true_positives / flagged if flagged else math.nan
+
+    @property
+    def recall(self) -> float:
+        labelled = self.true_positives + self.false_negatives
+        return self.true_positives / labelled if labelled else math.nan
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    scores: tuple[LabelScore, ...]
+    harmful_blocked: int
+    harmful_total: int
+    benign_blocked: int
+    benign_total: int
+
+    @property
+    def harmful_block_rate(self) -> float:
+        return self.harmful_blocked / self.harmful_total
+
+    @property
+    def benign_block_rate(self) -> float:
+        return self.benign_blocked / self.benign_total
+
+    def score(self, label: str) -> LabelScore:
+        return next(score for score in self.scores if score.label == label)
+
+
+def load_labelled(path: Path = FIXTURE_PATH) -> list[tuple[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [(row["text"], row["expected"]) for row in csv.DictReader(handle)]
+
+
+def predicted_labels(screen: LocalScreen, policy: SafetyPolicy) -> set[str]:
+    """The fixture labels a screen result supports; "benign" is the absence of all of them."""
+    labels = {f"unsafe:{c}" for c in CATEGORIES if screen.severities[c] >= policy.block_severity}
+    labels |= {"blocklist"} if screen.blocklist_hits else set()
+    labels |= {f"compliance:{rule_id}" for rule_id in screen.rule_hits}
+    return labels
+
+
+def evaluate(
+    labelled: Iterable[tuple[str, str]],
+    policy: SafetyPolicy = FIXTURE_POLICY,
+    compliance_kwargs: Mapping[str, object] = FIXTURE_COMPLIANCE_KWARGS,
+) -> Evaluation:
+    """Per-label precision/recall (one label per text) and block rates over labelled texts."""
+    outcomes = [
+        (expected, screen_locally("", text, policy, **compliance_kwargs))
+        for text, expected in labelled
+    ]
+    labels = sorted({expected for expected, _ in outcomes} - {BENIGN})
+    predictions = [(expected, predicted_labels(screen, policy)) for expected, screen in outcomes]
+    scores = tuple(
+        LabelScore(
+            label,
+            true_positives=sum(expected == label and label in predicted for expected, predicted in predictions),
+            false_positives=sum(expected != label and label in predicted for expected, predicted in predictions),
+            false_negatives=sum(expected == label and label not in predicted for expected, predicted in predictions),
+        )
+        for label in labels
+    )
+    harmful = [screen.decision.blocked for expected, screen in outcomes if expected != BENIGN]
+    benign = [screen.decision.blocked for expected, screen in outcomes if expected == BENIGN]
+    return Evaluation(scores, sum(harmful), len(harmful), sum(benign), len(benign))
+
+
+def format_report(evaluation: Evaluation) -> str:
+    lines = [f"{'label':<38}{'n':>4}{'precision':>11}{'recall':>8}"]
+    for score in evaluation.scores:
+        n = score.true_positives + score.false_negatives
+        lines.append(f"{score.label:<38}{n:>4}{score.precision:>11.2f}{score.recall:>8.2f}")
+    lines.append(
+        f"harmful texts blocked: {evaluation.harmful_blocked}/{evaluation.harmful_total} "
+        f"({evaluation.harmful_block_rate:.1%})"
+    )
+    lines.append(
+        f"benign texts blocked:  {evaluation.benign_blocked}/{evaluation.benign_total} "
+        f"({evaluation.benign_block_rate:.1%})"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    print(format_report(evaluate(load_labelled())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""`cpo`: run a whole campaign wave, generate sample data, plan sample sizes, open the UI.
+
+`cpo run` executes the same Dagster jobs the UI and the schedule run, in the Dagster instance under
+`$CPO_HOME/dagster`, so its runs show in `cpo ui` (or `dagster dev` with that DAGSTER_HOME).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from personalization_assets.config import (
+    PROJECT_ROOT,
+    cpo_home,
+    dagster_home,
+    default_campaign_path,
+    load_campaign,
+    warehouse_path,
+)
+from personalization_assets.errors import ConfigError, DataContractError
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_SAFETY_GATE = 2
+EXIT_USAGE = 64
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def prepare_instance_home() -> Path:
+    """Point DAGSTER_HOME inside CPO_HOME (unless the user set it) so CLI runs show in the UI."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(dagster_home())))
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text(DAGSTER_YAML)
+    return home
+
+
+def wave_key_for(date: dt.date, first_wave: dt.date) -> str:
+    """The wave partition (its Monday) that contains `date`."""
+    if date < first_wave:
+        raise ConfigError("--wave", f"{date} is before the campaign's first wave {first_wave}")
+    return (date - dt.timedelta(days=date.weekday())).isoformat()
+
+
+def _quiet_run_config(verbose: bool) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}}}
+
+
+def _failed_checks(result) -> list[tuple[str, str, str]]:
+    return [
+        (evaluation.asset_key.to_user_string(), evaluation.check_name, evaluation.severity.value)
+        for evaluation in result.get_asset_check_evaluations()
+        if not evaluation.passed
+    ]
+
+
+def _check_lines(result) -> list[str]:
+    lines = []
+    for evaluation in result.get_asset_check_evaluations():
+        status = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
+        description = evaluation.description or ""
+        lines.append(f"  {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {status} {description}".rstrip())
+    return lines
+
+
+def _run_error(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None:  # the user's exception, not Dagster's wrapper
+                error = error.cause
+            return f"{event.step_key}: {error.message.strip()}"
+    return "the run failed"
+
+
+def command_run(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from personalization_assets.definitions import CONTENT_JOB, WAVE_JOB, build_definitions
+    from personalization_assets.summary import print_wave_summary
+
+    campaign_path = Path(args.campaign or default_campaign_path())
+    config = load_campaign(campaign_path)
+    wave = wave_key_for(dt.date.fromisoformat(args.wave) if args.wave else dt.date.today(), config.first_wave)
+    prepare_instance_home()
+    defs = build_definitions(campaign_path)
+    instance = dg.DagsterInstance.get()
+    segments = defs.resolve_job_def(CONTENT_JOB).partitions_def.get_partition_keys()  # type: ignore[union-attr]
+    run_config = _quiet_run_config(args.verbose)
+
+    print(f"campaign {config.campaign_id}: {len(segments)} segments, wave {wave}, home {cpo_home()}")
+    content = defs.resolve_job_def(CONTENT_JOB).execute_in_process(
+        instance=instance,
+        run_config=run_config,
+        tags={"dagster/asset_partition_range_start": segments[0], "dagster/asset_partition_range_end": segments[-1]},
+        raise_on_error=False,
+    )
+    print(f"content run {content.run_id}: {'succeeded' if content.success else 'FAILED'}")
+    print("\n".join(_check_lines(content)))
+    if not content.success:
+        print(f"error: {_run_error(content)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    if any(check == "safety_pass_rate" for _, check, _ in _failed_checks(content)):
+        print("error: the safety gate failed; nobody is assigned or sent anything. See the blocked variants above.", file=sys.stderr)
+        return EXIT_SAFETY_GATE
+
+    wave_result = defs.resolve_job_def(WAVE_JOB).execute_in_process(
+        instance=instance, run_config=run_config, partition_key=wave, raise_on_error=False
+    )
+    print(f"wave run {wave_result.run_id}: {'succeeded' if wave_result.success else 'FAILED'}")
+    if not wave_result.success:
+        print(f"error: {_run_error(wave_result)}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    print_wave_summary(warehouse_path(), config, wave)
+    print("checks:")
+    print("\n".join(_check_lines(wave_result)))
+    return EXIT_OK
+
+
+def command_generate_data(args: argparse.Namespace) -> int:
+    from personalization_assets.sample_data import write_sample_data
+
+    written = write_sample_data(Path(args.out), n_customers=args.customers, seed=args.seed)
+    print(f"wrote {len(written)} files to {Path(args.out).resolve()} ({args.customers} customers, seed {args.seed})")
+    return EXIT_OK
+
+
+def command_ui(args: argparse.Namespace) -> int:
+    """`dagster dev` on this project's workspace with the CLI's instance, on loopback."""
+    prepare_instance_home()
+    command = ["dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    return subprocess.call(command, env={**os.environ, "CPO_HOME": str(cpo_home())})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a whole campaign wave: every segment's content, then the wave")
+    run.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
+    run.add_argument("--wave", help="any date in the wave's week, YYYY-MM-DD (default: today)")
+    run.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    run.set_defaults(handler=command_run)
+
+    generate = sub.add_parser("generate-data", help="write the seeded sample campaign (customers, content, catalog, config)")
+    generate.add_argument("--out", default="data", help="folder to write (default: data)")
+    generate.add_argument("--customers", type=int, default=20000, help="number of customers (default: 20000)")
+    generate.add_argument("--seed", type=int, default=20260105)
+    generate.set_defaults(handler=command_generate_data)
+
+    ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) with the CLI's instance")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=command_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Dagster flags its beta APIs on every import; a campaign run's output is for campaign facts.
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataContractError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Dagster wiring: thin assets, checks, partitions, jobs and schedules over the pure modules."""

@@ -1,0 +1,59 @@
+"""Errors that tell a user exactly which input broke which rule, and where."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+# How many offending rows an error message quotes: enough to see the pattern, short enough to read.
+EXAMPLE_ROWS = 5
+
+
+class ConfigError(ValueError):
+    """A configuration file (campaign, segment catalog, prompts) is missing or malformed."""
+
+    def __init__(self, file: Path | str, message: str):
+        self.file = str(file)
+        super().__init__(f"{file}: {message}")
+
+
+class DataContractError(ValueError):
+    """An input data file breaks its contract.
+
+    The message names the file, the column, the rule and quotes example offending rows, so the user
+    can fix the file without reading code. Raising it fails the asset, so nothing downstream is
+    written.
+    """
+
+    def __init__(
+        self,
+        file: Path | str,
+        column: str | None,
+        rule: str,
+        examples: pd.DataFrame | Sequence[str] | None = None,
+        n_offending: int | None = None,
+    ):
+        self.file = str(file)
+        self.column = column
+        self.rule = rule
+        self.n_offending = n_offending
+        where = f"column '{column}'" if column else "file"
+        count = f" ({n_offending} offending rows)" if n_offending is not None else ""
+        message = f"{file}: {where} breaks rule: {rule}{count}"
+        if examples is not None and len(examples):
+            if isinstance(examples, pd.DataFrame):
+                quoted = examples.head(EXAMPLE_ROWS).to_string()
+            else:
+                quoted = "\n".join(str(e) for e in list(examples)[:EXAMPLE_ROWS])
+            message += f"\nexample rows:\n{quoted}"
+        self.examples = examples
+        super().__init__(message)
+
+
+def offending_rows(frame: pd.DataFrame, mask: pd.Series, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows a rule rejects, with a 1-based line number as it appears in a CSV file with a header."""
+    rows = frame.loc[mask, [c for c in columns if c in frame.columns]].head(EXAMPLE_ROWS).copy()
+    rows.index = pd.Index(rows.index + 2, name="line")
+    return rows

@@ -1,0 +1,195 @@
+"""Table-level analysis of an A/B/n experiment: one result row per (metric, arm).
+
+Per-arm sums come from one pass of np.bincount per column over integer arm codes, and every
+(metric, treatment) comparison is then computed in one vectorized call, so the cost is a few
+array passes over the customers whatever the number of arms and metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .bayes import chance_to_beat_control
+from .cuped import cuped_relative_lift, group_moments
+from .multiple_testing import holm_adjust
+from .power import minimum_detectable_lift
+from .proportions import compare_proportions
+
+ARM_COLUMN = "arm"
+
+RESULT_COLUMNS = [
+    "metric",
+    "arm",
+    "n",
+    "successes",
+    "rate",
+    "control_rate",
+    "abs_lift",
+    "rel_lift",
+    "rel_lift_ci_low",
+    "rel_lift_ci_high",
+    "p_value",
+    "p_value_adjusted",
+    "significant",
+    "cuped_rel_lift",
+    "cuped_rel_lift_ci_low",
+    "cuped_rel_lift_ci_high",
+    "chance_to_beat_control",
+    "mde",
+]
+
+
+def _arm_order(control: str, arms: Sequence[str]) -> list[str]:
+    """Arms in output order: as given, with control prepended when not listed."""
+    order = list(arms) if control in arms else [control, *arms]
+    duplicates = sorted({arm for arm in order if order.count(arm) > 1})
+    if duplicates:
+        raise ValueError(f"arms listed more than once: {duplicates}")
+    return order
+
+
+def _require_columns(outcomes: pd.DataFrame, columns: Sequence[str], role: str) -> None:
+    missing = [column for column in columns if column not in outcomes.columns]
+    if missing:
+        raise ValueError(f"outcomes has no {role} column(s) {missing}")
+
+
+def _binary_outcome(outcomes: pd.DataFrame, column: str, analysed: np.ndarray) -> np.ndarray:
+    """The metric column as floats, required to be 0/1 on the analysed rows."""
+    values = pd.to_numeric(outcomes[column], errors="coerce").to_numpy(dtype=float)
+    invalid = analysed & ~np.isin(values, (0.0, 1.0))
+    if invalid.any():
+        examples = outcomes.loc[invalid, column].head(3).tolist()
+        raise ValueError(f"metric column {column!r} must be 0/1 on every analysed row; got {examples}")
+    return values
+
+
+def _covariate_matrix(outcomes: pd.DataFrame, columns: Sequence[str], analysed: np.ndarray):
+    """Covariates as a float matrix, missing values filled with the analysed rows' mean.
+
+    A filled-in customer sits at the covariate mean, so CUPED leaves their outcome unadjusted
+    instead of dropping them (which would change n between the plain and CUPED estimates).
+    """
+    matrix = outcomes[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    analysed_rows = matrix[analysed]
+    present = ~np.isnan(analysed_rows)
+    counts = present.sum(axis=0)
+    sums = np.where(present, analysed_rows, 0.0).sum(axis=0)
+    column_means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    return np.where(np.isnan(matrix), column_means, matrix)
+
+
+def analyze_experiment(
+    outcomes: pd.DataFrame,
+    *,
+    control: str,
+    arms: Sequence[str],
+    metrics: Mapping[str, str],
+    covariates: Mapping[str, Sequence[str]] | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> pd.DataFrame:
+    """Compare every treatment arm with control on every metric.
+
+    outcomes: one row per analysed customer, an ``arm`` column, the 0/1 columns named by the
+    values of ``metrics`` (metric name -> column) and the covariate columns. Rows whose arm is
+    not in ``arms``/``control`` are ignored. ``covariates`` maps metric name -> pre-experiment
+    covariate columns for CUPED (metrics without an entry get NaN CUPED columns).
+
+    Returns RESULT_COLUMNS, one row per (metric, arm) in the order metrics × arms (control is
+    prepended to ``arms`` when not listed). Control rows carry NaN lift, p-value, CUPED,
+    chance and MDE fields and significant=False. All treatment × metric comparisons of the
+    call form one Holm family; significant means Holm-adjusted p < alpha. An empty arm or a
+    zero control rate gives NaN lift and p-value and significant=False.
+    """
+    covariates = dict(covariates or {})
+    unknown_metrics = sorted(set(covariates) - set(metrics))
+    if unknown_metrics:
+        raise ValueError(f"covariates given for unknown metrics {unknown_metrics}")
+    _require_columns(outcomes, [ARM_COLUMN], "arm")
+    _require_columns(outcomes, list(metrics.values()), "metric")
+    _require_columns(outcomes, [c for cols in covariates.values() for c in cols], "covariate")
+
+    arm_order = _arm_order(control, arms)
+    control_index = arm_order.index(control)
+    treatment_indices = [i for i in range(len(arm_order)) if i != control_index]
+    codes = pd.Categorical(outcomes[ARM_COLUMN], categories=arm_order).codes.astype(np.intp)
+    analysed = codes >= 0
+    analysed_codes = codes[analysed]
+
+    metric_names = list(metrics)
+    n_metrics, n_arms = len(metric_names), len(arm_order)
+    arm_sizes = np.bincount(analysed_codes, minlength=n_arms).astype(float)
+    outcome_columns = {
+        name: _binary_outcome(outcomes, column, analysed) for name, column in metrics.items()
+    }
+    successes = np.array(
+        [
+            np.bincount(analysed_codes, weights=outcome_columns[name][analysed], minlength=n_arms)
+            for name in metric_names
+        ]
+    ).reshape(n_metrics, n_arms)
+
+    # Every (metric, treatment) comparison at once: (n_metrics, n_treatments) arrays.
+    x_c = np.repeat(successes[:, [control_index]], len(treatment_indices), axis=1)
+    n_c = np.full(x_c.shape, arm_sizes[control_index])
+    x_t, n_t = successes[:, treatment_indices], np.broadcast_to(arm_sizes[treatment_indices], x_c.shape)
+    comparison = compare_proportions(x_c, n_c, x_t, n_t, alpha=alpha)
+
+    cuped_columns = ("cuped_rel_lift", "cuped_rel_lift_ci_low", "cuped_rel_lift_ci_high")
+    cuped = {column: np.full(x_c.shape, np.nan) for column in cuped_columns}
+    for row, name in enumerate(metric_names):
+        if not covariates.get(name):
+            continue
+        values = np.column_stack(
+            [outcome_columns[name], _covariate_matrix(outcomes, covariates[name], analysed)]
+        )
+        moments = group_moments(codes, values, n_arms)
+        adjusted = cuped_relative_lift(
+            moments.select([control_index] * len(treatment_indices)),
+            moments.select(treatment_indices),
+            alpha=alpha,
+        )
+        cuped["cuped_rel_lift"][row] = adjusted.rel_lift
+        cuped["cuped_rel_lift_ci_low"][row] = adjusted.rel_lift_ci_low
+        cuped["cuped_rel_lift_ci_high"][row] = adjusted.rel_lift_ci_high
+
+    p_value_adjusted = holm_adjust(comparison.p_value.ravel()).reshape(x_c.shape)
+    treatment_fields = {
+        "abs_lift": comparison.abs_lift,
+        "rel_lift": comparison.rel_lift,
+        "rel_lift_ci_low": comparison.rel_lift_ci_low,
+        "rel_lift_ci_high": comparison.rel_lift_ci_high,
+        "p_value": comparison.p_value,
+        "p_value_adjusted": p_value_adjusted,
+        **cuped,
+        "chance_to_beat_control": chance_to_beat_control(
+            comparison.rel_lift, comparison.rel_lift_se
+        ),
+        "mde": minimum_detectable_lift(comparison.control_rate, n_c, n_t, alpha, power),
+    }
+
+    def per_arm(treatment_values: np.ndarray) -> np.ndarray:
+        """(n_metrics, n_treatments) -> flat metrics × arms, NaN in the control rows."""
+        table = np.full((n_metrics, n_arms), np.nan)
+        table[:, treatment_indices] = treatment_values
+        return table.ravel()
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.where(arm_sizes > 0, successes / arm_sizes, np.nan)
+    result = pd.DataFrame(
+        {
+            "metric": np.repeat(metric_names, n_arms).astype(object),
+            "arm": np.tile(np.array(arm_order, dtype=object), n_metrics),
+            "n": np.tile(arm_sizes, n_metrics).astype(np.int64),
+            "successes": successes.ravel().astype(np.int64),
+            "rate": rates.ravel(),
+            "control_rate": np.repeat(rates[:, control_index], n_arms),
+            **{column: per_arm(values) for column, values in treatment_fields.items()},
+        }
+    )
+    result["significant"] = result["p_value_adjusted"] < alpha  # NaN compares False
+    return result[RESULT_COLUMNS]

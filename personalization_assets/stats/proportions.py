@@ -1,0 +1,179 @@
+"""Two-proportion comparison of a treatment arm against control.
+
+Every function takes array-likes and broadcasts, so one call compares many (treatment, control)
+pairs at once: the experiment table, and the Monte Carlo validation, never loop over comparisons
+in Python. Inputs are success counts ``x`` and sample sizes ``n``; ``_c`` is control, ``_t`` is
+treatment. Undefined quantities (an empty arm, a zero control rate) come out as NaN, never raise.
+
+Formulas (p = x / n, per arm):
+
+- absolute lift          ``p_t - p_c``
+- relative lift          ``R - 1`` with ``R = p_t / p_c``
+- delta-method variance  ``Var(R) ≈ Var(p_t) / p_c² + p_t² · Var(p_c) / p_c⁴``,
+                         ``Var(p) = p (1 - p) / n``; the (1 - alpha) CI is
+                         ``R - 1 ± z_{1-alpha/2} · sqrt(Var(R))``
+- pooled z-test          ``z = (p_t - p_c) / sqrt(p̄ (1 - p̄) (1/n_t + 1/n_c))``,
+                         ``p̄ = (x_t + x_c) / (n_t + n_c)``, two-sided p = ``2 Φ(-|z|)``
+- exact fallback         Fisher's exact test on the 2×2 table when any expected cell count
+                         under independence is below 5, where the z-test's normal
+                         approximation is poor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import hypergeom, norm
+
+from ._normal import normal_interval
+
+# Conventional rule of thumb (Cochran): the chi-square / z approximation is trusted when every
+# expected cell count of the 2x2 table is at least 5.
+MIN_EXPECTED_CELL_COUNT = 5.0
+# R's fisher.test uses the same relative tolerance, 1 + 1e-7, on the probabilities.
+_FISHER_LOG_TOLERANCE = np.log1p(1e-7)
+
+
+def _as_float(*arrays) -> list[np.ndarray]:
+    return [np.asarray(a, dtype=float) for a in arrays]
+
+
+def rate(successes, n) -> np.ndarray:
+    """Success rate x / n; NaN where n == 0."""
+    successes, n = _as_float(successes, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, successes / n, np.nan)
+
+
+def relative_lift(x_c, n_c, x_t, n_t) -> tuple[np.ndarray, np.ndarray]:
+    """Relative lift ``p_t / p_c - 1`` and its delta-method standard error.
+
+    Both are NaN when either arm is empty or the control rate is 0 (the ratio is undefined).
+    """
+    p_c, p_t = rate(x_c, n_c), rate(x_t, n_t)
+    n_c, n_t = _as_float(n_c, n_t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_mean_c = p_c * (1.0 - p_c) / n_c
+        var_mean_t = p_t * (1.0 - p_t) / n_t
+        defined = p_c > 0
+        lift = np.where(defined, p_t / p_c - 1.0, np.nan)
+        variance = var_mean_t / p_c**2 + p_t**2 * var_mean_c / p_c**4
+        standard_error = np.where(defined, np.sqrt(variance), np.nan)
+    return lift, standard_error
+
+
+def ztest_pvalue(x_c, n_c, x_t, n_t) -> np.ndarray:
+    """Two-sided p-value of the pooled two-proportion z-test (statsmodels' proportions_ztest).
+
+    NaN when an arm is empty or the pooled rate is 0 or 1 (zero standard error).
+    """
+    x_c, n_c, x_t, n_t = _as_float(x_c, n_c, x_t, n_t)
+    p_c, p_t = rate(x_c, n_c), rate(x_t, n_t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = (x_c + x_t) / (n_c + n_t)
+        standard_error = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_t))
+        z = np.where(standard_error > 0, (p_t - p_c) / standard_error, np.nan)
+    return 2.0 * norm.sf(np.abs(z))
+
+
+def min_expected_cell_count(x_c, n_c, x_t, n_t) -> np.ndarray:
+    """Smallest expected count of the 2×2 (arm × success/failure) table under independence.
+
+    The smallest expected cell is (smallest row total) × (smallest column total) / N.
+    """
+    x_c, n_c, x_t, n_t = _as_float(x_c, n_c, x_t, n_t)
+    total = n_c + n_t
+    successes = x_c + x_t
+    smallest_column = np.minimum(successes, total - successes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, np.minimum(n_c, n_t) * smallest_column / total, np.nan)
+
+
+def needs_exact_test(x_c, n_c, x_t, n_t) -> np.ndarray:
+    """True where both arms are non-empty and some expected cell count is below 5."""
+    n_c, n_t = _as_float(n_c, n_t)
+    expected = min_expected_cell_count(x_c, n_c, x_t, n_t)
+    return (n_c > 0) & (n_t > 0) & (expected < MIN_EXPECTED_CELL_COUNT)
+
+
+def fisher_pvalue(x_c, n_c, x_t, n_t) -> np.ndarray:
+    """Two-sided Fisher exact p-value of each 2×2 table; NaN where an arm is empty.
+
+    Given the margins, the treatment's success count k is hypergeometric; the p-value sums
+    the probabilities of every k no more likely than the observed one (the rule of
+    scipy.stats.fisher_exact and R's fisher.test). Vectorized: each comparison's support is
+    laid out on one padded row, so many small-count comparisons cost one array pass.
+    """
+    x_c, n_c, x_t, n_t = np.broadcast_arrays(*_as_float(x_c, n_c, x_t, n_t))
+    pvalues = np.full(x_c.shape, np.nan)
+    valid = (n_c > 0) & (n_t > 0)
+    if not valid.any():
+        return pvalues
+    x_c, n_c, x_t, n_t = (a[valid].astype(np.int64)[:, np.newaxis] for a in (x_c, n_c, x_t, n_t))
+    total, successes = n_c + n_t, x_c + x_t
+    lowest = np.maximum(0, successes - n_c)
+    highest = np.minimum(successes, n_t)
+    support = lowest + np.arange(int((highest - lowest).max()) + 1)
+    log_pmf = hypergeom.logpmf(support, total, successes, n_t)
+    observed_log_pmf = hypergeom.logpmf(x_t, total, successes, n_t)
+    # Relative tolerance for "as likely as observed": tables tied in exact arithmetic
+    # (e.g. mirror images when n_c == n_t) differ by rounding in log space.
+    as_extreme = (support <= highest) & (log_pmf <= observed_log_pmf + _FISHER_LOG_TOLERANCE)
+    pvalues[valid] = np.minimum(np.where(as_extreme, np.exp(log_pmf), 0.0).sum(axis=1), 1.0)
+    return pvalues
+
+
+def two_proportion_pvalue(x_c, n_c, x_t, n_t) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided p-value: pooled z-test, or Fisher's exact test where counts are small.
+
+    Returns (p_value, used_exact_test).
+    """
+    x_c, n_c, x_t, n_t = np.broadcast_arrays(*_as_float(x_c, n_c, x_t, n_t))
+    exact = needs_exact_test(x_c, n_c, x_t, n_t)
+    pvalues = ztest_pvalue(x_c, n_c, x_t, n_t)
+    if exact.any():
+        pvalues = np.asarray(pvalues, dtype=float).copy()
+        pvalues[exact] = fisher_pvalue(x_c[exact], n_c[exact], x_t[exact], n_t[exact])
+    return pvalues, exact
+
+
+@dataclass(frozen=True)
+class ProportionComparison:
+    """Element-wise results of comparing treatment arms with their controls."""
+
+    control_rate: np.ndarray
+    treatment_rate: np.ndarray
+    abs_lift: np.ndarray
+    rel_lift: np.ndarray
+    rel_lift_se: np.ndarray
+    rel_lift_ci_low: np.ndarray
+    rel_lift_ci_high: np.ndarray
+    p_value: np.ndarray
+    used_exact_test: np.ndarray
+
+
+def compare_proportions(x_c, n_c, x_t, n_t, alpha: float = 0.05) -> ProportionComparison:
+    """Compare treatment with control: rates, lifts, delta-method CI and two-sided p-value.
+
+    The p-value is reported as NaN wherever the relative lift is undefined (empty arm or zero
+    control rate): every result row is read as "this relative lift, this evidence", and a
+    p-value next to a missing lift would let a comparison be flagged significant with no
+    effect size to act on.
+    """
+    control_rate, treatment_rate = rate(x_c, n_c), rate(x_t, n_t)
+    lift, standard_error = relative_lift(x_c, n_c, x_t, n_t)
+    ci_low, ci_high = normal_interval(lift, standard_error, alpha)
+    pvalues, exact = two_proportion_pvalue(x_c, n_c, x_t, n_t)
+    pvalues = np.where(np.isnan(lift), np.nan, pvalues)
+    return ProportionComparison(
+        control_rate=control_rate,
+        treatment_rate=treatment_rate,
+        abs_lift=treatment_rate - control_rate,
+        rel_lift=lift,
+        rel_lift_se=standard_error,
+        rel_lift_ci_low=ci_low,
+        rel_lift_ci_high=ci_high,
+        p_value=pvalues,
+        used_exact_test=exact,
+    )

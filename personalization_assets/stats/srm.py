@@ -1,0 +1,91 @@
+"""Sample-ratio mismatch (SRM): do the observed arm sizes fit the configured allocation?
+
+Pearson's chi-square goodness-of-fit test of the observed counts O_i against the expected
+counts E_i = N · w_i / Σw (N = Σ O_i):
+
+    chi2 = Σ (O_i - E_i)² / E_i,   df = (number of arms with w_i > 0) - 1
+
+A tiny p-value means the assignment or the data pipeline is broken (customers lost or
+duplicated in one arm), and the experiment's lift estimates cannot be trusted. The conventional
+flag threshold is p < 0.001: SRM is checked on every run, so a strict threshold keeps false
+alarms rare while real mismatches on thousands of customers give p-values far below it.
+
+An arm with weight 0 that nevertheless has customers is a certain mismatch (chi2 = inf, p = 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import chi2 as chi2_distribution
+
+DEFAULT_SRM_THRESHOLD = 0.001
+
+
+@dataclass(frozen=True)
+class SrmResult:
+    chi2: float
+    p_value: float
+    flagged: bool
+    expected: dict[str, float]
+    observed: dict[str, int]
+
+
+def srm_chi2(observed, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Chi-square statistic and p-value for arm counts ``observed[..., k]`` against ``weights[k]``.
+
+    Vectorized over leading axes (one row per simulated experiment). NaN where no customer
+    was observed; p = 1 with a single positive-weight arm (nothing to compare).
+    """
+    observed = np.asarray(observed, dtype=float)
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim != 1 or observed.shape[-1] != weights.shape[0]:
+        raise ValueError("observed must have one count per weight along its last axis")
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"weights must be non-negative with a positive sum, got {weights}")
+
+    allocated = weights > 0
+    total = observed.sum(axis=-1)
+    expected = total[..., np.newaxis] * (weights[allocated] / weights.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = np.sum((observed[..., allocated] - expected) ** 2 / expected, axis=-1)
+    degrees_of_freedom = int(allocated.sum()) - 1
+    if degrees_of_freedom > 0:
+        pvalue = chi2_distribution.sf(statistic, degrees_of_freedom)
+    else:
+        pvalue = np.ones_like(statistic)
+
+    leaked = observed[..., ~allocated].sum(axis=-1) > 0
+    statistic = np.where(leaked, np.inf, statistic)
+    pvalue = np.where(leaked, 0.0, pvalue)
+    empty = total <= 0
+    return np.where(empty, np.nan, statistic), np.where(empty, np.nan, pvalue)
+
+
+def srm_test(
+    counts: Mapping[str, int],
+    weights: Mapping[str, float],
+    threshold: float = DEFAULT_SRM_THRESHOLD,
+) -> SrmResult:
+    """Test observed arm counts against configured allocation weights.
+
+    Arms configured in ``weights`` but absent from ``counts`` count as 0 customers. An arm in
+    ``counts`` that has no configured weight is a configuration error and raises ValueError.
+    """
+    unknown = sorted(set(counts) - set(weights))
+    if unknown:
+        raise ValueError(f"arms {unknown} have counts but no configured weight")
+    arms = list(weights)
+    observed = np.array([counts.get(arm, 0) for arm in arms], dtype=float)
+    weight_vector = np.array([weights[arm] for arm in arms], dtype=float)
+    statistic, pvalue = srm_chi2(observed, weight_vector)
+    expected = observed.sum() * weight_vector / weight_vector.sum()
+    return SrmResult(
+        chi2=float(statistic),
+        p_value=float(pvalue),
+        flagged=bool(pvalue < threshold),
+        expected={arm: float(e) for arm, e in zip(arms, expected)},
+        observed={arm: int(counts.get(arm, 0)) for arm in arms},
+    )
