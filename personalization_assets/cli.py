@@ -12,10 +12,12 @@ import os
 import subprocess
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from personalization_assets.config import (
     PROJECT_ROOT,
+    CampaignConfig,
     cpo_home,
     dagster_home,
     default_campaign_path,
@@ -52,12 +54,8 @@ def _quiet_run_config(verbose: bool) -> dict:
     return {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}}}
 
 
-def _failed_checks(result) -> list[tuple[str, str, str]]:
-    return [
-        (evaluation.asset_key.to_user_string(), evaluation.check_name, evaluation.severity.value)
-        for evaluation in result.get_asset_check_evaluations()
-        if not evaluation.passed
-    ]
+def _failed_checks(result) -> set[str]:
+    return {evaluation.check_name for evaluation in result.get_asset_check_evaluations() if not evaluation.passed}
 
 
 def _check_lines(result) -> list[str]:
@@ -79,48 +77,89 @@ def _run_error(result) -> str:
     return "the run failed"
 
 
+@dataclass
+class Session:
+    """One campaign's Definitions and Dagster instance, as every command that runs jobs needs."""
+
+    config: CampaignConfig
+    defs: object
+    instance: object
+    run_config: dict
+
+    @classmethod
+    def open(cls, campaign: str | None, verbose: bool) -> Session:
+        import dagster as dg
+
+        from personalization_assets.definitions import build_definitions
+
+        campaign_path = Path(campaign or default_campaign_path())
+        config = load_campaign(campaign_path)
+        prepare_instance_home()
+        return cls(config, build_definitions(campaign_path), dg.DagsterInstance.get(), _quiet_run_config(verbose))
+
+    def segments(self) -> list[str]:
+        from personalization_assets.definitions import CONTENT_JOB
+
+        return self.defs.resolve_job_def(CONTENT_JOB).partitions_def.get_partition_keys()
+
+    def wave_for(self, date: str | None) -> str:
+        return wave_key_for(dt.date.fromisoformat(date) if date else dt.date.today(), self.config.first_wave)
+
+    def run_content(self, segments: list[str]) -> int | None:
+        """Materialize the content assets of a contiguous range of segments in one run."""
+        from personalization_assets.definitions import CONTENT_JOB
+
+        if any(segment not in self.segments() for segment in segments):
+            raise ConfigError(self.config.segments_path, f"unknown segment in {segments}; known: {self.segments()}")
+        result = self.defs.resolve_job_def(CONTENT_JOB).execute_in_process(
+            instance=self.instance,
+            run_config=self.run_config,
+            tags={"dagster/asset_partition_range_start": segments[0], "dagster/asset_partition_range_end": segments[-1]},
+            raise_on_error=False,
+        )
+        print(f"content run {result.run_id} ({', '.join(segments)}): {'succeeded' if result.success else 'FAILED'}")
+        print("\n".join(_check_lines(result)))
+        if "safety_pass_rate" in _failed_checks(result):
+            print("error: the safety gate failed; nobody is assigned or sent anything. See the blocked variants above.", file=sys.stderr)
+            return EXIT_SAFETY_GATE
+        if not result.success:
+            print(f"error: {_run_error(result)}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        return None
+
+    def run_wave(self, wave: str) -> int:
+        from personalization_assets.definitions import WAVE_JOB
+        from personalization_assets.summary import print_wave_summary
+
+        result = self.defs.resolve_job_def(WAVE_JOB).execute_in_process(
+            instance=self.instance, run_config=self.run_config, partition_key=wave, raise_on_error=False
+        )
+        print(f"wave run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
+        if not result.success:
+            print(f"error: {_run_error(result)}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        print_wave_summary(warehouse_path(), self.config, wave)
+        print("checks:")
+        print("\n".join(_check_lines(result)))
+        return EXIT_OK
+
+
 def command_run(args: argparse.Namespace) -> int:
-    import dagster as dg
+    session = Session.open(args.campaign, args.verbose)
+    wave = session.wave_for(args.wave)
+    segments = session.segments()
+    print(f"campaign {session.config.campaign_id}: {len(segments)} segments, wave {wave}, home {cpo_home()}")
+    failed = session.run_content(segments)
+    return failed if failed is not None else session.run_wave(wave)
 
-    from personalization_assets.definitions import CONTENT_JOB, WAVE_JOB, build_definitions
-    from personalization_assets.summary import print_wave_summary
 
-    campaign_path = Path(args.campaign or default_campaign_path())
-    config = load_campaign(campaign_path)
-    wave = wave_key_for(dt.date.fromisoformat(args.wave) if args.wave else dt.date.today(), config.first_wave)
-    prepare_instance_home()
-    defs = build_definitions(campaign_path)
-    instance = dg.DagsterInstance.get()
-    segments = defs.resolve_job_def(CONTENT_JOB).partitions_def.get_partition_keys()  # type: ignore[union-attr]
-    run_config = _quiet_run_config(args.verbose)
-
-    print(f"campaign {config.campaign_id}: {len(segments)} segments, wave {wave}, home {cpo_home()}")
-    content = defs.resolve_job_def(CONTENT_JOB).execute_in_process(
-        instance=instance,
-        run_config=run_config,
-        tags={"dagster/asset_partition_range_start": segments[0], "dagster/asset_partition_range_end": segments[-1]},
-        raise_on_error=False,
-    )
-    print(f"content run {content.run_id}: {'succeeded' if content.success else 'FAILED'}")
-    print("\n".join(_check_lines(content)))
-    if not content.success:
-        print(f"error: {_run_error(content)}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    if any(check == "safety_pass_rate" for _, check, _ in _failed_checks(content)):
-        print("error: the safety gate failed; nobody is assigned or sent anything. See the blocked variants above.", file=sys.stderr)
-        return EXIT_SAFETY_GATE
-
-    wave_result = defs.resolve_job_def(WAVE_JOB).execute_in_process(
-        instance=instance, run_config=run_config, partition_key=wave, raise_on_error=False
-    )
-    print(f"wave run {wave_result.run_id}: {'succeeded' if wave_result.success else 'FAILED'}")
-    if not wave_result.success:
-        print(f"error: {_run_error(wave_result)}", file=sys.stderr)
-        return EXIT_RUN_FAILED
-    print_wave_summary(warehouse_path(), config, wave)
-    print("checks:")
-    print("\n".join(_check_lines(wave_result)))
-    return EXIT_OK
+def command_backfill(args: argparse.Namespace) -> int:
+    """Re-materialize one segment's content (after editing its content or prompts), then a wave."""
+    session = Session.open(args.campaign, args.verbose)
+    failed = session.run_content([args.segment])
+    if failed is not None or not args.wave:
+        return failed or EXIT_OK
+    return session.run_wave(session.wave_for(args.wave))
 
 
 def command_generate_data(args: argparse.Namespace) -> int:
@@ -153,6 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--customers", type=int, default=20000, help="number of customers (default: 20000)")
     generate.add_argument("--seed", type=int, default=20260105)
     generate.set_defaults(handler=command_generate_data)
+
+    backfill = sub.add_parser("backfill", help="re-materialize one segment's content, then optionally re-run a wave")
+    backfill.add_argument("--segment", required=True, help="segment id (a partition key of the content assets)")
+    backfill.add_argument("--wave", help="also re-run the wave containing this date, YYYY-MM-DD")
+    backfill.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
+    backfill.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    backfill.set_defaults(handler=command_backfill)
 
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) with the CLI's instance")
     ui.add_argument("--host", default="127.0.0.1")

@@ -71,15 +71,16 @@ _PROTECTED_GROUPS = (
     "old people", "the elderly", "indigenous people", "natives",
 )
 _PLACEHOLDERS = {
-    "{group}": r"(?:(?:all|the|these|those|most) )*(?:" + "|".join(_PROTECTED_GROUPS) + ")",
+    # A possessive ("women's jackets") names a product line, not the group.
+    "{group}": r"(?:(?:all|the|these|those|most) )*(?:" + "|".join(_PROTECTED_GROUPS) + ")(?!')",
     "{dehumanising}": (
         r"(?:vermin|animals|beasts|parasites|rats|cockroaches|insects|pigs|apes|monkeys|savages"
         r"|subhuman|sub-human|less than human|not (?:even )?human|a disease|a plague|a cancer"
         r"|an infestation|a virus|filth|scum|trash|garbage)"
     ),
     "{inferior}": (
-        r"(?:inferior|stupid|dirty|criminals|thieves|terrorists|rapists|lazy|worthless|evil"
-        r"|disgusting|a burden|a threat|the problem)"
+        r"(?:inferior|stupid|dirty|filthy|criminals|thieves|terrorists|rapists|lazy|useless|worthless|evil"
+        r"|disgusting|degenerates?|primitive|barbaric|an abomination|a waste of space|a burden|a threat|the problem)"
     ),
     # Who a threat or an incitement is aimed at: people, never things ("attack the trail").
     "{person}": (
@@ -95,9 +96,10 @@ _PLACEHOLDERS = {
 _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
     "Hate": {
         HIGH: (  # calls to harm or remove a protected group
-            r"(?:exterminate|eradicate|wipe out|get rid of|purge|gas|kill|hang|lynch|shoot|burn) {group}",
-            r"{group} (?:should|must|need to|ought to|deserve to|have to|will) (?:all )?"
-            r"(?:die|burn|be (?:killed|exterminated|wiped out|eradicated|gassed|hanged|shot|burned|lynched))",
+            # Not "shoot"/"burn"/"hang"/"will": "shoot the women's team", "women will burn more calories".
+            r"(?:exterminate|eradicate|wipe out|get rid of|purge|gas|kill|lynch) {group}",
+            r"{group}[^.!?\n]{0,60}?(?:should|must|need to|ought to|deserve to|have to) (?:all )?"
+            r"(?:die|be (?:killed|exterminated|wiped out|eradicated|gassed|hanged|lynched|shot dead))",
             r"ethnic cleansing", r"race war", r"final solution", r"heil hitler",
         ),
         MEDIUM: (  # dehumanising, inferiorising, exclusion; slurs
@@ -106,7 +108,9 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"(?:i|we) (?:hate|despise|can't stand|cannot stand|loathe) {group}",
             r"no {group} (?:allowed|welcome)", r"(?:ban|deport|keep out) {group}",
             r"{group} (?:are|is) not (?:welcome|allowed)", r"{group} (?:don't|do not|doesn't) belong",
-            r"{group} should (?:all )?be (?:banned|deported|kicked out|locked up|sterili[sz]ed)",
+            # The group and what should be done to it, anywhere in the same sentence.
+            r"{group}[^.!?\n]{0,60}?(?:should|must|need to|ought to) (?:all )?(?:be (?:banned|deported|kicked out|locked up|sterili[sz]ed)|not be allowed)",
+            r"keep (?:the )?{group} out",
             r"{group} (?:are )?(?:taking over|replacing us|invading|infesting)",
             r"{group} (?:are|is) (?:ruining|destroying|poisoning) (?:this|our|the) (?:country|nation|city|town|neighbou?rhood)",
             r"{group} (?:should|must|need to) (?:all )?(?:leave|go home|go back|get out)",
@@ -137,6 +141,7 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"(?:you'd|you would|you are|you're) better off dead",
             r"do (?:everyone|us all|the world) a favou?r and (?:die|disappear|end it)",
             r"purge after (?:every meal|eating|meals|you eat)",
+            r"hide (?:my |your |the )?(?:cuts|scars|self-harm|bruises) from",
         ),
         MEDIUM: (  # first-person intent, ideation, eating-disorder promotion
             r"kill(?:ing)? myself", r"end(?:ing)? my (?:own )?life", r"end it all", r"suicidal",
@@ -151,8 +156,15 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"(?:cutting|burning|hurting) (?:myself )?(?:is|was) (?:the only|how i) (?:thing|way|cope)",
             r"(?:stop|quit|skip) eating (?:for|until) (?:a |\d+ |two |three |several )?(?:days?|weeks?|you)",
             r"skip(?:ping)? (?:all )?meals (?:to|until)",
+            r"(?:eat|eating) (?:under|less than|only|no more than) \d{2,3} calories (?:a|per) day",
+            r"(?:everyone|everybody|people|my family) would be (?:happier|better off) (?:if i (?:was|were) (?:gone|dead)|without me)",
+            r"(?:hope|hoping|wish|want|wanting) (?:i )?(?:not to|never to|to never|won't|wouldn't|don't) wake up",
+            r"took (?:a bunch of|all (?:my|the)|too many|a handful of) (?:pills|tablets)", r"done with (?:life|living)",
         ),
-        LOW: (r"suicide", r"self-harm", r"self harm", r"self-injury", r"depressed", r"hopeless", r"eating disorder", r"overdos(?:e|ed|ing)"),
+        LOW: (
+            r"suicide", r"self-harm", r"self harm", r"self-injury", r"depressed", r"hopeless", r"eating disorder",
+            r"overdos(?:e|ed|ing)", r"life is (?:pointless|meaningless)",
+        ),
     },
     "Sexual": {
         HIGH: (  # explicit content, minors, sexual violence
@@ -162,11 +174,15 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"(?:teen|teenage|underage|young) (?:girls|boys) (?:\w+ ){0,3}?(?:sexy|naked|nude|topless|in lingerie)",
             r"(?:sexy|naked|nude|topless) (?:teens?|teenagers?|schoolgirls?|underage)",
             r"rap(?:e|ed|es|ing)", r"sexual(?:ly)? (?:assault\w*|abuse\w*)", r"molest\w*", r"incest",
+            r"forced (?:himself|herself|themselves) on",
         ),
         MEDIUM: (  # sexual solicitation and adult content
             r"porn\w*", r"xxx", r"nsfw", r"(?:send|share|post|leaked|your|my|her|his) nudes",
             r"nude (?:photos|pics|pictures|selfies|videos|models|girls|women|men)",
-            r"(?:get|got|getting) naked", r"topless",
+            r"(?:get|got|getting) naked", r"topless", r"in the nude", r"nude beach", r"strippers?", r"slut\w*", r"whores?",
+            r"(?:webcam|cam) (?:girls|models|strippers|shows)", r"(?:spicy|naughty|sexy) (?:pics|photos|pictures|videos|selfies)",
+            # Dating spam; plain "women near you" is a hiking-group invitation.
+            r"(?:(?:hot|lonely|horny|sexy) (?:girls|women|men)|wives|housewives|singles) (?:in your area|near you)",
             r"naked (?:photos|pics|pictures|selfies|videos|girls|women|men|bodies|campers|hikers|people|models|strangers|singles)",
             r"(?:videos?|photos?|pics|pictures|images) of naked", r"(?:hot|sexy|lonely|local) singles",
             r"(?:wanna|want to|come|will you|would you) sleep with me", r"(?:show|send) me (?:your|a (?:pic|photo) of your) body",
@@ -177,20 +193,25 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"strip (?:club|tease)", r"striptease", r"adult (?:content|videos?|entertainment|sites?)",
             r"sexting", r"booty call", r"orgasm\w*", r"fetish\w*",
         ),
-        LOW: (r"sexy", r"sensual", r"seductive", r"steamy", r"naughty", r"lingerie", r"flirt(?:y|ing)?", r"sultry", r"saucy", r"risqu[eé]", r"kinky", r"hot date"),
+        LOW: (
+            r"sexy", r"sensual", r"seductive", r"steamy", r"naughty", r"lingerie", r"flirt(?:y|ing)?", r"sultry",
+            r"saucy", r"risqu[eé]", r"kinky", r"hot date",
+        ),
     },
     "Violence": {
         HIGH: (  # threats, incitement, attack planning
             r"(?:i|we)(?:'ll|'m going to|'re going to|'m gonna|'re gonna| will| am going to| are going to| gonna| want to| would love to)"
             r" (?:find and )?(?:kill|shoot|stab|murder|hurt|strangle|burn|bomb|torture|beat up|hunt down) {person}",
             r"(?:i|we)(?:'ll|'m going to|'re going to|'m gonna|'re gonna| will| am going to| are going to| gonna) hunt {person} down",
-            r"(?:put|pump) (?:a )?bullets? (?:in|into|through)",
+            r"(?:put|pump) (?:a )?bullets? (?:in|into|through)", r"kill (?:every|each) (?:last|single) one",
+            r"coming (?:to|for) (?:you|your \w+) (?:\w+ ){0,2}?with (?:a|my) (?:gun|knife|bat|baseball bat|machete|rifle|shotgun|weapon)",
             r"(?:i|we) (?:want|hope|wish) (?:you|they|he|she) (?:to )?(?:die|dies|dead)",
             r"(?:let's|lets|we should|you should|everyone should|go) (?:go )?(?:attack|kill|shoot|stab|lynch|beat up|hurt|assault) {person}",
             r"we know where you live", r"(?:you|they) (?:will|'ll) pay (?:for this )?with (?:your|their) lives?",
             r"shoot(?:ing)? up (?:a|the|your|this|that|their) (?:school|office|store|shop|mall|church|mosque|synagogue|temple|concert|party|warehouse)",
             r"(?:bomb|blow up|burn down|torch|firebomb) (?:the|your|this|that|their|our|his|her) (?:[\w']+ )?"
-            r"(?:store|shop|office|building|school|house|home|church|mosque|synagogue|warehouse|car)",
+            r"(?:store|shop|mall|office|building|school|house|home|church|mosque|synagogue|temple|warehouse|car|station"
+            r"|airport|stadium|hospital|bank|hotel|restaurant|bar|club|campsite|event)",
             r"(?:plant|planting|set off|detonate) (?:a|the) (?:bomb|device|explosive)",
             r"how (?:to|do i|do you|can i|can you) (?:make|build) (?:a|an) (?:pipe |nail |car )?(?:bomb|explosive device|ied)",
             r"(?:deserves?|ought) to be (?:shot|killed|hanged|hung|beaten|stabbed|executed|lynched|murdered)",
@@ -210,6 +231,8 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"tortur(?:e|ed|es|ing) (?:{person}|(?:the )?(?:hostages|prisoners|victims|animals))",
             r"lynch(?:ed|ing)", r"lynch mob", r"massacre[ds]?",
             r"accidents (?:can |could |might |will )?happen to (?:people|you|those) who",
+            r"(?:and|or) see what happens to your (?:car|house|home|family|kids|store|shop)",
+            r"deserves? (?:a|to get a) (?:beating|bullet|slap|punch)",
             r"shame if something (?:bad )?(?:happened|were to happen) to (?:you|your)",
         ),
         LOW: (  # violent words that marketing also uses figuratively
@@ -235,7 +258,7 @@ _BENIGN_IDIOMS = (
     r"(?:don't|do not|never|no need to) (?:starve|kill|hurt|wear out|exhaust) yourself",
     r"cut yourself (?:some slack|a (?:slice|piece|break))",
     r"chinks? in (?:the|your|its|their) armou?r", r"spick? and span", r"(?:oilseed|oil seed) rape",
-    r"(?:food|gear|travel) porn",
+    r"(?:food|gear|travel) porn", r"(?:paint|wire|wax) strippers?",
 )
 
 

@@ -59,11 +59,13 @@ def _require_columns(outcomes: pd.DataFrame, columns: Sequence[str], role: str) 
 
 def _binary_outcome(outcomes: pd.DataFrame, column: str, analysed: np.ndarray) -> np.ndarray:
     """The metric column as floats, required to be 0/1 on the analysed rows."""
-    values = pd.to_numeric(outcomes[column], errors="coerce").to_numpy(dtype=float)
+    values = pd.to_numeric(outcomes[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     invalid = analysed & ~np.isin(values, (0.0, 1.0))
     if invalid.any():
         examples = outcomes.loc[invalid, column].head(3).tolist()
-        raise ValueError(f"metric column {column!r} must be 0/1 on every analysed row; got {examples}")
+        raise ValueError(
+            f"metric column {column!r} must be 0/1 on every analysed row; got {examples}"
+        )
     return values
 
 
@@ -73,13 +75,15 @@ def _covariate_matrix(outcomes: pd.DataFrame, columns: Sequence[str], analysed: 
     A filled-in customer sits at the covariate mean, so CUPED leaves their outcome unadjusted
     instead of dropping them (which would change n between the plain and CUPED estimates).
     """
-    matrix = outcomes[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    analysed_rows = matrix[analysed]
-    present = ~np.isnan(analysed_rows)
+    matrix = outcomes[list(columns)].to_numpy(dtype=float, na_value=np.nan)
+    missing = np.isnan(matrix)
+    if not missing.any():
+        return matrix
+    present = ~missing[analysed]
     counts = present.sum(axis=0)
-    sums = np.where(present, analysed_rows, 0.0).sum(axis=0)
+    sums = np.where(present, matrix[analysed], 0.0).sum(axis=0)
     column_means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-    return np.where(np.isnan(matrix), column_means, matrix)
+    return np.where(missing, column_means, matrix)
 
 
 def analyze_experiment(
@@ -136,7 +140,8 @@ def analyze_experiment(
     # Every (metric, treatment) comparison at once: (n_metrics, n_treatments) arrays.
     x_c = np.repeat(successes[:, [control_index]], len(treatment_indices), axis=1)
     n_c = np.full(x_c.shape, arm_sizes[control_index])
-    x_t, n_t = successes[:, treatment_indices], np.broadcast_to(arm_sizes[treatment_indices], x_c.shape)
+    x_t = successes[:, treatment_indices]
+    n_t = np.broadcast_to(arm_sizes[treatment_indices], x_c.shape)
     comparison = compare_proportions(x_c, n_c, x_t, n_t, alpha=alpha)
 
     cuped_columns = ("cuped_rel_lift", "cuped_rel_lift_ci_low", "cuped_rel_lift_ci_high")
@@ -153,9 +158,8 @@ def analyze_experiment(
             moments.select(treatment_indices),
             alpha=alpha,
         )
-        cuped["cuped_rel_lift"][row] = adjusted.rel_lift
-        cuped["cuped_rel_lift_ci_low"][row] = adjusted.rel_lift_ci_low
-        cuped["cuped_rel_lift_ci_high"][row] = adjusted.rel_lift_ci_high
+        for column in cuped_columns:
+            cuped[column][row] = getattr(adjusted, column.removeprefix("cuped_"))
 
     p_value_adjusted = holm_adjust(comparison.p_value.ravel()).reshape(x_c.shape)
     treatment_fields = {

@@ -4,7 +4,7 @@ For control rate p_c, treatment rate p_t = p_c (1 + lift), arm sizes n_c and n_t
 δ = p_t - p_c, the test rejects (upper tail) when the observed difference exceeds
 z_{1-α/2} · sd_0, and the observed difference is approximately N(δ, sd_1²), where
 
-    sd_0 = sqrt(p̄ (1 - p̄) (1/n_c + 1/n_t)),   p̄ = (n_c p_c + n_t p_t) / (n_c + n_t)  (pooled, null)
+    sd_0 = sqrt(p̄ (1 - p̄) (1/n_c + 1/n_t)),  p̄ = (n_c p_c + n_t p_t) / (n_c + n_t)   (null)
     sd_1 = sqrt(p_c (1 - p_c) / n_c + p_t (1 - p_t) / n_t)                          (alternative)
 
 so power = Φ((δ - z_{1-α/2} sd_0) / sd_1), and the design equation for power 1 - β is

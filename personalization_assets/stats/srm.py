@@ -86,6 +86,6 @@ def srm_test(
         chi2=float(statistic),
         p_value=float(pvalue),
         flagged=bool(pvalue < threshold),
-        expected={arm: float(e) for arm, e in zip(arms, expected)},
+        expected={arm: float(e) for arm, e in zip(arms, expected, strict=True)},
         observed={arm: int(counts.get(arm, 0)) for arm in arms},
     )

@@ -21,7 +21,10 @@ from .srm import srm_chi2
 
 
 def _binomial_arms(
-    rng: np.random.Generator, n_experiments: int, n_per_arm: int, control_rate: float,
+    rng: np.random.Generator,
+    n_experiments: int,
+    n_per_arm: int,
+    control_rate: float,
     treatment_rates: Sequence[float],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Success counts: control (n_experiments, 1) and treatments (n_experiments, n_treatments)."""
@@ -31,8 +34,12 @@ def _binomial_arms(
 
 
 def rejection_rate(
-    n_experiments: int, n_per_arm: int, control_rate: float, rel_lift: float = 0.0,
-    alpha: float = 0.05, seed: int = 0,
+    n_experiments: int,
+    n_per_arm: int,
+    control_rate: float,
+    rel_lift: float = 0.0,
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> float:
     """Share of simulated two-arm experiments whose p-value is below alpha.
 
@@ -40,42 +47,56 @@ def rejection_rate(
     otherwise it is the empirical power.
     """
     rng = np.random.default_rng(seed)
-    x_c, x_t = _binomial_arms(rng, n_experiments, n_per_arm, control_rate,
-                              [control_rate * (1.0 + rel_lift)])
+    x_c, x_t = _binomial_arms(
+        rng, n_experiments, n_per_arm, control_rate, [control_rate * (1.0 + rel_lift)]
+    )
     p_value = compare_proportions(x_c, n_per_arm, x_t, n_per_arm, alpha).p_value
     return float(np.mean(p_value < alpha))
 
 
 def holm_familywise_error_rate(
-    n_experiments: int, n_per_arm: int, control_rate: float, n_treatments: int = 3,
-    alpha: float = 0.05, seed: int = 0,
+    n_experiments: int,
+    n_per_arm: int,
+    control_rate: float,
+    n_treatments: int = 3,
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> float:
     """Share of simulated A/A/../A experiments with any Holm-adjusted rejection.
 
     All treatments share one control, as in the pipeline, so the p-values are correlated.
     """
     rng = np.random.default_rng(seed)
-    x_c, x_t = _binomial_arms(rng, n_experiments, n_per_arm, control_rate,
-                              [control_rate] * n_treatments)
+    x_c, x_t = _binomial_arms(
+        rng, n_experiments, n_per_arm, control_rate, [control_rate] * n_treatments
+    )
     p_value = compare_proportions(x_c, n_per_arm, x_t, n_per_arm, alpha).p_value
     return float(np.mean((holm_adjust(p_value, axis=1) < alpha).any(axis=1)))
 
 
 def relative_lift_ci_coverage(
-    n_experiments: int, n_per_arm: int, control_rate: float, rel_lift: float,
-    alpha: float = 0.05, seed: int = 0,
+    n_experiments: int,
+    n_per_arm: int,
+    control_rate: float,
+    rel_lift: float,
+    alpha: float = 0.05,
+    seed: int = 0,
 ) -> float:
     """Share of simulated experiments whose delta-method CI contains the true relative lift."""
     rng = np.random.default_rng(seed)
-    x_c, x_t = _binomial_arms(rng, n_experiments, n_per_arm, control_rate,
-                              [control_rate * (1.0 + rel_lift)])
+    x_c, x_t = _binomial_arms(
+        rng, n_experiments, n_per_arm, control_rate, [control_rate * (1.0 + rel_lift)]
+    )
     result = compare_proportions(x_c, n_per_arm, x_t, n_per_arm, alpha)
     covered = (result.rel_lift_ci_low <= rel_lift) & (rel_lift <= result.rel_lift_ci_high)
     return float(np.mean(covered))
 
 
 def srm_false_flag_rate(
-    n_experiments: int, n_customers: int, weights: Sequence[float], threshold: float = 0.001,
+    n_experiments: int,
+    n_customers: int,
+    weights: Sequence[float],
+    threshold: float = 0.001,
     seed: int = 0,
 ) -> float:
     """Share of correctly randomised simulated experiments that the SRM test flags."""
@@ -110,8 +131,13 @@ def _true_relative_lift_capped(a: float, b: float, rel_lift: float) -> float:
 
 
 def cuped_ci_validation(
-    n_experiments: int, n_per_arm: int, rel_lift: float, historical_rate_beta=(1.0, 4.0),
-    alpha: float = 0.05, seed: int = 0, max_rows_per_batch: int = 2_000_000,
+    n_experiments: int,
+    n_per_arm: int,
+    rel_lift: float,
+    historical_rate_beta=(1.0, 4.0),
+    alpha: float = 0.05,
+    seed: int = 0,
+    max_rows_per_batch: int = 2_000_000,
 ) -> CupedValidation:
     """Simulate customers whose outcome ~ Bernoulli(historical_rate × (1 + lift in treatment)).
 
@@ -133,7 +159,10 @@ def cuped_ci_validation(
         outcome = (rng.random(codes.size) < probability).astype(float)
 
         moments = group_moments(codes, np.column_stack([outcome, historical_rate]), 2 * batch)
-        control, treatment = moments.select(range(0, 2 * batch, 2)), moments.select(range(1, 2 * batch, 2))
+        control, treatment = (
+            moments.select(range(0, 2 * batch, 2)),
+            moments.select(range(1, 2 * batch, 2)),
+        )
         cuped = cuped_relative_lift(control, treatment, alpha)
         successes = np.rint(moments.mean[:, 0] * moments.n)
         plain = compare_proportions(successes[0::2], control.n, successes[1::2], treatment.n, alpha)

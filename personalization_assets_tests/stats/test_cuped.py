@@ -84,14 +84,18 @@ def test_adjusted_means_are_centred_on_the_pooled_covariate_mean(two_arm_custome
 
 
 def test_empty_arm_gives_nan():
-    moments = group_moments(np.zeros(10, dtype=int), np.column_stack([np.ones(10), np.arange(10.0)]), 2)
+    moments = group_moments(
+        np.zeros(10, dtype=int), np.column_stack([np.ones(10), np.arange(10.0)]), 2
+    )
     adjusted = cuped_relative_lift(moments.select([0]), moments.select([1]))
     assert np.isnan(adjusted.rel_lift[0]) and np.isnan(adjusted.rel_lift_ci_low[0])
 
 
 def test_cuped_narrows_the_ci_and_keeps_coverage_simulated():
     # outcome ~ Bernoulli(historical_rate), historical_rate ~ Beta(1, 4), +10% in treatment
-    result = cuped_ci_validation(2000, 1000, rel_lift=0.10, historical_rate_beta=(1.0, 4.0), seed=42)
+    result = cuped_ci_validation(
+        2000, 1000, rel_lift=0.10, historical_rate_beta=(1.0, 4.0), seed=42
+    )
     print(f"CUPED / unadjusted CI width, median: {result.median_width_ratio:.3f}")
     assert result.median_width_ratio < 0.95
     assert result.share_narrower > 0.95

@@ -38,7 +38,7 @@ def test_all_nan_and_empty_inputs():
 def test_each_row_of_a_2d_array_is_one_family():
     families = np.array([[0.01, 0.04, 0.03], [0.2, np.nan, 0.001], [0.5, 0.02, 0.9]])
     adjusted = holm_adjust(families, axis=1)
-    for row, family in zip(adjusted, families):
+    for row, family in zip(adjusted, families, strict=True):
         np.testing.assert_array_equal(row, holm_adjust(family))
     np.testing.assert_array_equal(holm_adjust(families.T, axis=0), adjusted.T)
 

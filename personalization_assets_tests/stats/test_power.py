@@ -55,9 +55,10 @@ def test_plan_with_two_equal_arms_and_no_correction_is_twice_the_per_arm_size():
     result = plan(0.2, 0.10, n_arms=2, n_comparisons=1)
     n = sample_size_per_arm(0.2, 0.10)
     assert abs(result.total_customers - 2 * n) <= 2
-    assert result.customers_per_arm == (result.total_customers // 2,) * 2 or max(
-        result.customers_per_arm
-    ) - n <= 1
+    assert (
+        result.customers_per_arm == (result.total_customers // 2,) * 2
+        or max(result.customers_per_arm) - n <= 1
+    )
 
 
 def test_plan_corrects_alpha_for_the_number_of_comparisons():

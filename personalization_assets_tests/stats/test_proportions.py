@@ -5,6 +5,7 @@ from statsmodels.stats import proportion as sm_proportion
 
 from personalization_assets.stats.proportions import (
     compare_proportions,
+    fisher_pvalue,
     min_expected_cell_count,
     needs_exact_test,
     two_proportion_pvalue,
@@ -33,9 +34,13 @@ def test_ztest_pvalue_equals_statsmodels_pooled_ztest(x_c, n_c, x_t, n_t):
 def test_delta_method_se_equals_statsmodels_log_ratio_variance_times_ratio(x_c, n_c, x_t, n_t):
     # Var(R) by the delta method is R² times the variance statsmodels uses for log(R).
     result = compare_proportions(x_c, n_c, x_t, n_t)
-    log_ratio = sm_proportion.test_proportions_2indep(x_t, n_t, x_c, n_c, compare="ratio", method="log")
+    log_ratio = sm_proportion.test_proportions_2indep(
+        x_t, n_t, x_c, n_c, compare="ratio", method="log"
+    )
     assert result.rel_lift == pytest.approx(log_ratio.ratio - 1.0, rel=1e-12)
-    assert result.rel_lift_se == pytest.approx(log_ratio.ratio * np.sqrt(log_ratio.variance), rel=1e-12)
+    assert result.rel_lift_se == pytest.approx(
+        log_ratio.ratio * np.sqrt(log_ratio.variance), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("x_c, n_c, x_t, n_t", LARGE_COUNT_CASES)
@@ -74,6 +79,17 @@ def test_small_counts_use_fisher_exact(x_c, n_c, x_t, n_t):
     assert exact and pvalue == pytest.approx(expected, rel=1e-12)
 
 
+def test_vectorized_fisher_equals_scipy_on_random_small_tables():
+    rng = np.random.default_rng(14)
+    n_c, n_t = rng.integers(1, 60, 300), rng.integers(1, 60, 300)
+    x_c, x_t = rng.integers(0, n_c + 1), rng.integers(0, n_t + 1)
+    expected = [
+        fisher_exact([[t, nt - t], [c, nc - c]]).pvalue
+        for c, nc, t, nt in zip(x_c, n_c, x_t, n_t, strict=True)
+    ]
+    np.testing.assert_allclose(fisher_pvalue(x_c, n_c, x_t, n_t), expected, rtol=1e-9)
+
+
 def test_min_expected_cell_count_is_smallest_row_total_times_smallest_column_total_over_n():
     # table rows (20, 25), success column 12 of 45: smallest cell 20 * 12 / 45
     assert min_expected_cell_count(5, 20, 7, 25) == pytest.approx(20 * 12 / 45)
@@ -97,7 +113,9 @@ def test_vectorized_call_equals_elementwise_calls_and_broadcasts():
 
 def test_empty_arms_and_zero_control_rate_give_nan_lift_and_pvalue():
     with np.errstate(all="raise"):  # must not even warn
-        result = compare_proportions([0, 10, 0, 0], [0, 100, 100, 100], [5, 0, 5, 0], [50, 0, 100, 100])
+        result = compare_proportions(
+            [0, 10, 0, 0], [0, 100, 100, 100], [5, 0, 5, 0], [50, 0, 100, 100]
+        )
     assert np.isnan(result.rel_lift).all()
     assert np.isnan(result.p_value).all()
     assert np.isnan(result.control_rate[0]) and np.isnan(result.treatment_rate[1])

@@ -10,12 +10,16 @@ EQUAL_WEIGHTS = {"control": 0.25, "urgent": 0.25, "informational": 0.25, "friend
 
 
 def test_clearly_unbalanced_split_is_flagged():
-    result = srm_test({"control": 5000, "urgent": 5400, "informational": 5000, "friendly": 5000}, EQUAL_WEIGHTS)
+    result = srm_test(
+        {"control": 5000, "urgent": 5400, "informational": 5000, "friendly": 5000}, EQUAL_WEIGHTS
+    )
     assert result.flagged and result.p_value < 0.001
 
 
 def test_balanced_split_is_not_flagged():
-    result = srm_test({"control": 5010, "urgent": 4990, "informational": 5030, "friendly": 4970}, EQUAL_WEIGHTS)
+    result = srm_test(
+        {"control": 5010, "urgent": 4990, "informational": 5030, "friendly": 4970}, EQUAL_WEIGHTS
+    )
     assert not result.flagged and result.p_value > 0.5
 
 
@@ -45,7 +49,9 @@ def test_configured_arm_without_customers_counts_as_zero():
 
 
 def test_customers_in_a_zero_weight_arm_are_a_certain_mismatch():
-    result = srm_test({"control": 500, "urgent": 500, "paused": 3}, {"control": 1, "urgent": 1, "paused": 0})
+    result = srm_test(
+        {"control": 500, "urgent": 500, "paused": 3}, {"control": 1, "urgent": 1, "paused": 0}
+    )
     assert math.isinf(result.chi2) and result.p_value == 0.0 and result.flagged
 
 

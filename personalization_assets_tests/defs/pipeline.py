@@ -1,0 +1,50 @@
+"""Materialize a campaign the way `cpo run` does, with `dagster.materialize`, in a given instance."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from personalization_assets.defs.content_assets import CONTENT_GROUP, SCHEMA
+from personalization_assets.defs.wave_assets import WAVE_GROUP
+
+
+def materialize_segments(defs: dg.Definitions, instance: dg.DagsterInstance, segments: Sequence[str]) -> dg.ExecuteInProcessResult:
+    """One run over a contiguous range of segment partitions (single-run backfill policy)."""
+    return dg.materialize(
+        [*defs.assets, *(defs.asset_checks or [])],
+        selection=dg.AssetSelection.groups(CONTENT_GROUP),
+        instance=instance,
+        resources=defs.resources,
+        tags={"dagster/asset_partition_range_start": segments[0], "dagster/asset_partition_range_end": segments[-1]},
+        raise_on_error=False,
+    )
+
+
+def materialize_wave(defs: dg.Definitions, instance: dg.DagsterInstance, wave: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [*defs.assets, *(defs.asset_checks or [])],
+        selection=dg.AssetSelection.groups(WAVE_GROUP),
+        instance=instance,
+        resources=defs.resources,
+        partition_key=wave,
+        raise_on_error=False,
+    )
+
+
+def read_table(warehouse, table: str, where: str = "TRUE") -> pd.DataFrame:
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        return connection.execute(f"SELECT * FROM {SCHEMA}.{table} WHERE {where}").df()
+
+
+def table_exists(warehouse, table: str) -> bool:
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        found = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [SCHEMA, table]
+        ).fetchone()
+    return bool(found and found[0])
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}

@@ -1,0 +1,77 @@
+"""The code location loads, and its graph, partitions, checks and schedule are what we ship."""
+
+import datetime as dt
+
+import dagster as dg
+
+from personalization_assets.definitions import CONTENT_JOB, WAVE_JOB, build_definitions
+from personalization_assets.segmentation import load_catalog
+
+CONTENT_ASSETS = {"content_index", "retrieved_content", "message_variants", "safety_verdicts"}
+WAVE_ASSETS = {
+    "customers",
+    "customer_segments",
+    "assignments",
+    "personalized_messages",
+    "engagement",
+    "experiment_results",
+    "experiment_report",
+    "rollout_recommendation",
+}
+
+
+def test_default_code_location_loads_and_validates():
+    from personalization_assets.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    assert keys == CONTENT_ASSETS | WAVE_ASSETS
+
+
+def test_graph_partitions_and_checks(campaign_folder):
+    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    graph = defs.resolve_asset_graph()
+    catalog = load_catalog(campaign_folder.data / "segments.yaml")
+
+    segment_partitions = graph.get(dg.AssetKey("message_variants")).partitions_def
+    assert segment_partitions.get_partition_keys() == catalog.ids
+    for key in ("retrieved_content", "message_variants", "safety_verdicts"):
+        node = graph.get(dg.AssetKey(key))
+        assert node.partitions_def == segment_partitions
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    assert graph.get(dg.AssetKey("content_index")).partitions_def is None
+    assert graph.get(dg.AssetKey("customers")).partitions_def is None
+    wave_partitions = graph.get(dg.AssetKey("assignments")).partitions_def
+    assert isinstance(wave_partitions, dg.WeeklyPartitionsDefinition)
+    assert wave_partitions.get_first_partition_key() == "2026-01-05"
+    for key in WAVE_ASSETS - {"customers"}:
+        assert graph.get(dg.AssetKey(key)).partitions_def == wave_partitions
+
+    assert set(graph.get(dg.AssetKey("assignments")).parent_keys) == {
+        dg.AssetKey("customer_segments"),
+        dg.AssetKey("message_variants"),
+        dg.AssetKey("safety_verdicts"),
+    }
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert checks == {
+        ("safety_verdicts", "safety_pass_rate"),
+        ("assignments", "sample_ratio_mismatch"),
+        ("experiment_results", "lift_threshold"),
+    }
+    safety_check = next(iter(defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("safety_verdicts"), "safety_pass_rate")).check_specs))
+    assert safety_check.blocking
+    assert {job.name for job in defs.resolve_all_job_defs()} >= {CONTENT_JOB, WAVE_JOB}
+
+
+def test_weekly_schedule_requests_the_current_wave(campaign_folder):
+    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    schedule = defs.resolve_schedule_def("weekly_campaign_wave")
+    assert schedule.job_name == WAVE_JOB
+    tick = dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.timezone.utc)  # a Monday
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        data = schedule.evaluate_tick(context)
+    requests = data.run_requests
+    assert len(requests) == 1
+    assert requests[0].partition_key == "2026-11-23"
+    assert schedule.cron_schedule == "0 0 * * 1"  # Mondays at midnight
