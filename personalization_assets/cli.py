@@ -173,7 +173,7 @@ def command_generate_data(args: argparse.Namespace) -> int:
 def command_ui(args: argparse.Namespace) -> int:
     """`dagster dev` on this project's workspace with the CLI's instance, on loopback."""
     prepare_instance_home()
-    command = ["dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     return subprocess.call(command, env={**os.environ, "CPO_HOME": str(cpo_home())})
 
 

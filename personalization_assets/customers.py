@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalization_assets.errors import DataContractError, offending_rows
+from personalization_assets.errors import DataContractError, offending_rows, read_csv_as_text
 
 TIERS = ("Gold", "Silver", "Bronze")
 OPTIONAL_TEXT_COLUMNS = ("first_name", "email")
@@ -63,12 +63,10 @@ def read_customers(path: Path | str) -> pd.DataFrame:
     if path.suffix.lower() == ".parquet":
         import duckdb  # DuckDB reads Parquet without pulling in pyarrow.
 
-        return duckdb.sql(f"SELECT * FROM read_parquet('{path.as_posix()}')").df()
-    try:
-        # Read everything as text first: type errors are then ours to report, row by row.
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise DataContractError(path, None, "the file must have a header row and at least one customer") from None
+        frame = duckdb.sql(f"SELECT * FROM read_parquet('{path.as_posix()}')").df()
+        frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+        return frame
+    return read_csv_as_text(path, row_name="customer")
 
 
 def validate_customers(raw: pd.DataFrame, source: Path | str) -> pd.DataFrame:
@@ -109,7 +107,7 @@ def _numeric(frame: pd.DataFrame, rule: NumericRule, source: Path | str) -> pd.S
     original = frame[rule.column]
     values = pd.to_numeric(original, errors="coerce")
     _reject(frame, original.isna(), source, rule.column, "must not be empty")
-    _reject(frame, values.isna(), source, rule.column, rule.describe())
+    _reject(frame, values.isna() | ~np.isfinite(values), source, rule.column, rule.describe())
     if rule.whole:
         _reject(frame, values != np.floor(values), source, rule.column, rule.describe())
     _reject(frame, (values < rule.low) | (values > rule.high), source, rule.column, rule.describe())

@@ -21,7 +21,7 @@ import pandas as pd
 
 from personalization_assets.assignment import unit_interval
 from personalization_assets.config import SimulationSettings
-from personalization_assets.errors import DataContractError, offending_rows
+from personalization_assets.errors import DataContractError, offending_rows, read_csv_as_text
 
 OUTCOMES = ("opened", "clicked", "converted")
 ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, "source")
@@ -32,10 +32,7 @@ SOURCE_SIMULATED = "simulated"
 def import_engagement(path: Path, sent: pd.DataFrame, wave: str) -> tuple[pd.DataFrame, int]:
     """Validate an ESP export against this wave's sends; returns the engagement and how many sent
     customers were missing from the file (counted as no engagement)."""
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise DataContractError(path, None, "must have a header row customer_id,opened,clicked,converted") from None
+    raw = read_csv_as_text(path)
     missing_columns = [c for c in ("customer_id", *OUTCOMES) if c not in raw.columns]
     if missing_columns:
         raise DataContractError(path, missing_columns[0], f"required column missing (found: {list(raw.columns)})")

@@ -52,8 +52,20 @@ class DataContractError(ValueError):
         super().__init__(message)
 
 
+def read_csv_as_text(path: Path | str, row_name: str = "data row") -> pd.DataFrame:
+    """A CSV file as text, indexed by each row's line number in the file (header = line 1).
+
+    Everything stays text so type errors are ours to report; blank lines are dropped only after
+    numbering, so a quoted line number is the one the user's editor shows.
+    """
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise DataContractError(path, None, f"the file must have a header row and at least one {row_name}") from None
+    frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
+    return frame.dropna(how="all")
+
+
 def offending_rows(frame: pd.DataFrame, mask: pd.Series, columns: Sequence[str]) -> pd.DataFrame:
-    """The rows a rule rejects, with a 1-based line number as it appears in a CSV file with a header."""
-    rows = frame.loc[mask, [c for c in columns if c in frame.columns]].head(EXAMPLE_ROWS).copy()
-    rows.index = pd.Index(rows.index + 2, name="line")
-    return rows
+    """The first rows a rule rejects, labelled by the frame's index (CSV line numbers)."""
+    return frame.loc[mask, [c for c in columns if c in frame.columns]].head(EXAMPLE_ROWS)
