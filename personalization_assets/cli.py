@@ -162,6 +162,26 @@ def command_backfill(args: argparse.Namespace) -> int:
     return session.run_wave(session.wave_for(args.wave))
 
 
+def command_plan(args: argparse.Namespace) -> int:
+    """Customers needed for the configured minimum lift, and the MDE of each scope at hand."""
+    import pandas as pd
+
+    from personalization_assets.customers import load_customers
+    from personalization_assets.planning import base_rate_for, plan_campaign
+    from personalization_assets.segmentation import assign_segments, load_catalog
+
+    config = load_campaign(args.campaign or default_campaign_path())
+    customers = load_customers(config.customers_path)
+    segments = assign_segments(customers, load_catalog(config.segments_path))
+    sizes = pd.concat([pd.Series({"overall": len(customers)}), segments.value_counts(sort=False)])
+    base_rate = args.base_rate if args.base_rate is not None else base_rate_for(config, customers)
+    result = plan_campaign(config, sizes, base_rate=base_rate, power=args.power, min_lift=args.min_lift)
+    print("\n".join(result.lines()))
+    table = result.scopes.assign(mde=result.scopes["mde"].map(lambda v: "n/a" if v != v else f"{v:.1%}"))
+    print(table.to_string(index=False))
+    return EXIT_OK
+
+
 def command_generate_data(args: argparse.Namespace) -> int:
     from personalization_assets.sample_data import write_sample_data
 
@@ -199,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
     backfill.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
     backfill.set_defaults(handler=command_backfill)
+
+    plan = sub.add_parser("plan", help="how many customers the campaign needs, and the MDE of each segment")
+    plan.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
+    plan.add_argument("--base-rate", type=float, help="control rate of the primary metric (default: customers' historical mean)")
+    plan.add_argument("--min-lift", type=float, help="relative lift to detect (default: the campaign's minimum_lift)")
+    plan.add_argument("--power", type=float, default=0.8)
+    plan.set_defaults(handler=command_plan)
 
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) with the CLI's instance")
     ui.add_argument("--host", default="127.0.0.1")

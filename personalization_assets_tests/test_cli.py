@@ -50,3 +50,26 @@ def test_cpo_generate_data(tmp_path, capsys):
     assert (tmp_path / "d" / "campaign.yaml").is_file() and (tmp_path / "d" / "segments.yaml").is_file()
     assert len(list((tmp_path / "d" / "content").glob("*.json"))) >= 30
     assert TEST_CUSTOMERS != 300  # the fixture's campaign is untouched by this command
+
+
+def test_cpo_plan_answers_how_many_customers(campaign_folder, capsys):
+    assert cli.main(["plan", "--campaign", str(campaign_folder.campaign)]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "customers needed per analysed scope:" in out
+    assert "over 9 comparisons" in out  # 3 tones x 3 metrics, the Holm family of a results table
+    assert "overall" in out and "core_customers" in out
+
+
+def test_plan_is_consistent_with_the_mde_it_reports():
+    from personalization_assets.config import load_campaign
+    from personalization_assets.config import PROJECT_ROOT
+    from personalization_assets.planning import plan_campaign
+
+    config = load_campaign(PROJECT_ROOT / "data" / "campaign.yaml")
+    first = plan_campaign(config, pd.Series({"overall": 1000}), base_rate=0.25)
+    needed = first.requirement.total_customers
+    # At exactly the planned size, the detectable lift is the configured minimum lift.
+    at_plan = plan_campaign(config, pd.Series({"overall": needed}), base_rate=0.25)
+    assert abs(at_plan.scopes["mde"].iloc[0] - config.minimum_lift) < 0.005
+    assert bool(at_plan.scopes["enough"].iloc[0]) and not bool(first.scopes["enough"].iloc[0])
+    assert first.scopes["mde"].iloc[0] > config.minimum_lift
