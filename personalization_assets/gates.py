@@ -34,11 +34,12 @@ class SafetyGate:
 
 
 def evaluate_safety_gate(verdicts: pd.DataFrame, threshold: float) -> SafetyGate:
-    """Share of distinct variants approved; the shared control message counts once."""
-    distinct = verdicts.drop_duplicates("variant_id")
-    n_variants = len(distinct)
-    approved = int(distinct["decision"].eq("approved").sum())
-    blocked = tuple(sorted(distinct.loc[~distinct["decision"].eq("approved"), "variant_id"].astype(str)))
+    """Share of distinct variants approved; the shared control message counts once, and counts as
+    approved only if every segment's screening of it approved it (fail closed)."""
+    approved_everywhere = verdicts["decision"].eq("approved").groupby(verdicts["variant_id"].astype(str)).all()
+    n_variants = len(approved_everywhere)
+    approved = int(approved_everywhere.sum())
+    blocked = tuple(sorted(approved_everywhere.index[~approved_everywhere.to_numpy()]))
     pass_rate = approved / n_variants if n_variants else 0.0
     return SafetyGate(
         passed=n_variants > 0 and pass_rate >= threshold,

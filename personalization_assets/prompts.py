@@ -9,7 +9,9 @@ of exactly what an LLM would receive.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +22,14 @@ import yaml
 from personalization_assets.errors import ConfigError
 
 MERGE_FIELDS = ("first_name", "email")
+# Text in a document that addresses a model rather than a reader: prompt injection. It stays inert
+# data inside <documents> for an LLM, and the embedded generator never quotes it.
+INSTRUCTION_LIKE = re.compile(
+    r"\b(ignore|disregard|forget|override)\b[^.]{0,60}\b(instructions?|rules|prompts?|guidelines)\b"
+    r"|\bsystem prompt\b|\byou are (now )?(an?|the) (ai|assistant|model|chatbot|language model)\b"
+    r"|\bnew instructions?\b|\b(respond|reply|answer|output) only with\b|\bas an ai\b",
+    re.IGNORECASE,
+)
 FRONT_MATTER_DELIMITER = "---"
 
 
@@ -33,6 +43,8 @@ class ToneSpec:
     openers: tuple[str, ...]
     cta: str
     closing: str
+    structure: str = "plain"  # how the embedded generator lays the email out (generation.LAYOUTS)
+    bridges: tuple[str, ...] = ()  # optional second sentence after the opener
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,8 @@ def _load_tone(path: Path) -> ToneSpec:
         openers=tuple(str(o) for o in openers),
         cta=str(meta["cta"]),
         closing=str(meta.get("closing", "")),
+        structure=str(meta.get("structure", "plain")),
+        bridges=tuple(str(b) for b in meta.get("bridges") or ()),
     )
 
 
@@ -103,14 +117,19 @@ def load_prompts(directory: Path | str, tones: Sequence[str]) -> PromptLibrary:
     )
 
 
+def looks_like_instruction(text: str) -> bool:
+    return INSTRUCTION_LIKE.search(text) is not None
+
+
 def format_documents(documents: Sequence[PromptDocument]) -> str:
     """Documents as delimited, escaped data: a document cannot close its own tag and speak as us."""
     blocks = []
     for doc in documents:
-        content = doc.content.replace("<", "&lt;").replace(">", "&gt;")
-        blocks.append(
-            f'<document id="{doc.document_id}" title="{doc.title}" url="{doc.source_url}">\n{content}\n</document>'
+        attributes = " ".join(
+            f'{name}="{html.escape(value, quote=True)}"'
+            for name, value in (("id", doc.document_id), ("title", doc.title), ("url", doc.source_url))
         )
+        blocks.append(f"<document {attributes}>\n{html.escape(doc.content, quote=False)}\n</document>")
     return "\n".join(blocks)
 
 

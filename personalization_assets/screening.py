@@ -2,7 +2,7 @@
 
 The service part is injected (`analyze`), so the embedded classifier and Azure AI Content Safety
 share this one decision path. Subject and body are screened separately and together; the highest
-severity per category counts. Any failure of the service blocks the variant: fail closed.
+severity per category counts. The quality rules (`validation`) are part of every verdict. Any failure of the service blocks the variant: fail closed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from personalization_assets.retrieval import retrieval_purpose
-from personalization_assets.safety import CATEGORIES, SafetyPolicy, decide, find_compliance_hits
+from personalization_assets.safety import CATEGORIES, SafetyPolicy, decide
+from personalization_assets.validation import quality_failures, sources_from
+from personalization_assets.variants import prompt_documents
 
 VERDICT_COLUMNS = (
     "segment",
@@ -74,6 +76,8 @@ def screen_variants(
     analyze: Callable[[list[str]], list[TextAnalysis]],
     policy: SafetyPolicy,
     backend: str,
+    body_min: int,
+    body_max: int,
 ) -> pd.DataFrame:
     """One verdict row per variant. `analyze` takes a batch of texts and returns one analysis each."""
     texts = [t for row in variants.itertuples() for t in texts_to_screen(row.subject, row.body)]
@@ -84,22 +88,21 @@ def screen_variants(
     except Exception as exc:  # fail closed: a broken service blocks everything it should have screened
         analyses = [TextAnalysis(None, error=f"{type(exc).__name__}: {exc}")] * len(texts)
 
-    documents = corpus.set_index("document_id")
     rows = []
     for position, variant in enumerate(variants.itertuples()):
         service = combine(analyses[3 * position : 3 * position + 3])
         retrieved_here = retrieved[(retrieved["segment"] == variant.segment) & (retrieved["purpose"] == retrieval_purpose(variant.arm))]
         citations = [c for c in str(variant.citations).split(",") if c]
-        cited_known = [c for c in citations if c in documents.index]
         # A backend refusal (e.g. a content filter) is a verdict in itself: the variant is blocked.
         rule_hits = ["generation_refused"] if variant.refusal else []
-        rule_hits += find_compliance_hits(
+        rule_hits += quality_failures(
             variant.subject,
             variant.body,
-            approved_urls=set(documents.loc[cited_known, "source_url"]),
-            citations=citations,
-            retrieved_ids=set(retrieved_here["document_id"]),
-            source_text="\n".join(documents.loc[cited_known, "content"]),
+            variant.cta,
+            citations,
+            retrieved=sources_from(prompt_documents(retrieved_here, corpus)),
+            body_min=body_min,
+            body_max=body_max,
         )
         decision = decide(
             service.severities,

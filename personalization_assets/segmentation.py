@@ -118,7 +118,8 @@ def parse_catalog(raw: Any, path: Path) -> SegmentCatalog:
             raise ConfigError(path, f"{where}: id {segment_id!r} must match {SEGMENT_ID_PATTERN.pattern} (it is a partition key)")
         where = f"segment '{segment_id}'"
         for key in ("name", "description", "audiences"):
-            if not entry.get(key):
+            value = entry.get(key)
+            if not value or (isinstance(value, str) and not value.strip()):
                 raise ConfigError(path, f"{where}: missing '{key}'")
         rule = entry.get("rule")
         if rule == CATCH_ALL:

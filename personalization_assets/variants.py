@@ -7,7 +7,9 @@ generation costs segments x tones + 1 calls.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -16,6 +18,7 @@ from personalization_assets.generation import GeneratedVariant, VariantRequest
 from personalization_assets.prompts import PromptDocument, PromptLibrary, ToneSpec, prompt_sha256, render_messages
 from personalization_assets.retrieval import PURPOSE_CONTROL, PURPOSE_SEGMENT
 from personalization_assets.segmentation import SegmentCatalog
+from personalization_assets.validation import describe, quality_failures, sources_from
 
 CONTROL_VARIANT_ID = "control"
 GENERIC_SEGMENT_NAME = "All customers"
@@ -36,6 +39,8 @@ VARIANT_COLUMNS = (
     "output_tokens",
     "cost_usd",
     "refusal",
+    "validation_failures",
+    "repair_attempts",
 )
 
 
@@ -43,7 +48,7 @@ def variant_id(segment: str, arm: str) -> str:
     return CONTROL_VARIANT_ID if arm == CONTROL_ARM else f"{segment}:{arm}"
 
 
-def _documents(retrieved: pd.DataFrame, corpus: pd.DataFrame) -> tuple[PromptDocument, ...]:
+def prompt_documents(retrieved: pd.DataFrame, corpus: pd.DataFrame) -> tuple[PromptDocument, ...]:
     rows = retrieved.sort_values("rank").merge(corpus[["document_id", "content"]], on="document_id", how="left")
     return tuple(
         PromptDocument(r.document_id, r.title, r.content, r.source_url) for r in rows.itertuples(index=False)
@@ -100,8 +105,8 @@ def plan_requests(
     for segment_id in segments:
         segment = catalog.get(segment_id)
         here = retrieved[retrieved["segment"] == segment_id]
-        control_docs = _documents(here[here["purpose"] == PURPOSE_CONTROL], corpus)
-        segment_docs = _documents(here[here["purpose"] == PURPOSE_SEGMENT], corpus)
+        control_docs = prompt_documents(here[here["purpose"] == PURPOSE_CONTROL], corpus)
+        segment_docs = prompt_documents(here[here["purpose"] == PURPOSE_SEGMENT], corpus)
         requests.append(
             _request(config, prompts, segment=segment_id, arm=CONTROL_ARM, tone=prompts.control,
                      name=GENERIC_SEGMENT_NAME, description=GENERIC_SEGMENT_DESCRIPTION, documents=control_docs)
@@ -116,7 +121,7 @@ def plan_requests(
     return requests
 
 
-def variants_table(requests: Sequence[VariantRequest], generated: Sequence[GeneratedVariant]) -> pd.DataFrame:
+def variants_table(requests: Sequence[VariantRequest], outcome: GenerationOutcome) -> pd.DataFrame:
     rows = [
         {
             "segment": request.segment_id,
@@ -134,7 +139,70 @@ def variants_table(requests: Sequence[VariantRequest], generated: Sequence[Gener
             "output_tokens": int(result.output_tokens),
             "cost_usd": float(result.cost_usd),
             "refusal": result.refusal or "",
+            "validation_failures": ",".join(failures),
+            "repair_attempts": attempts,
         }
-        for request, result in zip(requests, generated, strict=True)
+        for request, result, failures, attempts in zip(
+            requests, outcome.results, outcome.failures, outcome.repair_attempts, strict=True
+        )
     ]
     return pd.DataFrame(rows, columns=list(VARIANT_COLUMNS))
+
+
+REPAIR_INSTRUCTION = (
+    "Your previous answer broke these rules:\n{failures}\n"
+    "Rewrite the email so that it follows every rule, using only the documents above. "
+    "Answer with the JSON object only."
+)
+
+
+def _failures(request: VariantRequest, result: GeneratedVariant) -> list[str]:
+    if result.refusal:
+        return []  # a refusal is blocked as such; there is nothing to validate
+    return quality_failures(
+        result.subject,
+        result.body,
+        result.cta,
+        list(result.citations),
+        retrieved=sources_from(request.documents),
+        body_min=request.body_min_chars,
+        body_max=request.body_max_chars,
+    )
+
+
+def repair_request(request: VariantRequest, result: GeneratedVariant, failures: Sequence[str]) -> VariantRequest:
+    """The same conversation, plus the failed answer and the rules it broke."""
+    sources = [f"{d.title}\n{d.content}" for d in request.documents]
+    previous = json.dumps(
+        {"subject": result.subject, "body": result.body, "cta": result.cta, "citations": list(result.citations)}
+    )
+    feedback = REPAIR_INSTRUCTION.format(failures="\n".join(f"- {line}" for line in describe(failures, result.subject, result.body, sources)))
+    messages = (*request.messages, {"role": "assistant", "content": previous}, {"role": "user", "content": feedback})
+    return replace(request, messages=messages, prompt_sha256=prompt_sha256(messages))
+
+
+@dataclass(frozen=True)
+class GenerationOutcome:
+    results: list[GeneratedVariant]
+    failures: list[list[str]]  # after the last attempt
+    repair_attempts: list[int]
+
+
+def generate_with_repair(
+    generate: Callable[[Sequence[VariantRequest]], list[GeneratedVariant]],
+    requests: Sequence[VariantRequest],
+    *,
+    repairable: bool,
+) -> GenerationOutcome:
+    """Generate, validate, and give each failing variant one repair attempt with its failures fed
+    back. A deterministic backend (the embedded template) would answer the same again, so it is
+    not asked twice; whatever still fails is blocked at screening with these reasons."""
+    results = list(generate(requests))
+    failures = [_failures(q, r) for q, r in zip(requests, results, strict=True)]
+    attempts = [0] * len(requests)
+    retry = [i for i, f in enumerate(failures) if f and repairable] if repairable else []
+    if retry:
+        repaired = generate([repair_request(requests[i], results[i], failures[i]) for i in retry])
+        for i, result in zip(retry, repaired, strict=True):
+            results[i], failures[i], attempts[i] = result, _failures(requests[i], result), 1
+    return GenerationOutcome(results, failures, attempts)

@@ -9,7 +9,6 @@ cached frames are returned as copies so a test cannot leak changes into another.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import pandas as pd
 
@@ -123,12 +122,6 @@ def sent_customers(assignments: pd.DataFrame, customer_segments_frame: pd.DataFr
     )
 
 
-def copy_tree_file(source: Path, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(source.read_bytes())
-    return target
-
-
 __all__ = [
     "CAMPAIGN_PATH",
     "CONTENT_DIR",
@@ -139,7 +132,6 @@ __all__ = [
     "SEGMENTS_PATH",
     "campaign",
     "catalog",
-    "copy_tree_file",
     "corpus",
     "customer_segments",
     "prompt_library",

@@ -273,35 +273,25 @@ def test_only_the_first_examples_are_quoted_but_all_are_counted(tmp_path):
     assert "(18 offending rows)" in str(error)
 
 
-# --- bugs found --------------------------------------------------------------------------------------
+# --- non-finite numbers and blank lines -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG customers._numeric: 'inf' in a whole-number column passes every rule (inf == floor(inf), "
-    "inf is not > inf) and then .astype('int64') raises pandas IntCastingNaNError instead of a DataContractError",
-)
-def test_infinite_purchase_frequency_is_a_contract_error(tmp_path):
-    path = write_csv(tmp_path / "pf_inf.csv", with_cell("purchase_frequency", "inf"))
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity"])
+def test_non_finite_whole_number_is_a_contract_error(tmp_path, value):
+    path = write_csv(tmp_path / "pf_inf.csv", with_cell("purchase_frequency", value))
     error = load_error(path)
-    assert error.column == "purchase_frequency"
+    assert_names(error, path, "purchase_frequency", "must be a whole number >= 0")
+    assert_quotes(error, BROKEN_LINE, BROKEN_ID)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG customers._numeric: a non-finite 'inf' avg_order_value is accepted as a valid number >= 0",
-)
-def test_infinite_order_value_is_rejected(tmp_path):
-    path = write_csv(tmp_path / "aov_inf.csv", with_cell("avg_order_value", "inf"))
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_non_finite_order_value_is_rejected(tmp_path, value):
+    path = write_csv(tmp_path / "aov_inf.csv", with_cell("avg_order_value", value))
     error = load_error(path)
-    assert error.column == "avg_order_value"
+    assert_names(error, path, "avg_order_value", "must be a number >= 0")
+    assert_quotes(error, BROKEN_LINE, BROKEN_ID)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG errors.offending_rows/customers.read_customers: pandas skips blank lines, so after a blank line "
-    "the quoted 'line' numbers are too small (frame index + 2 is not the CSV line number)",
-)
 def test_line_numbers_survive_a_blank_line(tmp_path):
     rows = [list(row) for row in ROWS]
     rows[5][HEADER.index("customer_id")] = BROKEN_ID
@@ -312,3 +302,11 @@ def test_line_numbers_survive_a_blank_line(tmp_path):
     error = load_error(path)
     assert_quotes(error, 5, BROKEN_ID)
     assert_quotes(error, 8, BROKEN_ID)
+
+
+def test_blank_lines_are_not_customers(tmp_path):
+    path = tmp_path / "blank_lines.csv"
+    path.write_text("\n".join([",".join(HEADER), ",".join(ROWS[0]), "", ",".join(ROWS[1]), "", ""]) + "\n")
+    frame = load_customers(path)
+    assert list(frame["customer_id"]) == [ROWS[0][0], ROWS[1][0]]
+    assert frame.index.equals(pd.RangeIndex(2))

@@ -18,7 +18,6 @@ from personalization_assets.segmentation import (
     assign_segments,
     check_rules_against_columns,
     load_catalog,
-    parse_catalog,
     segment_sizes,
 )
 from personalization_assets_tests.pure_fixtures import CUSTOMERS_CSV, SEGMENTS_PATH
@@ -133,11 +132,6 @@ def test_missing_key(tmp_path, key):
     assert f"segment 'young': missing '{key}'" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG segmentation.parse_catalog: a whitespace-only description passes the `not entry.get(key)` check "
-    "and is normalised to '' (the prompt then describes the segment with an empty string)",
-)
 def test_blank_description(tmp_path):
     message = catalog_error(tmp_path, [segment("young", {"age": {"<": 30}}, description="  "), segment("rest", "all")])
     assert "missing 'description'" in message

@@ -15,7 +15,7 @@ from personalization_assets.gates import evaluate_safety_gate
 from personalization_assets.retrieval import retrieve_for_segments, segment_query
 from personalization_assets.safety import SafetyPolicy
 from personalization_assets.screening import screen_variants
-from personalization_assets.variants import plan_requests, variants_table
+from personalization_assets.variants import generate_with_repair, plan_requests, variants_table
 
 CONTENT_GROUP = "content"
 SCHEMA = "personalization"
@@ -79,7 +79,8 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
         requests = plan_requests(
             campaign.config, campaign.catalog, campaign.prompts, context.partition_keys, retrieved_content, content_index
         )
-        frame = variants_table(requests, generator.generate(requests))
+        outcome = generate_with_repair(generator.generate, requests, repairable=generator.repairable)
+        frame = variants_table(requests, outcome)
         context.add_output_metadata(
             _segment_metadata(
                 frame,
@@ -88,6 +89,8 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
                 output_tokens=int(frame["output_tokens"].sum()),
                 cost_usd=float(frame["cost_usd"].sum()),
                 refusals=int((frame["refusal"] != "").sum()),
+                repair_attempts=int(frame["repair_attempts"].sum()),
+                failing_validation=int((frame["validation_failures"] != "").sum()),
             )
         )
         return frame
@@ -113,6 +116,8 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
             analyze=lambda texts: safety.analyze(texts, dict(settings.blocklists)),
             policy=policy,
             backend=safety.backend,
+            body_min=campaign.config.body_min_chars,
+            body_max=campaign.config.body_max_chars,
         )
         blocked = frame[frame["decision"] != "approved"]
         context.add_output_metadata(

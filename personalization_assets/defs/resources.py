@@ -43,6 +43,11 @@ class CampaignResource(dg.ConfigurableResource):
 class GeneratorResource(dg.ConfigurableResource, ABC):
     """Writes message variants. Implementations must label output with backend and model."""
 
+    @property
+    def repairable(self) -> bool:
+        """Whether asking again with the validation failures can give a different answer."""
+        return True
+
     @abstractmethod
     def generate(self, requests: Sequence[VariantRequest]) -> list[GeneratedVariant]:
         """One result per request, in order; failures come back as refusals, not exceptions."""
@@ -50,6 +55,10 @@ class GeneratorResource(dg.ConfigurableResource, ABC):
 
 class LocalTemplateGenerator(GeneratorResource):
     """The embedded, offline, deterministic template composer."""
+
+    @property
+    def repairable(self) -> bool:
+        return False  # deterministic: the same request always composes the same email
 
     def generate(self, requests: Sequence[VariantRequest]) -> list[GeneratedVariant]:
         return [compose_local(request) for request in requests]
