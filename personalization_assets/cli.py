@@ -29,6 +29,7 @@ from personalization_assets.errors import ConfigError, DataContractError
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_SAFETY_GATE = 2
+EXIT_AUDIT_BROKEN = 3
 EXIT_USAGE = 64
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
@@ -182,6 +183,23 @@ def command_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_audit(args: argparse.Namespace) -> int:
+    from personalization_assets.audit import AuditLog, explain
+    from personalization_assets.config import audit_dir
+
+    log = AuditLog(args.audit_dir or audit_dir())
+    if args.audit_command == "verify":
+        checked, problem = log.verify()
+        if problem:
+            print(f"audit trail BROKEN at {problem} ({log.chain_path})")
+            return EXIT_AUDIT_BROKEN
+        print(f"audit trail intact: {checked} records verified, every sealed decision file included ({log.chain_path})")
+        return EXIT_OK
+    wave = wave_key_for(dt.date.fromisoformat(args.wave), dt.date.min) if args.wave else None
+    print(explain(log, args.customer_id, wave))
+    return EXIT_OK
+
+
 def command_generate_data(args: argparse.Namespace) -> int:
     from personalization_assets.sample_data import write_sample_data
 
@@ -226,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--min-lift", type=float, help="relative lift to detect (default: the campaign's minimum_lift)")
     plan.add_argument("--power", type=float, default=0.8)
     plan.set_defaults(handler=command_plan)
+
+    audit = sub.add_parser("audit", help="verify the audit trail, or explain what a customer was (not) sent and why")
+    audit.add_argument("--audit-dir", help="audit folder (default: $CPO_HOME/audit)")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the hash chain and every sealed decision; report the first broken record")
+    explain_parser = audit_sub.add_parser("explain", help="why a customer got (or did not get) which message")
+    explain_parser.add_argument("customer_id")
+    explain_parser.add_argument("--wave", help="any date in the wave's week, YYYY-MM-DD (default: every wave)")
+    audit.set_defaults(handler=command_audit)
 
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) with the CLI's instance")
     ui.add_argument("--host", default="127.0.0.1")

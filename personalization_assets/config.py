@@ -239,3 +239,7 @@ def reports_dir(home: Path | None = None) -> Path:
 
 def dagster_home(home: Path | None = None) -> Path:
     return (home or cpo_home()) / "dagster"
+
+
+def audit_dir(home: Path | None = None) -> Path:
+    return (home or cpo_home()) / "audit"

@@ -14,9 +14,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from dagster_duckdb_pandas import DuckDBPandasIOManager
 
-from personalization_assets.config import default_campaign_path, load_campaign, warehouse_path
+from personalization_assets.config import audit_dir, default_campaign_path, load_campaign, warehouse_path
 from personalization_assets.defs.content_assets import CONTENT_GROUP, SCHEMA, build_content_assets
-from personalization_assets.defs.resources import CampaignResource, LocalBM25Search, LocalSafety, LocalTemplateGenerator
+from personalization_assets.defs.resources import AuditResource, CampaignResource, LocalBM25Search, LocalSafety, LocalTemplateGenerator
 from personalization_assets.defs.wave_assets import WAVE_GROUP, build_wave_assets
 from personalization_assets.segmentation import load_catalog
 
@@ -54,6 +54,7 @@ def build_definitions(campaign_path: Path | str, *, warehouse: Path | None = Non
         schedules=[dg.build_schedule_from_partitioned_job(wave_job, name="weekly_campaign_wave")],
         resources={
             "campaign": CampaignResource(campaign_path=str(campaign_path)),
+            "audit": AuditResource(directory=str(audit_dir())),
             "generator": LocalTemplateGenerator(),
             "search": LocalBM25Search(),
             "safety": LocalSafety(),

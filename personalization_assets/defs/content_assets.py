@@ -10,7 +10,8 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from personalization_assets.content import load_corpus
-from personalization_assets.defs.resources import CampaignResource, GeneratorResource, SafetyResource, SearchResource
+from personalization_assets.audit import variant_records, verdict_records
+from personalization_assets.defs.resources import AuditResource, CampaignResource, GeneratorResource, SafetyResource, SearchResource
 from personalization_assets.gates import evaluate_safety_gate
 from personalization_assets.retrieval import retrieve_for_segments, segment_query
 from personalization_assets.safety import SafetyPolicy
@@ -72,6 +73,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
         context: dg.AssetExecutionContext,
         campaign: CampaignResource,
         generator: GeneratorResource,
+        audit: AuditResource,
         retrieved_content: pd.DataFrame,
         content_index: pd.DataFrame,
     ) -> pd.DataFrame:
@@ -81,6 +83,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
         )
         outcome = generate_with_repair(generator.generate, requests, repairable=generator.repairable)
         frame = variants_table(requests, outcome)
+        audit.log().append(variant_records(frame, context.run_id))
         context.add_output_metadata(
             _segment_metadata(
                 frame,
@@ -100,6 +103,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
         context: dg.AssetExecutionContext,
         campaign: CampaignResource,
         safety: SafetyResource,
+        audit: AuditResource,
         message_variants: pd.DataFrame,
         retrieved_content: pd.DataFrame,
         content_index: pd.DataFrame,
@@ -119,6 +123,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
             body_min=campaign.config.body_min_chars,
             body_max=campaign.config.body_max_chars,
         )
+        audit.log().append(verdict_records(frame, context.run_id))
         blocked = frame[frame["decision"] != "approved"]
         context.add_output_metadata(
             _segment_metadata(

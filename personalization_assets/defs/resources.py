@@ -13,6 +13,7 @@ from functools import cached_property
 import dagster as dg
 import pandas as pd
 
+from personalization_assets.audit import AuditLog
 from personalization_assets.config import CampaignConfig, load_campaign
 from personalization_assets.generation import GeneratedVariant, VariantRequest, compose_local
 from personalization_assets.prompts import PromptLibrary, load_prompts
@@ -38,6 +39,15 @@ class CampaignResource(dg.ConfigurableResource):
     @cached_property
     def prompts(self) -> PromptLibrary:
         return load_prompts(self.config.prompts_dir, self.config.tones)
+
+
+class AuditResource(dg.ConfigurableResource):
+    """Where the append-only audit trail lives (default `$CPO_HOME/audit`)."""
+
+    directory: str
+
+    def log(self) -> AuditLog:
+        return AuditLog(self.directory)
 
 
 class GeneratorResource(dg.ConfigurableResource, ABC):

@@ -13,7 +13,7 @@ from personalization_assets.assignment import build_assignments
 from personalization_assets.config import reports_dir
 from personalization_assets.customers import TIERS, load_customers
 from personalization_assets.defs.content_assets import ALL_SEGMENTS
-from personalization_assets.defs.resources import CampaignResource
+from personalization_assets.defs.resources import AuditResource, CampaignResource
 from personalization_assets.engagement import SOURCE_SIMULATED, import_engagement, simulate_engagement
 from personalization_assets.gates import evaluate_safety_gate, rollout_recommendations
 from personalization_assets.rendering import render_messages
@@ -70,6 +70,7 @@ def build_wave_assets(wave_partitions: dg.PartitionsDefinition) -> list:
     def assignments(
         context: dg.AssetExecutionContext,
         campaign: CampaignResource,
+        audit: AuditResource,
         customer_segments: pd.DataFrame,
         message_variants: pd.DataFrame,
         safety_verdicts: pd.DataFrame,
@@ -84,9 +85,10 @@ def build_wave_assets(wave_partitions: dg.PartitionsDefinition) -> list:
             customer_segments, message_variants, safety_verdicts,
             experiment_id=config.experiment_id, weights=config.arm_weights, wave=context.partition_key,
         )
+        sealed = audit.log().append_send_decisions(context.run_id, context.partition_key, frame)
         srm = sample_ratio_mismatch(frame, config)
         held = int((~frame["sent"]).sum())
-        yield dg.Output(frame, metadata={"dagster/row_count": len(frame), "sent": len(frame) - held, "held_out": held,
+        yield dg.Output(frame, metadata={"dagster/row_count": len(frame), "sent": len(frame) - held, "held_out": held, "audit_record": sealed["seq"],
                                          **{f"arm_{k}": v for k, v in srm.observed.items()}})
         yield dg.AssetCheckResult(
             check_name="sample_ratio_mismatch",

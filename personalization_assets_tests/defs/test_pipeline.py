@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from personalization_assets.audit import AuditLog
 from personalization_assets.definitions import build_definitions
 from personalization_assets.engagement import SOURCE_SIMULATED
 from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE
@@ -81,6 +82,15 @@ def test_whole_wave_materializes_with_checks(defs, campaign_folder):
     report = campaign_folder.root / "home" / "reports" / TEST_WAVE / "report.html"
     assert report.is_file()
     assert "SIMULATED ENGAGEMENT" in report.read_text()
+
+    # The audit trail: intact, one decision per customer, every send traced to an approved verdict.
+    trail = AuditLog(campaign_folder.root / "home" / "audit")
+    assert trail.verify()[1] is None
+    kinds = pd.Series([r["kind"] for r in trail.records()]).value_counts().to_dict()
+    assert kinds == {"variant": len(variants), "verdict": len(verdicts), "send_decisions": 1}
+    assert trail.unapproved_sends().empty
+    sealed = next(r for r in trail.records() if r["kind"] == "send_decisions")
+    assert sealed["rows"] == TEST_CUSTOMERS and sealed["sent"] == len(messages)
 
 
 def test_waves_keep_their_own_rows(defs, campaign_folder):
