@@ -206,3 +206,15 @@ def generate_with_repair(
         for i, result in zip(retry, repaired, strict=True):
             results[i], failures[i], attempts[i] = result, _failures(requests[i], result), 1
     return GenerationOutcome(results, failures, attempts)
+
+
+def citation_coverage(retrieved: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
+    """Per segment: which documents retrieval returned for its tones, and which the tones cited."""
+    rows = []
+    for segment, found in retrieved[retrieved["purpose"] == PURPOSE_SEGMENT].groupby("segment", sort=False):
+        tones = variants[(variants["segment"] == segment) & (variants["arm"] != CONTROL_ARM)]
+        cited = sorted({c for value in tones["citations"] for c in str(value).split(",") if c})
+        ids = list(found.sort_values("rank")["document_id"])
+        rows.append({"segment": segment, "retrieved": ", ".join(ids), "cited": ", ".join(cited),
+                     "not_cited": ", ".join(i for i in ids if i not in cited)})
+    return pd.DataFrame(rows, columns=["segment", "retrieved", "cited", "not_cited"])

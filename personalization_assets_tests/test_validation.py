@@ -156,3 +156,17 @@ def test_the_three_tones_write_clearly_different_emails():
     assert len(urgent.body) < len(friendly.body) < len(informational.body)  # brief, conversational, detailed
     openers = [v.body.split("\n\n")[1] for v in (urgent, informational, friendly)]
     assert len(set(openers)) == 3
+
+
+def test_citation_coverage_reports_retrieved_and_cited_per_segment():
+    from personalization_assets.variants import citation_coverage, variants_table
+    from personalization_assets_tests.pure_fixtures import retrieved
+
+    planned = requests()
+    outcome = generate_with_repair(lambda batch: [compose_local(r) for r in batch], planned, repairable=False)
+    coverage = citation_coverage(retrieved(), variants_table(planned, outcome)).set_index("segment")
+    assert set(coverage.index) == {r.segment_id for r in planned}
+    for segment, row in coverage.iterrows():
+        found, cited = row["retrieved"].split(", "), row["cited"].split(", ")
+        assert cited and set(cited) <= set(found)  # only retrieved documents are ever cited
+        assert set(row["not_cited"].split(", ")) - {""} == set(found) - set(cited)

@@ -16,7 +16,7 @@ from personalization_assets.gates import evaluate_safety_gate
 from personalization_assets.retrieval import retrieve_for_segments, segment_query
 from personalization_assets.safety import SafetyPolicy
 from personalization_assets.screening import screen_variants
-from personalization_assets.variants import generate_with_repair, plan_requests, variants_table
+from personalization_assets.variants import citation_coverage, generate_with_repair, plan_requests, variants_table
 
 CONTENT_GROUP = "content"
 SCHEMA = "personalization"
@@ -93,6 +93,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
                 cost_usd=float(frame["cost_usd"].sum()),
                 refusals=int((frame["refusal"] != "").sum()),
                 repair_attempts=int(frame["repair_attempts"].sum()),
+                documents=dg.MetadataValue.md(citation_coverage(retrieved_content, frame).to_markdown(index=False)),
                 failing_validation=int((frame["validation_failures"] != "").sum()),
             )
         )
