@@ -23,23 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from personalization_assets.customers import REQUIRED_COLUMNS
+
 DEFAULT_SEED = 20260105
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 
-CUSTOMER_COLUMNS = [
-    "customer_id",
-    "first_name",
-    "email",
-    "age",
-    "location",
-    "tier",
-    "purchase_frequency",
-    "avg_order_value",
-    "last_engagement_days",
-    "historical_open_rate",
-    "historical_click_rate",
-]
+# The contract's columns, with the optional merge fields right after the id.
+CUSTOMER_COLUMNS = [REQUIRED_COLUMNS[0], "first_name", "email", *REQUIRED_COLUMNS[1:]]
 
 # ASCII-only so that the lowercase name can go straight into an email address.
 FIRST_NAMES = np.array([
