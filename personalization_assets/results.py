@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from personalization_assets.config import CONTROL_ARM, METRIC_COLUMNS, METRIC_COVARIATES, CampaignConfig
 from personalization_assets.gates import LiftGate, evaluate_lift_gate
 from personalization_assets.stats import RESULT_COLUMNS, analyze_experiment, srm_test
+from personalization_assets.stats.sequential import always_valid_p_value, relative_confidence_sequence
 
 OVERALL = "overall"
-RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, "engagement_source")
+SEQUENTIAL_COLUMNS = ("always_valid_p_value", "cs_rel_lift_low", "cs_rel_lift_high")
+RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, *SEQUENTIAL_COLUMNS, "engagement_source")
+# Where the always-valid test is most sensitive when the campaign sets no minimum lift.
+DEFAULT_SEQUENTIAL_LIFT = 0.10
 
 
 def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer_segments: pd.DataFrame) -> pd.DataFrame:
@@ -41,7 +46,24 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
         )
         tables.append(table.assign(scope=scope))
     results = pd.concat(tables, ignore_index=True).assign(wave=wave, engagement_source=source)
+    results = add_sequential_columns(results, config.minimum_lift or DEFAULT_SEQUENTIAL_LIFT, config.alpha)
     return results[list(RESULTS_COLUMNS)]
+
+
+def add_sequential_columns(results: pd.DataFrame, minimum_lift: float, alpha: float) -> pd.DataFrame:
+    """Always-valid p-value and confidence sequence per comparison, for reading results as they
+    arrive (stats/sequential.py); control rows get NaN like the other comparison columns."""
+    control_n = results.loc[results["arm"] == CONTROL_ARM].set_index(["scope", "metric"])["n"]
+    n_c = pd.MultiIndex.from_frame(results[["scope", "metric"]]).map(control_n.to_dict()).to_numpy(dtype=float)
+    tau = minimum_lift * results["control_rate"].to_numpy(dtype=float)
+    args = (results["rate"], results["n"], results["control_rate"], n_c, tau)
+    treatment = (results["arm"] != CONTROL_ARM).to_numpy()
+    low, high = relative_confidence_sequence(*args, alpha=alpha)
+    return results.assign(
+        always_valid_p_value=np.where(treatment, always_valid_p_value(*args), np.nan),
+        cs_rel_lift_low=np.where(treatment, low, np.nan),
+        cs_rel_lift_high=np.where(treatment, high, np.nan),
+    )
 
 
 def sample_ratio_mismatch(assignments: pd.DataFrame, config: CampaignConfig):

@@ -201,6 +201,11 @@ def test_compute_results_shape():
     overall = results[(results["scope"] == OVERALL) & (results["metric"] == "open_rate")].set_index("arm")
     assert overall["n"].sum() == 40_000
     assert overall.loc["friendly", "rel_lift"] > 0.3
+    # Always-valid columns: NaN for control; the sequence contains the fixed CI and the estimate.
+    assert overall.loc["control", ["always_valid_p_value", "cs_rel_lift_low", "cs_rel_lift_high"]].isna().all()
+    friendly = overall.loc["friendly"]
+    assert friendly["always_valid_p_value"] < 0.05
+    assert friendly["cs_rel_lift_low"] < friendly["rel_lift_ci_low"] < friendly["rel_lift"] < friendly["rel_lift_ci_high"] < friendly["cs_rel_lift_high"]
 
 
 def test_clear_winner_passes():
