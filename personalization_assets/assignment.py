@@ -38,21 +38,83 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+def _utf8_columns(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each string's UTF-8 bytes as a (width, n) uint8 matrix, zero-padded, and the byte lengths.
+
+    The whole column is joined and encoded once (C loops, no per-row Python) and cut again at the
+    separators; a column whose strings contain the separator (NUL) is encoded string by string.
+    """
+    strings = pd.Series(values, dtype=object)
+    if len(strings) and pd.api.types.infer_dtype(strings, skipna=False) != "string":
+        strings = strings.astype(str)
+    items = strings.tolist()
+    n = len(items)
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.uint8), np.zeros(0, dtype=np.int64)
+    joined = "\x00".join(items)
+    if joined.count("\x00") == n - 1:
+        blob = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
+        ends = np.append(np.flatnonzero(blob == 0), len(blob))
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        lengths = ends - starts
+        width = int(lengths.max())
+        padded = np.append(blob, np.uint8(0))  # position len(blob): a zero for the rows already done
+        if int(lengths.min()) == width:  # equal lengths (the usual ids): one strided view, no gather
+            return np.ascontiguousarray(padded.reshape(n, width + 1)[:, :width].T), lengths.astype(np.int64)
+        columns = np.zeros((width, n), dtype=np.uint8)
+        for position in range(width):
+            columns[position] = padded[np.where(position < lengths, starts + position, len(blob))]
+        return columns, lengths.astype(np.int64)
+    encoded = pd.Series(items, dtype=object).str.encode("utf-8")
+    lengths = encoded.str.len().to_numpy(dtype=np.int64)
+    width = max(int(lengths.max()), 1)
+    matrix = encoded.to_numpy(dtype=f"S{width}").view(np.uint8).reshape(n, width)
+    return np.ascontiguousarray(matrix.T), lengths
+
+
+def _fnv1a_columns(seed: np.uint64, columns: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """FNV-1a from `seed` over each row's bytes (`columns[position]`, the first `lengths` of them)."""
+    state = np.full(len(lengths), seed, dtype=np.uint64)
+    shortest = int(lengths.min()) if len(lengths) else 0
+    with np.errstate(over="ignore"):
+        for position, column in enumerate(columns):
+            byte = column.astype(np.uint64)
+            if position < shortest:  # every row still has bytes here: no mask needed
+                state ^= byte
+                state *= FNV_PRIME
+            else:
+                np.copyto(state, (state ^ byte) * FNV_PRIME, where=position < lengths)
+    return state
+
+
+def _salt_seed(salt: str) -> np.uint64:
+    salt_bytes = np.frombuffer(salt.encode("utf-8") + b"\x00", dtype=np.uint8)
+    return _fnv1a(np.array([FNV_OFFSET]), salt_bytes[None, :], np.array([len(salt_bytes)]))[0]
+
+
+def stable_hashes64(values: pd.Series | np.ndarray, salts: list[str]) -> list[np.ndarray]:
+    """`stable_hash64` of the same strings under several salts; the strings are encoded once."""
+    columns, lengths = _utf8_columns(values)
+    return [_splitmix64(_fnv1a_columns(_salt_seed(salt), columns, lengths)) for salt in salts]
+
+
 def stable_hash64(values: pd.Series | np.ndarray, salt: str) -> np.ndarray:
     """A 64-bit hash of each string, salted; identical on every machine and library version."""
-    encoded = pd.Series(values, dtype=object).astype(str).str.encode("utf-8")
-    lengths = encoded.str.len().to_numpy(dtype=np.int64)
-    width = int(lengths.max()) if len(lengths) else 0
-    matrix = encoded.to_numpy(dtype=f"S{max(width, 1)}").view(np.uint8).reshape(len(encoded), max(width, 1))
-    salt_bytes = np.frombuffer(salt.encode("utf-8") + b"\x00", dtype=np.uint8)
-    seed = _fnv1a(np.array([FNV_OFFSET]), salt_bytes[None, :], np.array([len(salt_bytes)]))[0]
-    state = np.full(len(encoded), seed, dtype=np.uint64)
-    return _splitmix64(_fnv1a(state, matrix, lengths))
+    return stable_hashes64(values, [salt])[0]
+
+
+def _to_unit_interval(hashed: np.ndarray) -> np.ndarray:
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
 def unit_interval(values: pd.Series | np.ndarray, salt: str) -> np.ndarray:
     """Uniform numbers in [0, 1) from the top 53 bits of the hash (exact in a float64)."""
-    return (stable_hash64(values, salt) >> np.uint64(11)).astype(np.float64) / float(2**53)
+    return _to_unit_interval(stable_hash64(values, salt))
+
+
+def unit_intervals(values: pd.Series | np.ndarray, salts: list[str]) -> list[np.ndarray]:
+    """`unit_interval` under several salts, encoding the strings once."""
+    return [_to_unit_interval(hashed) for hashed in stable_hashes64(values, salts)]
 
 
 def assign_arms(customer_ids: pd.Series, experiment_id: str, weights: Mapping[str, float]) -> pd.Categorical:
@@ -80,30 +142,42 @@ def build_assignments(
     anything else in its place: swapping in another message would bias the arm comparison.
     """
     arms = assign_arms(customer_segments["customer_id"], experiment_id, weights)
-    frame = pd.DataFrame(
-        {
-            "wave": wave,
-            "customer_id": customer_segments["customer_id"].to_numpy(),
-            "segment": customer_segments["segment"].astype(str).to_numpy(),
-            "arm": np.asarray(arms.astype(str)),
-        }
-    )
+    # Customer-level work is done on integer codes: each customer's (segment, arm) cell indexes a
+    # small table of variants and decisions, instead of a million-row merge on text keys.
+    segment_codes, segment_values = pd.factorize(customer_segments["segment"], use_na_sentinel=False)
+    segment_ids = np.array([str(s) for s in np.asarray(segment_values, dtype=object)], dtype=object)
+    arm_ids = np.array([str(a) for a in arms.categories], dtype=object)
     decisions = variants[["segment", "arm", "variant_id"]].merge(
         verdicts[["segment", "variant_id", "decision"]], on=["segment", "variant_id"], how="left", validate="one_to_one"
     )
-    missing = sorted(set(frame["segment"]) - set(decisions["segment"]))
+    missing = sorted(set(segment_ids) - set(decisions["segment"]))
     if missing:
         raise ValueError(
             f"no message variants for segments {missing}: materialize message_variants and safety_verdicts "
             f"for those segment partitions first"
         )
-    frame = frame.merge(decisions, on=["segment", "arm"], how="left", validate="many_to_one")
-    no_variant = frame["variant_id"].isna()
+    if decisions.duplicated(["segment", "arm"]).any():
+        raise pd.errors.MergeError("Merge keys are not unique in right dataset; not a many-to-one merge")
+    table = decisions.set_index(["segment", "arm"]).reindex(pd.MultiIndex.from_product([segment_ids, arm_ids]))
+    cell = segment_codes.astype(np.intp) * len(arm_ids) + arms.codes.astype(np.intp)
+    variant_id = table["variant_id"].to_numpy(dtype=object)[cell]
+    segment, arm = segment_ids[segment_codes], arm_ids[arms.codes]
+    no_variant = pd.isna(variant_id)
     if no_variant.any():
-        pairs = frame.loc[no_variant, ["segment", "arm"]].drop_duplicates().to_records(index=False).tolist()
+        lacking = pd.DataFrame({"segment": segment[no_variant], "arm": arm[no_variant]})
+        pairs = lacking.drop_duplicates().to_records(index=False).tolist()
         raise ValueError(f"no variant for (segment, arm) pairs {pairs}: check the campaign's tones and arms")
     # An unscreened variant (no verdict) counts as blocked: fail closed.
-    approved = frame["decision"].eq("approved").to_numpy()
-    frame["sent"] = approved
-    frame["hold_reason"] = np.where(approved, None, HOLD_VARIANT_BLOCKED)
+    approved = table["decision"].eq("approved").to_numpy()[cell]
+    frame = pd.DataFrame(
+        {
+            "wave": wave,
+            "customer_id": customer_segments["customer_id"].to_numpy(),
+            "segment": segment,
+            "arm": arm,
+            "variant_id": variant_id,
+            "sent": approved,
+            "hold_reason": np.where(approved, None, HOLD_VARIANT_BLOCKED),
+        }
+    )
     return frame[list(ASSIGNMENT_COLUMNS)]

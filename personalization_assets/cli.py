@@ -106,17 +106,37 @@ class Session:
     def wave_for(self, date: str | None) -> str:
         return wave_key_for(dt.date.fromisoformat(date) if date else dt.date.today(), self.config.first_wave)
 
+    def execute(self, job_name: str, *, tags: dict[str, str] | None = None, partition_key: str | None = None):
+        """Run a job in this instance with the configured executor (`CPO_EXECUTOR`).
+
+        In-process (the default) runs the steps in this process. Multiprocess launches the same
+        job as a reconstructable job (each step process rebuilds it from the campaign file), so
+        the steps run in their own processes; the run, its events and checks are the same.
+        """
+        import dagster as dg
+
+        from personalization_assets.definitions import executor_name
+
+        if executor_name() == "in_process":
+            return self.defs.resolve_job_def(job_name).execute_in_process(
+                instance=self.instance, run_config=self.run_config, tags=tags, partition_key=partition_key, raise_on_error=False
+            )
+        job = dg.build_reconstructable_job(
+            "personalization_assets.definitions", "campaign_job", reconstructable_args=(job_name, str(self.config.path))
+        )
+        run_tags = {**(tags or {}), **({"dagster/partition": partition_key} if partition_key else {})}
+        with dg.execute_job(job, instance=self.instance, run_config=self.run_config, tags=run_tags, raise_on_error=False) as result:
+            return result
+
     def run_content(self, segments: list[str]) -> int | None:
         """Materialize the content assets of a contiguous range of segments in one run."""
         from personalization_assets.definitions import CONTENT_JOB
 
         if any(segment not in self.segments() for segment in segments):
             raise ConfigError(self.config.segments_path, f"unknown segment in {segments}; known: {self.segments()}")
-        result = self.defs.resolve_job_def(CONTENT_JOB).execute_in_process(
-            instance=self.instance,
-            run_config=self.run_config,
+        result = self.execute(
+            CONTENT_JOB,
             tags={"dagster/asset_partition_range_start": segments[0], "dagster/asset_partition_range_end": segments[-1]},
-            raise_on_error=False,
         )
         print(f"content run {result.run_id} ({', '.join(segments)}): {'succeeded' if result.success else 'FAILED'}")
         print("\n".join(_check_lines(result)))
@@ -132,9 +152,7 @@ class Session:
         from personalization_assets.definitions import WAVE_JOB
         from personalization_assets.summary import print_wave_summary
 
-        result = self.defs.resolve_job_def(WAVE_JOB).execute_in_process(
-            instance=self.instance, run_config=self.run_config, partition_key=wave, raise_on_error=False
-        )
+        result = self.execute(WAVE_JOB, partition_key=wave)
         print(f"wave run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
         if not result.success:
             print(f"error: {_run_error(result)}", file=sys.stderr)

@@ -237,6 +237,11 @@ def reports_dir(home: Path | None = None) -> Path:
     return (home or cpo_home()) / "reports"
 
 
+def exports_dir(home: Path | None = None) -> Path:
+    """Files for other systems, one folder per wave (e.g. the rendered emails for the ESP)."""
+    return (home or cpo_home()) / "exports"
+
+
 def dagster_home(home: Path | None = None) -> Path:
     return (home or cpo_home()) / "dagster"
 

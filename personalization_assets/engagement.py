@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalization_assets.assignment import unit_interval
+from personalization_assets.assignment import unit_intervals
 from personalization_assets.config import SimulationSettings
 from personalization_assets.errors import DataContractError, offending_rows, read_csv_as_text
 
@@ -66,11 +66,11 @@ def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: 
     click_given_open = np.divide(click_rate, open_rate, out=np.zeros_like(click_rate), where=open_rate > 0)
     ids = sent["customer_id"].to_numpy()
     salt = f"simulation:{settings.seed}:{wave}"
-    opened = unit_interval(ids, salt + ":open") < np.clip(open_rate * effect, 0, 1)
-    clicked = opened & (unit_interval(ids, salt + ":click") < np.clip(click_given_open * effect, 0, 1))
-    converted = clicked & (
-        unit_interval(ids, salt + ":convert") < np.clip(settings.conversion_given_click * effect, 0, 1)
-    )
+    # One draw per outcome, each from its own salted hash of the id (the ids are encoded once).
+    open_draw, click_draw, convert_draw = unit_intervals(ids, [salt + ":open", salt + ":click", salt + ":convert"])
+    opened = open_draw < np.clip(open_rate * effect, 0, 1)
+    clicked = opened & (click_draw < np.clip(click_given_open * effect, 0, 1))
+    converted = clicked & (convert_draw < np.clip(settings.conversion_given_click * effect, 0, 1))
     frame = pd.DataFrame(
         {"customer_id": ids, "opened": opened.astype(np.int8), "clicked": clicked.astype(np.int8), "converted": converted.astype(np.int8)}
     )
@@ -79,9 +79,10 @@ def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: 
 
 def _effects(sent: pd.DataFrame, settings: SimulationSettings) -> np.ndarray:
     """Ground-truth multiplier per customer, looked up per (segment, arm) pair, not per row."""
-    pairs = sent[["segment", "arm"]].astype(str).drop_duplicates()
-    pairs["effect"] = [settings.effect(segment, arm) for segment, arm in pairs.itertuples(index=False)]
-    return sent[["segment", "arm"]].astype(str).merge(pairs, on=["segment", "arm"], how="left")["effect"].to_numpy()
+    segment_codes, segments = pd.factorize(sent["segment"], use_na_sentinel=False)
+    arm_codes, arms = pd.factorize(sent["arm"], use_na_sentinel=False)
+    table = np.array([[settings.effect(str(segment), str(arm)) for arm in arms] for segment in segments], dtype=float)
+    return table.reshape(len(segments), len(arms))[segment_codes, arm_codes]
 
 
 def _finish(frame: pd.DataFrame, wave: str, source: str) -> pd.DataFrame:

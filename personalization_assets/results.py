@@ -9,6 +9,7 @@ import pandas as pd
 
 from personalization_assets.config import CONTROL_ARM, METRIC_COLUMNS, METRIC_COVARIATES, CampaignConfig
 from personalization_assets.gates import LiftGate, evaluate_lift_gate
+from personalization_assets.joins import left_join_rows, take
 from personalization_assets.stats import RESULT_COLUMNS, analyze_experiment, srm_test
 from personalization_assets.stats.sequential import always_valid_p_value, relative_confidence_sequence
 
@@ -25,12 +26,27 @@ def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer
     Held-out customers (variant blocked) are excluded from their arm's analysis; they are counted
     separately in the report.
     """
-    covariates = ["customer_id", *sorted({c for cols in METRIC_COVARIATES.values() for c in cols})]
-    sent = assignments.loc[assignments["sent"].astype(bool), ["customer_id", "segment", "arm"]]
-    frame = sent.merge(engagement[["customer_id", *METRIC_COLUMNS.values()]], on="customer_id", how="left", validate="one_to_one")
-    frame = frame.merge(customer_segments[covariates], on="customer_id", how="left", validate="one_to_one")
-    outcome_columns = list(METRIC_COLUMNS.values())
-    frame[outcome_columns] = frame[outcome_columns].fillna(0).astype("int8")
+    covariates = sorted({c for cols in METRIC_COVARIATES.values() for c in cols})
+    sent_mask = assignments["sent"].astype(bool).to_numpy()
+    all_ids = assignments["customer_id"].to_numpy()
+    ids = all_ids[sent_mask]
+    # One-to-one left joins on customer_id as row positions (-1: no row), not merges on text keys.
+    # Each is joined on the key list it usually matches exactly (the wave's customers, in order;
+    # the sent customers, in order), where a join costs one comparison.
+    (outcome_rows,) = left_join_rows(ids, engagement["customer_id"].to_numpy())
+    (covariate_rows,) = left_join_rows(all_ids, customer_segments["customer_id"].to_numpy())
+    covariate_rows = covariate_rows[sent_mask]
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "segment": assignments["segment"].to_numpy()[sent_mask],
+            "arm": assignments["arm"].to_numpy()[sent_mask],
+        }
+    )
+    for column in METRIC_COLUMNS.values():  # no engagement row: no engagement
+        frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
+    for column in covariates:
+        frame[column] = take(customer_segments[column].to_numpy(dtype=float), covariate_rows, np.nan)
     return frame
 
 
@@ -39,8 +55,12 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
     metrics = {m: METRIC_COLUMNS[m] for m in config.metrics}
     covariates = {m: METRIC_COVARIATES[m] for m in config.metrics}
     tables = []
-    for scope in (OVERALL, *segments):
-        scoped = frame if scope == OVERALL else frame[frame["segment"] == scope]
+    # Each segment's rows found once, from integer codes (not one text comparison per segment).
+    codes = pd.Categorical(frame["segment"], categories=list(segments)).codes
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(segments) + 1))
+    for position, scope in enumerate((OVERALL, *segments)):
+        scoped = frame if scope == OVERALL else frame.take(order[bounds[position - 1]:bounds[position]])
         table = analyze_experiment(
             scoped, control=CONTROL_ARM, arms=list(config.arms), metrics=metrics, covariates=covariates, alpha=config.alpha
         )

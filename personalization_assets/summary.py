@@ -7,8 +7,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from personalization_assets.config import CampaignConfig, reports_dir
+from personalization_assets.config import CampaignConfig, exports_dir, reports_dir
 from personalization_assets.defs.content_assets import SCHEMA
+from personalization_assets.rendering import EXPORT_FILE
 from personalization_assets.report import results_display
 
 
@@ -28,6 +29,7 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         )
         results = _query(connection, "SELECT * FROM {schema}.experiment_results WHERE wave = ?", wave)
         rollout = _query(connection, "SELECT scope, recommended_arm, reason FROM {schema}.rollout_recommendation WHERE wave = ?", wave)
+        emails = int(_query(connection, "SELECT count(*) AS n FROM {schema}.personalized_messages WHERE wave = ?", wave)["n"].iloc[0])
     blocked = verdicts[verdicts["decision"] != "approved"]
     simulated = bool((results["engagement_source"] == "simulated").any())
     lines = [
@@ -39,7 +41,9 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         results_display(results, "overall", (config.primary_metric,)).to_string(index=False),
         "rollout: " + "; ".join(f"{r.scope} -> {r.recommended_arm}" for r in rollout.itertuples()),
         f"  overall: {rollout.loc[rollout['scope'] == 'overall', 'reason'].iloc[0]}" if len(rollout) else "",
+        f"emails: {exports_dir() / wave / EXPORT_FILE} ({emails} rendered)",
         f"report: {reports_dir() / wave / 'report.html'}",
+        f"report (PDF): {reports_dir() / wave / 'report.pdf'}",
     ]
     return "\n".join(line for line in lines if line)
 

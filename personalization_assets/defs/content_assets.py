@@ -4,6 +4,7 @@ Each is partitioned by segment with a single-run backfill policy: a whole campai
 all segments in one step, and a backfill of one segment replaces only that segment's rows.
 """
 
+from collections.abc import Mapping
 
 import dagster as dg
 import pandas as pd
@@ -27,6 +28,18 @@ def _segment_metadata(frame: pd.DataFrame, **extra: object) -> dict[str, object]
     return {"dagster/row_count": len(frame), "segments": ", ".join(sorted(frame["segment"].unique())), **extra}
 
 
+def _service_metadata(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, object]:
+    """What a remote backend did for this asset (requests sent, retries by reason, cache hits), as
+    `service_*` metadata; nothing for an embedded backend. The counters are per run, so the
+    difference across the asset's own calls is exact."""
+    if not after:
+        return {}
+    delta = {name: after[name] - before.get(name, 0) for name in sorted(after)}
+    delta.setdefault("retries", 0)
+    return {f"service_{name}": (round(value, 3) if isinstance(value, float) else int(value))
+            for name, value in delta.items() if value or name in ("requests", "retries")}
+
+
 def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> list:
     per_segment = dict(
         partitions_def=segment_partitions,
@@ -39,10 +52,11 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
     def content_index(context: dg.AssetExecutionContext, campaign: CampaignResource, search: SearchResource) -> pd.DataFrame:
         """The approved content corpus (data/content/*.json), validated and indexed for search."""
         corpus = load_corpus(campaign.config.content_dir)
+        service_before = dict(search.service_stats())
         index_info = search.index_corpus(corpus)
         context.add_output_metadata(
             {"dagster/row_count": len(corpus), "backend": search.backend, "audiences": ", ".join(sorted(corpus["audience"].unique())),
-             **{f"index_{k}": v for k, v in index_info.items()}}
+             **{f"index_{k}": v for k, v in index_info.items()}, **_service_metadata(service_before, search.service_stats())}
         )
         return corpus
 
@@ -56,6 +70,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
             (s.segment_id, segment_query(s.name, s.description, config.goal), s.audiences)
             for s in map(catalog.get, context.partition_keys)
         ]
+        service_before = dict(search.service_stats())
         frame = retrieve_for_segments(
             lambda query, audiences: search.search(content_index, query, audiences, config.top_k),
             content_index,
@@ -65,7 +80,9 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
         empty = sorted(set(context.partition_keys) - set(frame.loc[frame["purpose"] == "segment", "segment"]))
         if empty:
             raise dg.Failure(f"no approved documents match the audiences of segments {empty}: add content or widen 'audiences'")
-        context.add_output_metadata(_segment_metadata(frame, backend=search.backend))
+        context.add_output_metadata(
+            _segment_metadata(frame, backend=search.backend, **_service_metadata(service_before, search.service_stats()))
+        )
         return frame
 
     @dg.asset(**per_segment)
@@ -81,6 +98,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
         requests = plan_requests(
             campaign.config, campaign.catalog, campaign.prompts, context.partition_keys, retrieved_content, content_index
         )
+        service_before = dict(generator.service_stats())
         outcome = generate_with_repair(generator.generate, requests, repairable=generator.repairable)
         frame = variants_table(requests, outcome)
         audit.log().append(variant_records(frame, context.run_id))
@@ -95,6 +113,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
                 repair_attempts=int(frame["repair_attempts"].sum()),
                 documents=dg.MetadataValue.md(citation_coverage(retrieved_content, frame).to_markdown(index=False)),
                 failing_validation=int((frame["validation_failures"] != "").sum()),
+                **_service_metadata(service_before, generator.service_stats()),
             )
         )
         return frame
@@ -114,6 +133,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
         policy = SafetyPolicy(
             block_severity=settings.block_severity, blocklists=dict(settings.blocklists), policy_version=settings.policy_version
         )
+        service_before = dict(safety.service_stats())
         frame = screen_variants(
             message_variants,
             retrieved_content,
@@ -135,6 +155,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
                     "\n".join(f"- `{r.variant_id}` ({r.segment}): {r.reasons}" for r in blocked.itertuples()) or "none"
                 ),
                 policy_version=settings.policy_version,
+                **_service_metadata(service_before, safety.service_stats()),
             )
         )
         return frame

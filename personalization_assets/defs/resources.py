@@ -6,15 +6,22 @@ embedded defaults and the Azure backends are interchangeable by configuration al
 
 from __future__ import annotations
 
+import os
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pandas as pd
+from pydantic import PrivateAttr
 
 from personalization_assets.audit import AuditLog
-from personalization_assets.config import CampaignConfig, load_campaign
+from personalization_assets.backends.retry import RetryPolicy, ServiceStats
+from personalization_assets.config import CampaignConfig, cpo_home, load_campaign
+from personalization_assets.errors import ConfigError
 from personalization_assets.generation import GeneratedVariant, VariantRequest, compose_local
 from personalization_assets.prompts import PromptLibrary, load_prompts
 from personalization_assets.retrieval import BM25Index, SearchHit
@@ -62,6 +69,11 @@ class GeneratorResource(dg.ConfigurableResource, ABC):
     def generate(self, requests: Sequence[VariantRequest]) -> list[GeneratedVariant]:
         """One result per request, in order; failures come back as refusals, not exceptions."""
 
+    def service_stats(self) -> Mapping[str, float]:
+        """Counters of the calls this resource made in this run (requests, retries, cache hits);
+        empty for an embedded backend. Assets report the difference as metadata."""
+        return {}
+
 
 class LocalTemplateGenerator(GeneratorResource):
     """The embedded, offline, deterministic template composer."""
@@ -87,6 +99,10 @@ class SearchResource(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def search(self, corpus: pd.DataFrame, query: str, audiences: Sequence[str], top_k: int) -> list[SearchHit]: ...
+
+    def service_stats(self) -> Mapping[str, float]:
+        """Counters of the calls this resource made in this run; empty for an embedded backend."""
+        return {}
 
 
 class LocalBM25Search(SearchResource):
@@ -114,6 +130,10 @@ class SafetyResource(dg.ConfigurableResource, ABC):
     @abstractmethod
     def analyze(self, texts: list[str], blocklists: dict[str, tuple[str, ...]]) -> list[TextAnalysis]: ...
 
+    def service_stats(self) -> Mapping[str, float]:
+        """Counters of the calls this resource made in this run; empty for an embedded backend."""
+        return {}
+
 
 class LocalSafety(SafetyResource):
     """The embedded category classifier and blocklist matcher."""
@@ -124,3 +144,285 @@ class LocalSafety(SafetyResource):
 
     def analyze(self, texts: list[str], blocklists: dict[str, tuple[str, ...]]) -> list[TextAnalysis]:
         return [TextAnalysis(classify_text(text), tuple(find_blocklist_hits(text, blocklists))) for text in texts]
+
+
+# ------------------------------------------------------------------------------------------------
+# Azure backends (and OpenAI-compatible servers) through the official SDKs
+# ------------------------------------------------------------------------------------------------
+# The SDKs are imported when a backend is first used, so the embedded, offline path never pays for
+# them. Secrets are `dagster.EnvVar` fields: Dagster resolves them when a run starts and records
+# only the variable's name in the run's config, never the value.
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The openai SDK needs some key; local servers (Ollama, vLLM) ignore it.
+NO_API_KEY = "not-needed"
+
+
+def _resolved(value: str) -> str:
+    """A field's value; an `EnvVar` read outside a run is resolved from the environment here."""
+    if isinstance(value, dg.EnvVar):
+        resolved = value.get_value()
+        if not resolved:
+            raise ConfigError("environment", f"{value.env_var_name} is not set")
+        return resolved
+    return value
+
+
+def _require_https(url: str, variable: str) -> str:
+    """A key sent over plain http is readable on the wire: only loopback (tests, a local proxy) may."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return url.rstrip("/")
+    raise ConfigError("environment", f"{variable} must be an https:// URL (plain http only to localhost), got {url!r}")
+
+
+class RemoteServiceResource(dg.ConfigurableResource):
+    """What every remote backend shares: concurrency, retries with backoff, timeouts, and counters."""
+
+    max_concurrency: int = 4
+    max_attempts: int = 6
+    max_backoff_seconds: float = 30.0
+    timeout_seconds: float = 60.0
+
+    _stats: ServiceStats = PrivateAttr(default_factory=ServiceStats)
+    _backend: Any = PrivateAttr(default=None)
+    _backend_lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            base_backoff=min(0.5, self.max_backoff_seconds),
+            max_backoff=self.max_backoff_seconds,
+        )
+
+    def service_stats(self) -> Mapping[str, float]:
+        return self._stats.snapshot()
+
+    def _make_backend(self) -> Any:
+        raise NotImplementedError
+
+    def _get_backend(self) -> Any:
+        # One client per run (Dagster builds a fresh resource object per run), built on first use.
+        with self._backend_lock:
+            if self._backend is None:
+                self._backend = self._make_backend()
+            return self._backend
+
+
+class _ChatGenerator(RemoteServiceResource, GeneratorResource, ABC):
+    """Chat-completion generation with a response cache; subclasses say how to reach the service."""
+
+    temperature: float | None = 0.7
+    max_tokens: int | None = 1200
+    use_cache: bool = True
+    cache_dir: str | None = None  # default: $CPO_HOME/cache/generation
+    input_price_per_million: float | None = None  # USD; None: the price table by model
+    output_price_per_million: float | None = None
+
+    @abstractmethod
+    def _client(self) -> Any: ...
+
+    @abstractmethod
+    def _settings(self) -> Any: ...
+
+    def _prices(self) -> tuple[float, float] | None:
+        if self.input_price_per_million is None or self.output_price_per_million is None:
+            return None
+        return (self.input_price_per_million, self.output_price_per_million)
+
+    def _make_backend(self) -> Any:
+        from personalization_assets.backends.azure_openai import ChatGenerator, completion_function
+        from personalization_assets.backends.cache import ResponseCache
+
+        cache = ResponseCache(self.cache_dir or cpo_home() / "cache" / "generation") if self.use_cache else None
+        return ChatGenerator(
+            completion_function(self._client()),
+            self._settings(),
+            policy=self.retry_policy(),
+            stats=self._stats,
+            cache=cache,
+            max_concurrency=self.max_concurrency,
+        )
+
+    def generate(self, requests: Sequence[VariantRequest]) -> list[GeneratedVariant]:
+        return self._get_backend().generate(requests)
+
+
+class AzureOpenAIGenerator(_ChatGenerator):
+    """Azure OpenAI chat completions (`openai.AzureOpenAI`), JSON output, one call per distinct request."""
+
+    endpoint: str
+    api_key: str
+    deployment: str
+    api_version: str
+
+    def _client(self) -> Any:
+        from personalization_assets.backends.azure_openai import azure_client
+
+        return azure_client(
+            endpoint=_require_https(self.endpoint, "AZURE_OPENAI_ENDPOINT"), api_key=_resolved(self.api_key),
+            api_version=self.api_version, deployment=self.deployment, timeout=self.timeout_seconds,
+        )
+
+    def _settings(self) -> Any:
+        from personalization_assets.backends.azure_openai import AZURE_OPENAI_BACKEND, ChatSettings
+
+        return ChatSettings(AZURE_OPENAI_BACKEND, self.deployment, self.temperature, self.max_tokens, prices=self._prices())
+
+
+class OpenAICompatibleGenerator(_ChatGenerator):
+    """Any OpenAI-compatible server (Ollama, vLLM, LM Studio) through `openai.OpenAI(base_url=...)`."""
+
+    base_url: str
+    model: str
+    api_key: str = NO_API_KEY
+
+    def _client(self) -> Any:
+        from personalization_assets.backends.azure_openai import compatible_client
+
+        return compatible_client(base_url=self.base_url, api_key=_resolved(self.api_key), timeout=self.timeout_seconds)
+
+    def _settings(self) -> Any:
+        from personalization_assets.backends.azure_openai import COMPATIBLE_BACKEND, ChatSettings
+
+        # A local model costs nothing per token unless prices are set on the resource.
+        return ChatSettings(COMPATIBLE_BACKEND, self.model, self.temperature, self.max_tokens,
+                            prices=self._prices() or (0.0, 0.0))
+
+
+class AzureAISearch(RemoteServiceResource, SearchResource):
+    """Azure AI Search (`azure-search-documents`): index kept equal to the corpus, audience filter, top-k."""
+
+    endpoint: str
+    api_key: str
+    index_name: str = "cpo-content"
+    index_wait_seconds: float = 30.0
+
+    @property
+    def backend(self) -> str:
+        return "azure-search"
+
+    def _make_backend(self) -> Any:
+        from personalization_assets.backends.azure_search import AzureSearchBackend
+
+        return AzureSearchBackend(
+            endpoint=_require_https(self.endpoint, "AZURE_SEARCH_ENDPOINT"), api_key=_resolved(self.api_key),
+            index_name=self.index_name, policy=self.retry_policy(), stats=self._stats, timeout=self.timeout_seconds,
+            index_wait_seconds=self.index_wait_seconds,
+        )
+
+    def index_corpus(self, corpus: pd.DataFrame) -> dict[str, object]:
+        return self._get_backend().sync_corpus(corpus)
+
+    def search(self, corpus: pd.DataFrame, query: str, audiences: Sequence[str], top_k: int) -> list[SearchHit]:
+        # Only documents of this run's corpus: an index can lag behind a withdrawn document.
+        known = set(corpus["document_id"])
+        hits = [hit for hit in self._get_backend().search(query, audiences, top_k) if hit.document_id in known]
+        return [SearchHit(hit.document_id, hit.score, rank) for rank, hit in enumerate(hits, 1)]
+
+
+class AzureContentSafety(RemoteServiceResource, SafetyResource):
+    """Azure AI Content Safety (`azure-ai-contentsafety`): analyze_text plus synced text blocklists."""
+
+    endpoint: str
+    api_key: str
+
+    @property
+    def backend(self) -> str:
+        return "azure-content-safety"
+
+    def _make_backend(self) -> Any:
+        from personalization_assets.backends.azure_safety import AzureSafetyBackend
+
+        return AzureSafetyBackend(
+            endpoint=_require_https(self.endpoint, "AZURE_CONTENT_SAFETY_ENDPOINT"), api_key=_resolved(self.api_key),
+            policy=self.retry_policy(), stats=self._stats, max_concurrency=self.max_concurrency,
+            timeout=self.timeout_seconds,
+        )
+
+    def analyze(self, texts: list[str], blocklists: dict[str, tuple[str, ...]]) -> list[TextAnalysis]:
+        return self._get_backend().analyze(texts, blocklists)
+
+
+# Environment variables that tune every remote backend (the campaign's generation.max_concurrency
+# is the default concurrency).
+TUNING_VARIABLES = {
+    "CPO_MAX_CONCURRENCY": ("max_concurrency", int),
+    "CPO_RETRY_MAX_ATTEMPTS": ("max_attempts", int),
+    "CPO_RETRY_MAX_BACKOFF_SECONDS": ("max_backoff_seconds", float),
+    "CPO_HTTP_TIMEOUT_SECONDS": ("timeout_seconds", float),
+}
+
+
+def _tuning(env: Mapping[str, str], max_concurrency: int) -> dict[str, Any]:
+    settings: dict[str, Any] = {"max_concurrency": max_concurrency}
+    for variable, (name, kind) in TUNING_VARIABLES.items():
+        if variable in env:
+            try:
+                value = kind(env[variable])
+            except ValueError:
+                raise ConfigError("environment", f"{variable} must be a number, got {env[variable]!r}") from None
+            if value < 0 or (value == 0 and name != "max_backoff_seconds"):
+                raise ConfigError("environment", f"{variable} must be positive, got {env[variable]!r}")
+            settings[name] = value
+    return settings
+
+
+def _required(env: Mapping[str, str], selector: str, *names: str) -> None:
+    missing = [name for name in names if name not in env]
+    if missing:
+        raise ConfigError("environment", f"{selector} is set, so {', '.join(missing)} must be set too")
+
+
+def select_backends(environ: Mapping[str, str] | None = None, *, max_concurrency: int = 4) -> dict[str, dg.ConfigurableResource]:
+    """The generator, search and safety resources the environment asks for, each role on its own.
+
+    - generator: `AZURE_OPENAI_ENDPOINT` (+ `AZURE_OPENAI_API_KEY`, `AZURE_OPENAI_DEPLOYMENT`,
+      `OPENAI_API_VERSION`) -> Azure OpenAI; else `OPENAI_BASE_URL` (+ `OPENAI_MODEL`, optional
+      `OPENAI_API_KEY`) -> an OpenAI-compatible server; else the embedded template generator.
+    - search: `AZURE_SEARCH_ENDPOINT` (+ `AZURE_SEARCH_API_KEY`, optional `AZURE_SEARCH_INDEX`).
+    - safety: `AZURE_CONTENT_SAFETY_ENDPOINT` (+ `AZURE_CONTENT_SAFETY_KEY`).
+    With none set, every role is the embedded default. Keys are passed as `dagster.EnvVar`, read
+    when a run starts; `environ` (default `os.environ`) decides only which backends are used.
+    Half a configuration (an endpoint without its key) is an error, not a silent fallback.
+    """
+    source = os.environ if environ is None else environ
+    env = {name: value.strip() for name, value in source.items() if value and value.strip()}
+    tuning = _tuning(env, max_concurrency)
+    cache = {"use_cache": env.get("CPO_GENERATION_CACHE", "on").lower() not in {"off", "0", "false", "no"}}
+
+    generator: dg.ConfigurableResource
+    if "AZURE_OPENAI_ENDPOINT" in env:
+        _required(env, "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_DEPLOYMENT", "OPENAI_API_VERSION")
+        generator = AzureOpenAIGenerator(
+            endpoint=env["AZURE_OPENAI_ENDPOINT"], api_key=dg.EnvVar("AZURE_OPENAI_API_KEY"),
+            deployment=env["AZURE_OPENAI_DEPLOYMENT"], api_version=env["OPENAI_API_VERSION"], **tuning, **cache,
+        )
+    elif "OPENAI_BASE_URL" in env:
+        _required(env, "OPENAI_BASE_URL", "OPENAI_MODEL")
+        generator = OpenAICompatibleGenerator(
+            base_url=env["OPENAI_BASE_URL"], model=env["OPENAI_MODEL"],
+            api_key=dg.EnvVar("OPENAI_API_KEY") if "OPENAI_API_KEY" in env else NO_API_KEY, **tuning, **cache,
+        )
+    else:
+        generator = LocalTemplateGenerator()
+
+    search: dg.ConfigurableResource
+    if "AZURE_SEARCH_ENDPOINT" in env:
+        _required(env, "AZURE_SEARCH_ENDPOINT", "AZURE_SEARCH_API_KEY")
+        search = AzureAISearch(
+            endpoint=env["AZURE_SEARCH_ENDPOINT"], api_key=dg.EnvVar("AZURE_SEARCH_API_KEY"),
+            index_name=env.get("AZURE_SEARCH_INDEX", "cpo-content"), **tuning,
+        )
+    else:
+        search = LocalBM25Search()
+
+    safety: dg.ConfigurableResource
+    if "AZURE_CONTENT_SAFETY_ENDPOINT" in env:
+        _required(env, "AZURE_CONTENT_SAFETY_ENDPOINT", "AZURE_CONTENT_SAFETY_KEY")
+        safety = AzureContentSafety(
+            endpoint=env["AZURE_CONTENT_SAFETY_ENDPOINT"], api_key=dg.EnvVar("AZURE_CONTENT_SAFETY_KEY"), **tuning,
+        )
+    else:
+        safety = LocalSafety()
+    return {"generator": generator, "search": search, "safety": safety}

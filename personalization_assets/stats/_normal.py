@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
+# scipy.special, not scipy.stats: the same functions (norm.ppf is ndtri), a third of the import time.
+from scipy.special import ndtri
 
 
 def two_sided_z(alpha: float) -> float:
     """Critical value z_{1 - alpha/2} of a two-sided test or a (1 - alpha) interval."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
-    return float(norm.ppf(1.0 - alpha / 2.0))
+    return float(ndtri(1.0 - alpha / 2.0))
 
 
 def normal_interval(

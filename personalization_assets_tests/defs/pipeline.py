@@ -38,6 +38,14 @@ def read_table(warehouse, table: str, where: str = "TRUE") -> pd.DataFrame:
         return connection.execute(f"SELECT * FROM {SCHEMA}.{table} WHERE {where}").df()
 
 
+def read_export(home, wave: str) -> pd.DataFrame:
+    """The wave's rendered emails, as `personalized_messages` exports them (one row per sent customer)."""
+    from personalization_assets.rendering import EXPORT_FILE
+
+    with duckdb.connect() as connection:
+        return connection.execute("SELECT * FROM read_parquet(?)", [str(home / "exports" / wave / EXPORT_FILE)]).df()
+
+
 def table_exists(warehouse, table: str) -> bool:
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         found = connection.execute(

@@ -5,7 +5,7 @@ import pandas as pd
 
 from personalization_assets.definitions import build_definitions
 from personalization_assets_tests.conftest import TEST_WAVE
-from personalization_assets_tests.defs.pipeline import materialize_segments, materialize_wave, read_table
+from personalization_assets_tests.defs.pipeline import materialize_segments, materialize_wave, read_export, read_table
 
 EDITED = "loyal_frequent"
 NEW_OPENER = "Fresh news from the trail team, picked for you."
@@ -44,7 +44,8 @@ def test_one_segment_backfill_replaces_only_that_segment(campaign_folder):
 
     # The wave can then be re-run; its customers in that arm get the new message.
     assert materialize_wave(defs, instance, TEST_WAVE).success
-    messages = read_table(campaign_folder.warehouse, "personalized_messages", f"variant_id = '{EDITED}:friendly'")
+    emails = read_export(campaign_folder.root / "home", TEST_WAVE)  # the rendered emails of the send list
+    messages = emails[emails["variant_id"] == f"{EDITED}:friendly"]
     assert len(messages) > 0
     assert messages["body"].str.contains(NEW_OPENER, regex=False).all()
     assignments = read_table(campaign_folder.warehouse, "assignments")

@@ -15,6 +15,7 @@ WAVE_ASSETS = {
     "personalized_messages",
     "engagement",
     "experiment_results",
+    "segment_exploration",
     "experiment_report",
     "rollout_recommendation",
 }

@@ -2,6 +2,7 @@
 
 import dagster as dg
 import pandas as pd
+import pypdf
 import pytest
 
 from personalization_assets.audit import AuditLog
@@ -12,6 +13,7 @@ from personalization_assets_tests.defs.pipeline import (
     check_results,
     materialize_segments,
     materialize_wave,
+    read_export,
     read_table,
     table_exists,
 )
@@ -64,8 +66,12 @@ def test_whole_wave_materializes_with_checks(defs, campaign_folder):
 
     messages = read_table(warehouse, "personalized_messages")
     assert len(messages) == int(assignments["sent"].sum())
-    assert not messages["body"].str.contains("{{", regex=False).any()
-    assert messages["body"].str.startswith("Hi ").all()
+    # The table is the send list; the rendered emails are in the wave's export file, row for row.
+    assert list(messages.columns) == ["wave", "customer_id", "segment", "arm", "variant_id", "email"]
+    emails = read_export(campaign_folder.root / "home", TEST_WAVE)
+    assert list(emails["customer_id"]) == list(messages["customer_id"])
+    assert not emails["body"].str.contains("{{", regex=False).any()
+    assert emails["body"].str.startswith("Hi ").all()
 
     engagement = read_table(warehouse, "engagement")
     assert set(engagement["source"]) == {SOURCE_SIMULATED}
@@ -82,6 +88,15 @@ def test_whole_wave_materializes_with_checks(defs, campaign_folder):
     report = campaign_folder.root / "home" / "reports" / TEST_WAVE / "report.html"
     assert report.is_file()
     assert "SIMULATED ENGAGEMENT" in report.read_text()
+    # The PDF beside it, the headline in the asset's metadata, the k-means exploration it reads.
+    assert len(pypdf.PdfReader(report.with_name("report.pdf")).pages) > 0
+    materialization = next(m for m in wave.asset_materializations_for_node("experiment_report"))
+    summary = materialization.metadata["summary"].value
+    assert summary.startswith("### Campaign") and "SIMULATED ENGAGEMENT" in summary
+    winner = rollout.loc[rollout["scope"] == "overall"].iloc[0]
+    assert ("Winner overall" in summary) == bool(winner["has_reliable_winner"])
+    exploration = read_table(warehouse, "segment_exploration")
+    assert set(exploration["wave"]) == {TEST_WAVE} and exploration["customers"].sum() == TEST_CUSTOMERS
 
     # The audit trail: intact, one decision per customer, every send traced to an approved verdict.
     trail = AuditLog(campaign_folder.root / "home" / "audit")

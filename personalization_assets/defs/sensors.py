@@ -1,0 +1,138 @@
+"""The engagement sensor: a wave's ESP export landing in the engagement folder re-runs its analysis.
+
+`paths.engagement/<wave>.csv` (the campaign's engagement folder) is the wave's engagement once the
+send is over. When such a file appears or its content changes, the sensor requests one run of the
+wave job, for that wave partition, over `engagement` and every wave-group asset downstream of it
+(`experiment_results`, `experiment_report`, `rollout_recommendation`, ...): the wave's analysis is
+redone on the imported data, and its assignments and messages are left as they were.
+
+- The cursor keeps, per file name, the content hash and modification time of the version last
+  acted on; a file whose content did not change (touched, or copied again) requests nothing.
+- Each request's run key names the wave, the content hash and the modification time, so the same
+  file version never triggers twice, even if the cursor is reset.
+- A file whose name is not a wave partition key (`2026-11-23.csv`) is ignored and logged once;
+  hidden files (`.name`, as atomic writers use while copying) are not looked at.
+- A file for a wave that has not been assigned yet (no `assignments` materialization for it) is
+  recorded without a request: the `engagement` step of that wave's own run, which comes after
+  `assignments`, reads whatever file is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from personalization_assets.defs.resources import CampaignResource
+from personalization_assets.defs.wave_assets import WAVE_GROUP
+
+ENGAGEMENT_SENSOR = "engagement_file_sensor"
+ENGAGEMENT_ASSET = dg.AssetKey("engagement")
+ASSIGNMENTS_ASSET = dg.AssetKey("assignments")
+# What an engagement file invalidates: the engagement itself and everything after it in its wave.
+ENGAGEMENT_SELECTION = dg.AssetSelection.assets(ENGAGEMENT_ASSET).downstream() & dg.AssetSelection.groups(WAVE_GROUP)
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    sha256: str
+    mtime_ns: int
+    size: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"sha256": self.sha256, "mtime_ns": self.mtime_ns, "size": self.size}
+
+    @classmethod
+    def from_json(cls, raw: dict) -> FileVersion:
+        return cls(str(raw["sha256"]), int(raw["mtime_ns"]), int(raw["size"]))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_cursor(cursor: str | None) -> tuple[dict[str, FileVersion], set[str]]:
+    if not cursor:
+        return {}, set()
+    raw = json.loads(cursor)
+    return {name: FileVersion.from_json(v) for name, v in raw.get("files", {}).items()}, set(raw.get("ignored", []))
+
+
+def _dump_cursor(files: dict[str, FileVersion], ignored: set[str]) -> str:
+    return json.dumps({"files": {name: files[name].to_json() for name in sorted(files)}, "ignored": sorted(ignored)}, sort_keys=True)
+
+
+def engagement_run_key(wave: str, version: FileVersion) -> str:
+    return f"engagement:{wave}:{version.sha256[:16]}:{version.mtime_ns}"
+
+
+def _wave_assigned(instance: dg.DagsterInstance, wave: str) -> bool:
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=ASSIGNMENTS_ASSET, asset_partitions=[wave]), limit=1)
+    return bool(records.records)
+
+
+def build_engagement_sensor(job_name: str, wave_partitions: dg.PartitionsDefinition, *, minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=ENGAGEMENT_SENSOR,
+        job_name=job_name,
+        minimum_interval_seconds=minimum_interval_seconds,
+        description="Re-runs a wave's engagement, results and report when its engagement CSV (paths.engagement/<wave>.csv) appears or changes.",
+    )
+    def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: CampaignResource):
+        folder = campaign.config.engagement_dir
+        files, ignored = _load_cursor(context.cursor)
+        if context.repository_def is None:
+            raise dg.DagsterInvariantViolationError(f"{ENGAGEMENT_SENSOR} needs its Definitions to resolve the assets to re-run")
+        selection = sorted(ENGAGEMENT_SELECTION.resolve(context.repository_def.asset_graph), key=lambda key: key.to_user_string())
+
+        requests: list[dg.RunRequest] = []
+        present = sorted(p for p in folder.glob("*.csv") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+        for path in present:
+            wave = path.stem
+            if not wave_partitions.has_partition_key(wave):
+                if path.name not in ignored:
+                    context.log.warning(f"ignoring {path}: '{wave}' is not a wave partition key (expected e.g. "
+                                        f"{wave_partitions.get_first_partition_key()}.csv)")
+                    ignored.add(path.name)
+                continue
+            known = files.get(path.name)
+            try:
+                stat = path.stat()
+                if known and (known.mtime_ns, known.size) == (stat.st_mtime_ns, stat.st_size):
+                    continue  # unchanged since it was acted on: no need to read it again
+                version = FileVersion(file_sha256(path), stat.st_mtime_ns, stat.st_size)
+            except FileNotFoundError:  # removed (or renamed) since the folder was listed
+                continue
+            if known and known.sha256 == version.sha256:
+                files[path.name] = version  # touched or copied again, same content: nothing to redo
+                continue
+            files[path.name] = version
+            if not _wave_assigned(context.instance, wave):
+                context.log.info(f"{path.name}: wave {wave} has no assignments yet; its wave run will import the file")
+                continue
+            context.log.info(f"{path.name}: {'changed' if known else 'new'} engagement for wave {wave}; requesting a re-run")
+            requests.append(
+                dg.RunRequest(
+                    run_key=engagement_run_key(wave, version),
+                    partition_key=wave,
+                    asset_selection=selection,
+                    tags={"cpo/engagement_file": str(path), "cpo/engagement_sha256": version.sha256},
+                )
+            )
+        # Forget files that were removed, so putting one back counts as new.
+        names = {p.name for p in present if p.exists()}
+        files = {name: v for name, v in files.items() if name in names}
+        ignored &= names
+        cursor = _dump_cursor(files, ignored)
+        if requests:
+            return dg.SensorResult(run_requests=requests, cursor=cursor)
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"no new or changed engagement files in {folder}"), cursor=cursor)
+
+    return engagement_file_sensor

@@ -1,0 +1,1 @@
+"""Azure backends through the real SDKs, against the loopback double."""

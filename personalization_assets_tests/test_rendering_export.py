@@ -1,0 +1,89 @@
+"""export_messages (DuckDB, to Parquet) renders exactly what render_messages (pandas) renders.
+
+The pipeline runs export_messages: the warehouse keeps the send list and the Parquet file keeps
+the emails. Both renderers must agree row for row, merge-field edge cases included.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from personalization_assets.rendering import MESSAGE_COLUMNS, SEND_LIST_COLUMNS, export_messages, render_messages
+from personalization_assets_tests.test_rendering import assignments, customers, variants
+
+
+def read_parquet(path) -> pd.DataFrame:
+    with duckdb.connect() as connection:
+        return connection.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
+
+
+def assert_same_emails(plan: pd.DataFrame, people: pd.DataFrame, templates: pd.DataFrame, tmp_path) -> pd.DataFrame:
+    expected = render_messages(plan, people, templates)
+    path = tmp_path / "wave" / "emails.parquet"
+    send_list = export_messages(plan, people, templates, path)
+    emails = read_parquet(path)
+    assert list(emails.columns) == list(MESSAGE_COLUMNS)
+    for column in MESSAGE_COLUMNS:
+        got = emails[column].where(emails[column].notna(), None).tolist()
+        want = expected[column].where(expected[column].notna(), None).tolist()
+        assert got == want, column
+    assert list(send_list.columns) == list(SEND_LIST_COLUMNS)
+    pd.testing.assert_frame_equal(send_list, expected[list(SEND_LIST_COLUMNS)], check_dtype=False)
+    assert not list(path.parent.glob(".*partial"))  # written next to its name, then renamed
+    return emails
+
+
+def test_same_emails_as_render_messages(tmp_path):
+    assert_same_emails(assignments(), customers(), variants(), tmp_path)
+
+
+def test_customers_without_merge_columns(tmp_path):
+    assert_same_emails(assignments(), customers()[["customer_id", "age"]], variants(), tmp_path)
+
+
+def test_customer_missing_from_the_customer_table(tmp_path):
+    assert_same_emails(assignments(), customers().iloc[1:], variants(), tmp_path)
+
+
+def test_values_are_never_reinterpreted(tmp_path):
+    people = customers()
+    people["first_name"] = ["{{email}}", "$name", "\\1 O'Brien", "'; DROP TABLE x; --", "\u3000Zoë\u00a0", "?"]
+    emails = assert_same_emails(assignments(), people, variants(), tmp_path).set_index("customer_id")
+    assert emails.loc["A", "body"].startswith("Hi {{email}},")
+    assert emails.loc["E", "subject"] == "News for Zoë"
+
+
+def test_templates_with_quotes_and_unknown_fields(tmp_path):
+    templates = variants()
+    templates.loc[0, "body"] = "It's {{ first_name }}'s \"day\" ? {{unknown}} {{first_name}}"
+    assert_same_emails(assignments(), customers(), templates, tmp_path)
+
+
+def test_nobody_sent(tmp_path):
+    plan = assignments().assign(sent=False)
+    emails = assert_same_emails(plan, customers(), variants(), tmp_path)
+    assert emails.empty
+
+
+def test_repeated_variant_keys_are_an_error_as_in_a_merge(tmp_path):
+    templates = pd.concat([variants(), variants().iloc[[0]]], ignore_index=True)
+    with pytest.raises(pd.errors.MergeError):
+        export_messages(assignments(), customers(), templates, tmp_path / "m.parquet")
+
+
+def test_large_wave_row_for_row(tmp_path):
+    n = 30_000
+    rng = np.random.default_rng(4)
+    ids = np.char.add("C", np.arange(n).astype(str)).astype(object)
+    names = np.array(["Ana", "", "  Wei ", None, "Zoë"], dtype=object)[rng.integers(0, 5, n)]
+    people = pd.DataFrame({"customer_id": ids, "first_name": names, "email": np.char.add(ids.astype(str), "@x.com").astype(object)})
+    segment = np.where(rng.random(n) < 0.5, "s1", "s2").astype(object)
+    arm = np.where(rng.random(n) < 0.5, "control", "friendly").astype(object)
+    plan = pd.DataFrame({"wave": "w", "customer_id": ids, "segment": segment, "arm": arm,
+                         "variant_id": np.where(arm == "control", "control", segment + ":friendly").astype(object),
+                         "sent": rng.random(n) < 0.9, "hold_reason": None})
+    plan = plan.sample(frac=1.0, random_state=1).reset_index(drop=True)  # not in the customer table's order
+    assert_same_emails(plan, people, variants(), tmp_path)
