@@ -56,3 +56,33 @@ def table_exists(warehouse, table: str) -> bool:
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {evaluation.check_name: evaluation for evaluation in result.get_asset_check_evaluations()}
+
+
+# --- single-segment backfill, shared by the Dagster test and the browser test -------------------
+
+BACKFILLED_SEGMENT = "loyal_frequent"
+NEW_OPENER = "Fresh news from the trail team, picked for you."
+
+
+def variants_by_key(warehouse) -> pd.DataFrame:
+    return read_table(warehouse, "message_variants").set_index(["segment", "variant_id"]).sort_index()
+
+
+def edit_friendly_openers(prompts_dir) -> None:
+    """Change the friendly tone's openers: only a re-materialized segment can pick this up."""
+    tone_file = prompts_dir / "tones" / "friendly.md"
+    text = tone_file.read_text()
+    start, end = text.index("openers:"), text.index("cta:")
+    tone_file.write_text(text[:start] + f'openers:\n  - "{NEW_OPENER}"\n' + text[end:])
+
+
+def assert_only_backfilled_segment_changed(before: pd.DataFrame, warehouse, segments: Sequence[str]) -> None:
+    after = variants_by_key(warehouse)
+    assert list(after.index) == list(before.index)  # same rows: replaced, not appended
+    changed = sorted(after.index[(after["body"] != before["body"]).to_numpy()])
+    assert changed == [(BACKFILLED_SEGMENT, f"{BACKFILLED_SEGMENT}:friendly")]
+    assert NEW_OPENER in after.loc[(BACKFILLED_SEGMENT, f"{BACKFILLED_SEGMENT}:friendly"), "body"]
+    untouched = [key for key in before.index if key[0] != BACKFILLED_SEGMENT]
+    pd.testing.assert_frame_equal(after.loc[untouched], before.loc[untouched])
+    verdicts = read_table(warehouse, "safety_verdicts")
+    assert verdicts.groupby("segment").size().to_dict() == {s: 4 for s in segments}

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 import pytest
 
 from personalization_assets.config import PROJECT_ROOT
@@ -47,7 +46,13 @@ from personalization_assets.definitions import WAVE_JOB, build_definitions
 from personalization_assets.engagement import SOURCE_SIMULATED
 from personalization_assets.segmentation import load_catalog
 from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE
-from personalization_assets_tests.defs.pipeline import read_table
+from personalization_assets_tests.defs.pipeline import (
+    BACKFILLED_SEGMENT,
+    assert_only_backfilled_segment_changed,
+    edit_friendly_openers,
+    read_table,
+    variants_by_key,
+)
 
 pytestmark = pytest.mark.ui
 
@@ -65,8 +70,7 @@ CHROMIUM_ARGS = [
 ]
 SERVER_START_TIMEOUT_S = 180
 RUN_TIMEOUT_S = 900  # a run's steps each start a process: slow machines need minutes
-EDITED = "loyal_frequent"
-NEW_OPENER = "Fresh news from the trail team, picked for you."
+EDITED = BACKFILLED_SEGMENT
 FINAL_RUN = ("Success", "Failure", "Canceled")
 FINAL_BACKFILL = ("Succeeded", "Completed", "Failed", "Canceled", "Completed with failures")
 
@@ -333,15 +337,6 @@ def check_result(browser: Browser, asset: str, check: str, *expect: str) -> tupl
 # --- the warehouse, read after the runs (DuckDB allows one writer or many readers) ---------------
 
 
-def variants_by_key(warehouse: Path) -> pd.DataFrame:
-    return read_table(warehouse, "message_variants").set_index(["segment", "variant_id"]).sort_index()
-
-
-def edit_friendly_openers(prompts_dir: Path) -> None:
-    tone_file = prompts_dir / "tones" / "friendly.md"
-    text = tone_file.read_text()
-    start, end = text.index("openers:"), text.index("cta:")
-    tone_file.write_text(text[:start] + f'openers:\n  - "{NEW_OPENER}"\n' + text[end:])
 
 
 def backfill_runs(dagster_home: Path, backfill_id: str) -> list:
@@ -434,15 +429,7 @@ def test_campaign_in_the_dagster_ui(browser: Browser, dagster_dev: DagsterDev, c
     browser.shot("backfill-one-segment-succeeded")
     assert backfill_run != wave_run
 
-    after = variants_by_key(warehouse)
-    assert list(after.index) == list(before.index)  # same rows: replaced, not appended
-    changed = sorted(after.index[(after["body"] != before["body"]).to_numpy()])
-    assert changed == [(EDITED, f"{EDITED}:friendly")]
-    assert NEW_OPENER in after.loc[(EDITED, f"{EDITED}:friendly"), "body"]
-    untouched = [key for key in before.index if key[0] != EDITED]
-    pd.testing.assert_frame_equal(after.loc[untouched], before.loc[untouched])
-    verdicts = read_table(warehouse, "safety_verdicts")
-    assert verdicts.groupby("segment").size().to_dict() == {s: 4 for s in segments}
+    assert_only_backfilled_segment_changed(before, warehouse, segments)
     result, text = check_result(browser, "safety_verdicts", "safety_pass_rate", r"variants approved\), threshold")
     browser.shot("check-safety-pass-rate-after-backfill")
     assert result == "Passed", text[:3000]
