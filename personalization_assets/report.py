@@ -36,8 +36,8 @@ from personalization_assets.explain import (
     response_sample,
     segment_profiles,
 )
-from personalization_assets.gates import evaluate_safety_gate, rollout_recommendations
-from personalization_assets.results import OVERALL, campaign_lift_gate, sample_ratio_mismatch
+from personalization_assets.gates import evaluate_safety_gate
+from personalization_assets.results import OVERALL, campaign_rollout, sample_ratio_mismatch
 from personalization_assets.segmentation import SegmentCatalog
 
 DISTRIBUTION = "customer-personalization-orchestrator"
@@ -353,9 +353,8 @@ def scope_verdicts(inputs: ReportInputs, scopes: Sequence[str]) -> tuple[object,
     a winner only when its own best tone passes the gate and the campaign's overall lift gate
     (which includes SRM) passes; a segment's result is otherwise reported as a lead to confirm."""
     config, results = inputs.config, inputs.results
-    gate = campaign_lift_gate(results, inputs.assignments, config)
-    own = rollout_recommendations(results, scopes=list(scopes), primary_metric=config.primary_metric,
-                                  minimum_lift=config.minimum_lift, alpha=config.alpha).set_index("scope")
+    gate, own = campaign_rollout(results, inputs.assignments, config, list(scopes))
+    own = own.set_index("scope")
     primary = results[(results["metric"] == config.primary_metric)]
     verdicts = []
     for scope in scopes:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from personalization_assets.config import CONTROL_ARM, METRIC_COLUMNS, METRIC_COVARIATES, CampaignConfig
-from personalization_assets.gates import LiftGate, evaluate_lift_gate
+from personalization_assets.gates import LiftGate, evaluate_lift_gate, rollout_recommendations
 from personalization_assets.joins import left_join_rows, take
 from personalization_assets.stats import RESULT_COLUMNS, analyze_experiment, srm_test
 from personalization_assets.stats.sequential import always_valid_p_value, relative_confidence_sequence
@@ -103,3 +103,20 @@ def campaign_lift_gate(results: pd.DataFrame, assignments: pd.DataFrame, config:
         srm_p_value=srm.p_value,
         srm_flagged=srm.flagged,
     )
+
+
+def campaign_rollout(
+    results: pd.DataFrame, assignments: pd.DataFrame, config: CampaignConfig, scopes: list[str]
+) -> tuple[LiftGate, pd.DataFrame]:
+    """The campaign's lift gate and each scope's own recommendation (before the gate applies)."""
+    own = rollout_recommendations(
+        results, scopes=scopes, primary_metric=config.primary_metric, minimum_lift=config.minimum_lift, alpha=config.alpha
+    )
+    return campaign_lift_gate(results, assignments, config), own
+
+
+def gated_rollout(own: pd.DataFrame, gate: LiftGate) -> pd.DataFrame:
+    """What is rolled out: nothing anywhere when the campaign-level gate fails, whatever a segment shows."""
+    if gate.passed:
+        return own
+    return own.assign(recommended_arm=CONTROL_ARM, has_reliable_winner=False, reason="lift gate not passed: " + "; ".join(gate.failures))

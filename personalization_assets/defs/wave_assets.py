@@ -19,11 +19,19 @@ from personalization_assets.defs.content_assets import ALL_SEGMENTS
 from personalization_assets.defs.resources import AuditResource, CampaignResource
 from personalization_assets.engagement import SOURCE_SIMULATED, import_engagement, simulate_engagement
 from personalization_assets.explain import explore_clusters
-from personalization_assets.gates import evaluate_safety_gate, rollout_recommendations
+from personalization_assets.gates import evaluate_safety_gate
 from personalization_assets.joins import left_join_rows
 from personalization_assets.rendering import EXPORT_FILE, export_messages
 from personalization_assets.report import ReportInputs, write_report
-from personalization_assets.results import OVERALL, analysis_frame, campaign_lift_gate, compute_results, sample_ratio_mismatch
+from personalization_assets.results import (
+    OVERALL,
+    analysis_frame,
+    campaign_lift_gate,
+    campaign_rollout,
+    compute_results,
+    gated_rollout,
+    sample_ratio_mismatch,
+)
 from personalization_assets.segmentation import assign_segments, check_rules_against_columns, segment_sizes
 
 with contextlib.suppress(ImportError):
@@ -315,14 +323,9 @@ def build_wave_assets(wave_partitions: dg.PartitionsDefinition, rule_columns: Se
     ) -> pd.DataFrame:
         """The tone to roll out per segment, only where the data supports it; control otherwise."""
         config = campaign.config
-        gate = campaign_lift_gate(experiment_results, assignments, config)
         scopes = [OVERALL, *[s for s in campaign.catalog.ids if s in set(experiment_results["scope"])]]
-        frame = rollout_recommendations(experiment_results, scopes=scopes, primary_metric=config.primary_metric,
-                                        minimum_lift=config.minimum_lift, alpha=config.alpha)
-        if not gate.passed:
-            # The campaign-level gate failed: no tone is rolled out anywhere, whatever a segment shows.
-            frame = frame.assign(recommended_arm="control", has_reliable_winner=False,
-                                 reason="lift gate not passed: " + "; ".join(gate.failures))
+        gate, own = campaign_rollout(experiment_results, assignments, config, scopes)
+        frame = gated_rollout(own, gate)
         frame.insert(0, "wave", context.partition_key)
         context.add_output_metadata({"dagster/row_count": len(frame), "lift_gate": gate.summary(),
                                      "winners": ", ".join(f"{r.scope}={r.recommended_arm}" for r in frame.itertuples() if r.has_reliable_winner) or "none"})
