@@ -6,7 +6,9 @@ Run from the repository root:
 
 Every fixture text is screened as the body of a variant with an empty subject, under the sample
 campaign's blocklists, with a valid citation, no approved URLs and no source text (so no
-guarantee or urgency claim is backed). Prints precision and recall per label and the block rates
+guarantee or urgency claim is backed), through the pipeline's own screening path
+(`safety.screening.screen` with the embedded backend's `analyze`, as the `safety_verdicts` asset
+runs it). Prints precision and recall per label and the block rates
 of harmful and benign texts. The test suite asserts on the same numbers
 (`personalization_assets_tests/test_safety.py`).
 """
@@ -19,7 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from personalization_assets.safety import CATEGORIES, LocalScreen, SafetyPolicy, screen_locally
+from personalization_assets.backends import local_safety
+from personalization_assets.safety.policy import CATEGORIES, SafetyPolicy
+from personalization_assets.safety.rules import find_compliance_hits
+from personalization_assets.safety.screening import Screened, screen
 
 FIXTURE_PATH = Path(__file__).resolve().parents[1] / "personalization_assets_tests" / "fixtures" / "safety_labelled.csv"
 FIXTURE_POLICY = SafetyPolicy(
@@ -81,7 +86,7 @@ def load_labelled(path: Path = FIXTURE_PATH) -> list[tuple[str, str]]:
         return [(row["text"], row["expected"]) for row in csv.DictReader(handle)]
 
 
-def predicted_labels(screen: LocalScreen, policy: SafetyPolicy) -> set[str]:
+def predicted_labels(screen: Screened, policy: SafetyPolicy) -> set[str]:
     """The fixture labels a screen result supports; "benign" is the absence of all of them."""
     labels = {f"unsafe:{c}" for c in CATEGORIES if screen.severities[c] >= policy.block_severity}
     labels |= {"blocklist"} if screen.blocklist_hits else set()
@@ -95,10 +100,12 @@ def evaluate(
     compliance_kwargs: Mapping[str, object] = FIXTURE_COMPLIANCE_KWARGS,
 ) -> Evaluation:
     """Per-label precision/recall (one label per text) and block rates over labelled texts."""
-    outcomes = [
-        (expected, screen_locally("", text, policy, **compliance_kwargs))
-        for text, expected in labelled
-    ]
+    labelled = list(labelled)
+    texts = [text for text, _ in labelled]
+    rule_hits = [find_compliance_hits("", text, **compliance_kwargs) for text in texts]  # type: ignore[arg-type]
+    screened = screen([""] * len(texts), texts, rule_hits, policy=policy,
+                      analyze=lambda batch: local_safety.analyze(batch, policy.blocklists))
+    outcomes = [(expected, result) for (_, expected), result in zip(labelled, screened, strict=True)]
     labels = sorted({expected for expected, _ in outcomes} - {BENIGN})
     predictions = [(expected, predicted_labels(screen, policy)) for expected, screen in outcomes]
     scores = tuple(

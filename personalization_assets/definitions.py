@@ -18,14 +18,27 @@ from pathlib import Path
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from personalization_assets.config import audit_dir, default_campaign_path, load_campaign, warehouse_path
-from personalization_assets.errors import ConfigError
-from personalization_assets.defs.content_assets import CONTENT_GROUP, SCHEMA, build_content_assets
+from personalization_assets.audience.segmentation import load_catalog
+from personalization_assets.campaign.config import load_campaign
+from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.campaign.paths import (
+    audit_dir,
+    default_campaign_path,
+    warehouse_path,
+)
+from personalization_assets.defs.content_assets import (
+    CONTENT_GROUP,
+    SCHEMA,
+    build_content_assets,
+)
 from personalization_assets.defs.io_managers import WarehouseIOManager
-from personalization_assets.defs.resources import AuditResource, CampaignResource, select_backends
+from personalization_assets.defs.resources import (
+    AuditResource,
+    CampaignResource,
+    select_backends,
+)
 from personalization_assets.defs.sensors import build_engagement_sensor
 from personalization_assets.defs.wave_assets import WAVE_GROUP, build_wave_assets
-from personalization_assets.segmentation import load_catalog
 
 CONTENT_JOB = "campaign_content"
 WAVE_JOB = "campaign_wave"
@@ -60,7 +73,7 @@ def wave_partitions_def(first_wave: dt.date) -> dg.WeeklyPartitionsDefinition:
 def build_definitions(campaign_path: Path | str, *, warehouse: Path | None = None) -> dg.Definitions:
     campaign_path = Path(campaign_path).resolve()
     config = load_campaign(campaign_path)
-    catalog = load_catalog(config.segments_path)
+    catalog = load_catalog(config.paths.segments)
     segment_partitions = dg.StaticPartitionsDefinition(catalog.ids)
     wave_partitions = wave_partitions_def(config.first_wave)
     database = str(warehouse or warehouse_path())
@@ -88,7 +101,7 @@ def build_definitions(campaign_path: Path | str, *, warehouse: Path | None = Non
             "campaign": CampaignResource(campaign_path=str(campaign_path)),
             "audit": AuditResource(directory=str(audit_dir())),
             # Each service role from the environment (Azure, an OpenAI-compatible server), else embedded.
-            **select_backends(os.environ, max_concurrency=config.max_concurrency),
+            **select_backends(os.environ, max_concurrency=config.generation.max_concurrency),
             # DuckDB tables, one per asset; within a run, frames just stored are not re-read.
             "io_manager": WarehouseIOManager(database=database, schema=SCHEMA),
             "warehouse": DuckDBResource(database=database),

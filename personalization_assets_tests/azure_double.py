@@ -45,8 +45,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pandas as pd
 
-from personalization_assets.retrieval import BM25Index
-from personalization_assets.safety import CATEGORIES, classify_text
+from personalization_assets.backends.local_safety import classify_text
+from personalization_assets.backends.local_search import BM25Index
+from personalization_assets.safety.policy import CATEGORIES
 
 OPENAI = "openai"
 SEARCH = "search"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from personalization_assets.config import PROJECT_ROOT
-from personalization_assets.sample_data import write_sample_data
+from personalization_assets.campaign.paths import PROJECT_ROOT
+from personalization_assets.campaign.sample_data import write_sample_data
 
 TEST_CUSTOMERS = 2000
 TEST_WAVE = "2026-11-16"

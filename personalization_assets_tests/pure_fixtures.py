@@ -12,13 +12,26 @@ from functools import lru_cache
 
 import pandas as pd
 
-from personalization_assets.config import CONTROL_ARM, PROJECT_ROOT, CampaignConfig, load_campaign
-from personalization_assets.content import load_corpus
-from personalization_assets.prompts import PromptLibrary, load_prompts
-from personalization_assets.retrieval import BM25Index, retrieve_for_segments, segment_query
-from personalization_assets.sample_data import generate_customers
-from personalization_assets.segmentation import SegmentCatalog, assign_segments, load_catalog
-from personalization_assets.variants import plan_requests, variant_id
+from personalization_assets.audience.segmentation import (
+    SegmentCatalog,
+    assign_segments,
+    load_catalog,
+)
+from personalization_assets.backends.local_search import BM25Index
+from personalization_assets.campaign.config import (
+    CONTROL_ARM,
+    CampaignConfig,
+    load_campaign,
+)
+from personalization_assets.campaign.paths import PROJECT_ROOT
+from personalization_assets.campaign.sample_data import generate_customers
+from personalization_assets.content.corpus import load_corpus
+from personalization_assets.content.retrieval import (
+    retrieve_for_segments,
+    segment_query,
+)
+from personalization_assets.messages.prompts import PromptLibrary, load_prompts
+from personalization_assets.messages.variants import plan_requests, variant_id
 
 DATA_DIR = PROJECT_ROOT / "data"
 CAMPAIGN_PATH = DATA_DIR / "campaign.yaml"
@@ -35,12 +48,12 @@ def campaign() -> CampaignConfig:
 
 @lru_cache(maxsize=1)
 def catalog() -> SegmentCatalog:
-    return load_catalog(campaign().segments_path)
+    return load_catalog(campaign().paths.segments)
 
 
 @lru_cache(maxsize=1)
 def _corpus() -> pd.DataFrame:
-    return load_corpus(campaign().content_dir)
+    return load_corpus(campaign().paths.content)
 
 
 def corpus() -> pd.DataFrame:
@@ -50,7 +63,7 @@ def corpus() -> pd.DataFrame:
 @lru_cache(maxsize=1)
 def prompt_library() -> PromptLibrary:
     config = campaign()
-    return load_prompts(config.prompts_dir, config.tones)
+    return load_prompts(config.paths.prompts, config.tones)
 
 
 @lru_cache(maxsize=1)
@@ -62,7 +75,7 @@ def _retrieved() -> pd.DataFrame:
         (s.segment_id, segment_query(s.name, s.description, config.goal), s.audiences) for s in segment_catalog.segments
     ]
     return retrieve_for_segments(
-        lambda query, audiences: index.search(query, audiences, config.top_k),
+        lambda query, audiences: index.search(query, audiences, config.retrieval.top_k),
         documents,
         segments,
         control_query=config.goal,
@@ -96,7 +109,7 @@ def customer_segments(n: int, seed: int = 7) -> pd.DataFrame:
 
 def variants_frame(segments: list[str], arms: tuple[str, ...] | None = None) -> pd.DataFrame:
     """A minimal message_variants table: one row per (segment, arm), the control shared by id."""
-    arms = arms or campaign().arms
+    arms = arms or campaign().arm_names
     rows = [
         {"segment": s, "arm": arm, "variant_id": variant_id(s, arm), "subject": f"Subject {variant_id(s, arm)}",
          "body": f"Hi {{{{first_name}}}}, this is {variant_id(s, arm)}."}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.assignment import (
+from personalization_assets.experiment.assignment import (
     ASSIGNMENT_COLUMNS,
     HOLD_VARIANT_BLOCKED,
     assign_arms,
@@ -14,7 +14,13 @@ from personalization_assets.assignment import (
     stable_hash64,
     unit_interval,
 )
-from personalization_assets_tests.pure_fixtures import campaign, catalog, customer_segments, variants_frame, verdicts_frame
+from personalization_assets_tests.pure_fixtures import (
+    campaign,
+    catalog,
+    customer_segments,
+    variants_frame,
+    verdicts_frame,
+)
 
 # Pinned once from the implementation (FNV-1a 64 over salt + NUL + id, then splitmix64's finalizer):
 # if this changes, every running experiment silently re-randomizes.

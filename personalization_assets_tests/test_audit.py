@@ -6,9 +6,14 @@ import duckdb
 import pandas as pd
 import pytest
 
-from personalization_assets import cli
-from personalization_assets.assignment import build_assignments
-from personalization_assets.audit import AuditLog, explain, record_hash, verdict_records
+from personalization_assets.audit.trail import (
+    AuditLog,
+    explain,
+    record_hash,
+    verdict_records,
+)
+from personalization_assets.cli import commands as cli
+from personalization_assets.experiment.assignment import build_assignments
 
 WEIGHTS = {"control": 0.5, "friendly": 0.5}
 

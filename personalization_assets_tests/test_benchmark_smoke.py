@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from personalization_assets.config import PROJECT_ROOT
+from personalization_assets.campaign.paths import PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "wave_scale.py"
 

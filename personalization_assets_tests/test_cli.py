@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from personalization_assets import cli
+from personalization_assets.cli import commands as cli
 from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE
 
 
@@ -32,7 +32,7 @@ def test_cpo_run_reports_a_bad_campaign_file(campaign_folder, capsys):
     campaign_folder.edit_campaign(alpha=3)
     code = cli.main(["run", "--campaign", str(campaign_folder.campaign)])
     assert code == cli.EXIT_USAGE
-    assert "'alpha' must be within" in capsys.readouterr().err
+    assert "campaign.yaml: alpha: Input should be less than or equal to 0.5 (got 3)" in capsys.readouterr().err
 
 
 def test_cpo_backfill_one_segment_then_wave(campaign_folder, capsys):
@@ -61,9 +61,9 @@ def test_cpo_plan_answers_how_many_customers(campaign_folder, capsys):
 
 
 def test_plan_is_consistent_with_the_mde_it_reports():
-    from personalization_assets.config import load_campaign
-    from personalization_assets.config import PROJECT_ROOT
-    from personalization_assets.planning import plan_campaign
+    from personalization_assets.campaign.config import load_campaign
+    from personalization_assets.campaign.paths import PROJECT_ROOT
+    from personalization_assets.experiment.planning import plan_campaign
 
     config = load_campaign(PROJECT_ROOT / "data" / "campaign.yaml")
     first = plan_campaign(config, pd.Series({"overall": 1000}), base_rate=0.25)

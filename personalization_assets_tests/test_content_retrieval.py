@@ -9,19 +9,24 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from personalization_assets.content import CORPUS_COLUMNS, load_corpus
-from personalization_assets.errors import DataContractError
-from personalization_assets.retrieval import (
+from personalization_assets.backends.local_search import BM25Index, tokenize
+from personalization_assets.campaign.errors import DataContractError
+from personalization_assets.content.corpus import CORPUS_COLUMNS, load_corpus
+from personalization_assets.content.retrieval import (
     PURPOSE_CONTROL,
     PURPOSE_SEGMENT,
     RETRIEVED_COLUMNS,
-    BM25Index,
     retrieval_purpose,
     retrieve_for_segments,
     segment_query,
-    tokenize,
 )
-from personalization_assets_tests.pure_fixtures import CONTENT_DIR, campaign, catalog, corpus, retrieved
+from personalization_assets_tests.pure_fixtures import (
+    CONTENT_DIR,
+    campaign,
+    catalog,
+    corpus,
+    retrieved,
+)
 
 
 def document(document_id: str = "DOC-900", **changes) -> dict:
@@ -274,7 +279,7 @@ def test_retrieve_for_segments_returns_segment_and_control_rows():
         assert set(rows["purpose"]) == {PURPOSE_SEGMENT, PURPOSE_CONTROL}
         for purpose, allowed in ((PURPOSE_SEGMENT, set(s.audiences)), (PURPOSE_CONTROL, {"All"})):
             part = rows[rows["purpose"] == purpose]
-            assert list(part["rank"]) == list(range(1, config.top_k + 1))
+            assert list(part["rank"]) == list(range(1, config.retrieval.top_k + 1))
             assert set(part["audience"]) <= allowed
             assert part["audience"].tolist() == [audience_of[d] for d in part["document_id"]]
     # The control retrieval is the same generic query everywhere.

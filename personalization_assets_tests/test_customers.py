@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.customers import REQUIRED_COLUMNS, load_customers
-from personalization_assets.errors import EXAMPLE_ROWS, DataContractError
+from personalization_assets.audience.customers import REQUIRED_COLUMNS, load_customers
+from personalization_assets.campaign.errors import EXAMPLE_ROWS, DataContractError
 from personalization_assets_tests.pure_fixtures import CUSTOMERS_CSV
 
 SAMPLE_LINES = CUSTOMERS_CSV.read_text().splitlines()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.customers import (
+from personalization_assets.audience.customers import (
     PYTHON_WHITESPACE,
     _accept_typed,
     _read_typed,
@@ -24,8 +24,8 @@ from personalization_assets.customers import (
     read_customers,
     validate_customers,
 )
-from personalization_assets.errors import DataContractError
-from personalization_assets.sample_data import generate_customers
+from personalization_assets.campaign.errors import DataContractError
+from personalization_assets.campaign.sample_data import generate_customers
 from personalization_assets_tests.pure_fixtures import CUSTOMERS_CSV
 
 

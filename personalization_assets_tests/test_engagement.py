@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.assignment import assign_arms, build_assignments
-from personalization_assets.config import SimulationSettings
-from personalization_assets.engagement import (
+from personalization_assets.campaign.config import SimulationEffects, SimulationSettings
+from personalization_assets.campaign.errors import DataContractError
+from personalization_assets.campaign.sample_data import generate_customers
+from personalization_assets.experiment.assignment import assign_arms, build_assignments
+from personalization_assets.experiment.engagement import (
     ENGAGEMENT_COLUMNS,
     SOURCE_IMPORTED,
     SOURCE_SIMULATED,
     import_engagement,
     simulate_engagement,
 )
-from personalization_assets.errors import DataContractError
-from personalization_assets.sample_data import generate_customers
 from personalization_assets_tests.pure_fixtures import (
     campaign,
     catalog,
@@ -132,7 +132,7 @@ def sent_with_arms(n: int, weights: dict[str, float], seed: int = 7) -> pd.DataF
     return customers[["customer_id", "segment", "historical_open_rate", "historical_click_rate"]].assign(arm=arms)
 
 
-SETTINGS = SimulationSettings(seed=5, conversion_given_click=0.12, default_effects={"friendly": 1.5})
+SETTINGS = SimulationSettings(seed=5, conversion_given_click=0.12, effects=SimulationEffects(default={"friendly": 1.5}))
 
 
 def test_simulation_is_deterministic_and_labelled():
@@ -185,8 +185,8 @@ def test_an_arm_with_effect_1_5_opens_clearly_more_than_control():
 
 
 def test_segment_effect_overrides_the_default():
-    settings = SimulationSettings(seed=1, default_effects={"friendly": 1.0},
-                                  segment_effects={"at_risk": {"friendly": 2.0}})
+    settings = SimulationSettings(seed=1, effects=SimulationEffects(default={"friendly": 1.0},
+                                                                   segments={"at_risk": {"friendly": 2.0}}))
     sent = sent_with_arms(30_000, {"friendly": 1.0})
     frame = simulate_engagement(sent, settings, WAVE).assign(segment=sent["segment"].to_numpy())
     base = sent.groupby("segment")["historical_open_rate"].mean()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalization_assets.explain import (
+from personalization_assets.explain.models import (
     EXPLORATION_COLUMNS,
     MODEL_FEATURES,
     NUMERIC_FEATURES,

@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.assignment import build_assignments
-from personalization_assets.config import SimulationSettings
-from personalization_assets.engagement import simulate_engagement
-from personalization_assets.gates import evaluate_lift_gate, evaluate_safety_gate, rollout_recommendations
-from personalization_assets.results import (
+from personalization_assets.campaign.config import SimulationEffects, SimulationSettings
+from personalization_assets.experiment.assignment import build_assignments
+from personalization_assets.experiment.engagement import simulate_engagement
+from personalization_assets.experiment.gates import (
+    evaluate_lift_gate,
+    rollout_recommendations,
+)
+from personalization_assets.experiment.results import (
     OVERALL,
     RESULTS_COLUMNS,
     analysis_frame,
@@ -21,6 +24,7 @@ from personalization_assets.results import (
     compute_results,
     sample_ratio_mismatch,
 )
+from personalization_assets.safety.gate import evaluate_safety_gate
 from personalization_assets_tests.pure_fixtures import (
     campaign,
     catalog,
@@ -43,7 +47,7 @@ def _simulated(n: int, effects: tuple[tuple[str, float], ...], seed: int):
     variants = variants_frame(catalog().ids)
     assignments = build_assignments(customers, variants, verdicts_frame(variants), experiment_id=config.experiment_id,
                                     weights=config.arm_weights, wave=WAVE)
-    settings = SimulationSettings(seed=seed, conversion_given_click=0.12, default_effects=dict(effects))
+    settings = SimulationSettings(seed=seed, conversion_given_click=0.12, effects=SimulationEffects(default=dict(effects)))
     engagement = simulate_engagement(sent_customers(assignments, customers), settings, WAVE)
     frame = analysis_frame(assignments, engagement, customers)
     results = compute_results(frame, config, wave=WAVE, segments=catalog().ids, source="simulated")
@@ -196,7 +200,7 @@ def test_compute_results_shape():
     _, results = simulated(40_000, FRIENDLY_WINS)
     config = campaign()
     assert list(results.columns) == list(RESULTS_COLUMNS)
-    assert len(results) == (1 + len(catalog().ids)) * len(config.metrics) * len(config.arms)
+    assert len(results) == (1 + len(catalog().ids)) * len(config.metrics.all) * len(config.arm_names)
     assert set(results["engagement_source"]) == {"simulated"}
     overall = results[(results["scope"] == OVERALL) & (results["metric"] == "open_rate")].set_index("arm")
     assert overall["n"].sum() == 40_000
@@ -254,11 +258,11 @@ def test_rollout_names_a_winner_only_where_supported(n, effects):
     config = campaign()
     _, results = simulated(n, effects)
     scopes = [OVERALL, *catalog().ids]
-    table = rollout_recommendations(results, scopes=scopes, primary_metric=config.primary_metric,
+    table = rollout_recommendations(results, scopes=scopes, primary_metric=config.metrics.primary,
                                     minimum_lift=config.minimum_lift, alpha=config.alpha)
     assert list(table["scope"]) == scopes
     for rec in table.itertuples(index=False):
-        rows = results[(results["scope"] == rec.scope) & (results["metric"] == config.primary_metric)
+        rows = results[(results["scope"] == rec.scope) & (results["metric"] == config.metrics.primary)
                        & (results["arm"] != "control")]
         best = rows.sort_values("rel_lift", ascending=False).iloc[0]
         assert rec.best_arm == best["arm"]
@@ -293,7 +297,7 @@ def test_gate_and_rollout_agree_on_the_overall_scope():
     for n, effects in [(40_000, FRIENDLY_WINS), (800, NO_EFFECT)]:
         assignments, results = simulated(n, effects)
         gate = campaign_lift_gate(results, assignments, config)
-        overall = rollout_recommendations(results, scopes=[OVERALL], primary_metric=config.primary_metric,
+        overall = rollout_recommendations(results, scopes=[OVERALL], primary_metric=config.metrics.primary,
                                           minimum_lift=config.minimum_lift, alpha=config.alpha).iloc[0]
         assert overall["has_reliable_winner"] == gate.passed
         assert dataclasses.asdict(gate)["best_arm"] == overall["best_arm"]

@@ -9,25 +9,28 @@ import shutil
 import pandas as pd
 import pytest
 
-from personalization_assets.errors import ConfigError
-from personalization_assets.generation import (
-    DANGLING_WORDS,
+from personalization_assets.backends.local_generator import (
     LOCAL_BACKEND,
-    SUBJECT_MAX_CHARS,
-    VariantRequest,
     compose_local,
     fit_subject,
     sentences,
 )
-from personalization_assets.prompts import (
+from personalization_assets.campaign.config import BodyLength
+from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.campaign.sample_data import FIRST_NAMES
+from personalization_assets.messages.generation import (
+    DANGLING_WORDS,
+    SUBJECT_MAX_CHARS,
+    VariantRequest,
+)
+from personalization_assets.messages.prompts import (
     PromptDocument,
     format_documents,
     load_prompts,
     prompt_sha256,
     render_messages,
 )
-from personalization_assets.sample_data import FIRST_NAMES
-from personalization_assets.variants import CONTROL_VARIANT_ID, plan_requests
+from personalization_assets.messages.variants import CONTROL_VARIANT_ID, plan_requests
 from personalization_assets_tests.pure_fixtures import (
     CUSTOMERS_CSV,
     PROMPTS_DIR,
@@ -51,7 +54,7 @@ def render(documents=DOCS, description="Customers who love the outdoors.", tone=
     return render_messages(
         library, tone=library.tone(tone), company_name="Northwind", goal="Bring customers back.",
         segment_name="Outdoor fans", segment_description=description, documents=documents,
-        body_min_chars=250, body_max_chars=1200,
+        body_length=BodyLength(min_chars=250, max_chars=1200),
     )
 
 
@@ -60,7 +63,7 @@ def synthetic_request(documents, *, tone="friendly", variant="seg:friendly", bod
     return VariantRequest(
         segment_id=variant.split(":")[0], variant_id=variant, arm=tone, tone=library.tone(tone), company_name="Northwind",
         goal="Bring customers back.", documents=tuple(documents), messages=({"role": "user", "content": "x" * 400},),
-        prompt_sha256="0" * 64, body_min_chars=body_min, body_max_chars=body_max,
+        prompt_sha256="0" * 64, body_length=BodyLength.model_construct(min_chars=body_min, max_chars=body_max),
     )
 
 
@@ -233,9 +236,9 @@ def test_compose_local_on_every_planned_request():
         assert set(variant.citations) <= set(retrieved_ids)
         assert variant.citations[0] == retrieved_ids[0]
         assert request.documents[0].source_url in variant.body
-        assert variant.body.rstrip().endswith(f"The {config.company_name} team")
+        assert variant.body.rstrip().endswith(f"The {config.company.name} team")
         assert variant.cta == request.tone.cta and variant.cta in variant.body
-        assert config.body_min_chars <= len(variant.body) <= config.body_max_chars, (request.variant_id, len(variant.body))
+        assert config.generation.body_min_chars <= len(variant.body) <= config.generation.body_max_chars, (request.variant_id, len(variant.body))
         assert variant.input_tokens > 0 and variant.output_tokens > 0 and variant.cost_usd == 0.0
         # Every cited document is quoted: at least one of its whole sentences is in the body.
         for doc in request.documents:

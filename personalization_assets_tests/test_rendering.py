@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalization_assets.rendering import MESSAGE_COLUMNS, fill_merge_fields, render_messages
+from personalization_assets.messages.rendering import (
+    MESSAGE_COLUMNS,
+    fill_merge_fields,
+    render_messages,
+)
 
 
 def variants() -> pd.DataFrame:

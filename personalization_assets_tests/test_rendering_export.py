@@ -11,7 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.rendering import MESSAGE_COLUMNS, SEND_LIST_COLUMNS, export_messages, render_messages
+from personalization_assets.messages.rendering import (
+    MESSAGE_COLUMNS,
+    SEND_LIST_COLUMNS,
+    export_messages,
+    render_messages,
+)
 from personalization_assets_tests.test_rendering import assignments, customers, variants
 
 

@@ -18,13 +18,32 @@ import pandas as pd
 import pypdf
 import pytest
 
-from personalization_assets import report as report_module
-from personalization_assets.assignment import build_assignments
-from personalization_assets.charts import Estimate, ForestRow, Polygon, forest_plot
-from personalization_assets.config import CONTROL_ARM, SimulationSettings
-from personalization_assets.engagement import SOURCE_IMPORTED, SOURCE_SIMULATED, simulate_engagement
-from personalization_assets.explain import explore_clusters
-from personalization_assets.report import (
+from personalization_assets.campaign.config import (
+    CONTROL_ARM,
+    SimulationEffects,
+    SimulationSettings,
+)
+from personalization_assets.experiment.assignment import build_assignments
+from personalization_assets.experiment.engagement import (
+    SOURCE_IMPORTED,
+    SOURCE_SIMULATED,
+    simulate_engagement,
+)
+from personalization_assets.experiment.results import (
+    OVERALL,
+    analysis_frame,
+    compute_results,
+)
+from personalization_assets.explain.models import explore_clusters
+from personalization_assets.messages.variants import variant_id
+from personalization_assets.report import document as report_module
+from personalization_assets.report.charts import (
+    Estimate,
+    ForestRow,
+    Polygon,
+    forest_plot,
+)
+from personalization_assets.report.document import (
     ReportInputs,
     build_report,
     code_version,
@@ -33,10 +52,13 @@ from personalization_assets.report import (
     render_html,
     write_report,
 )
-from personalization_assets.report_pdf import latin1
-from personalization_assets.results import OVERALL, analysis_frame, compute_results
-from personalization_assets.variants import variant_id
-from personalization_assets_tests.pure_fixtures import campaign, catalog, customer_segments, sent_customers
+from personalization_assets.report.pdf import latin1
+from personalization_assets_tests.pure_fixtures import (
+    campaign,
+    catalog,
+    customer_segments,
+    sent_customers,
+)
 
 WAVE = "2026-01-05"
 NO_EFFECT = (("control", 1.0), ("urgent", 1.0), ("informational", 1.0), ("friendly", 1.0))
@@ -52,7 +74,7 @@ def make_variants(segments: list[str]) -> pd.DataFrame:
     """message_variants as the content assets store it (control shared by id and prompt)."""
     rows = []
     for segment in segments:
-        for arm in campaign().arms:
+        for arm in campaign().arm_names:
             vid = variant_id(segment, arm)
             rows.append({
                 "segment": segment, "variant_id": vid, "arm": arm, "tone": None if arm == CONTROL_ARM else arm,
@@ -96,7 +118,7 @@ def simulated_wave(n: int, effects: tuple, seed: int = 11, blocked: frozenset[st
         # Lose part of the control arm, as a broken export would: a sample-ratio mismatch.
         control = assignments.index[assignments["arm"] == CONTROL_ARM]
         assignments = assignments.drop(control[: int(len(control) * drop_control_share)]).reset_index(drop=True)
-    settings = SimulationSettings(seed=seed, conversion_given_click=0.12, default_effects=dict(effects))
+    settings = SimulationSettings(seed=seed, conversion_given_click=0.12, effects=SimulationEffects(default=dict(effects)))
     engagement = simulate_engagement(sent_customers(assignments, customers), settings, WAVE)
     frame = analysis_frame(assignments, engagement, customers)
     segments = [s for s in catalog().ids if s in set(frame["segment"])]
@@ -240,7 +262,7 @@ def test_every_results_number_in_the_html_equals_experiment_results():
             assert_shown(percent(cells["chance_to_beat_control"]), row["chance_to_beat_control"], PCT, what + " chance")
             assert_shown(percent(cells["mde"]), row["mde"], PCT, what + " mde")
             checked += 1
-    assert checked == (len(scopes)) * len(campaign().metrics) * (len(campaign().arms) - 1)
+    assert checked == (len(scopes)) * len(campaign().metrics.all) * (len(campaign().arm_names) - 1)
 
 
 def test_summary_design_and_cost_numbers_equal_the_tables():
@@ -248,7 +270,7 @@ def test_summary_design_and_cost_numbers_equal_the_tables():
     report, document = rendered(20_000, FRIENDLY_WINS)
     tables = read_tables(document).tables
     results, assignments, config = inputs.results, inputs.assignments, inputs.config
-    primary = results[results["metric"] == config.primary_metric]
+    primary = results[results["metric"] == config.metrics.primary]
     for attrs, cells in tables["summary"]:
         scope = attrs["scope"]
         assert integer(cells["n"]) == primary.loc[primary["scope"] == scope, "n"].sum()
@@ -270,7 +292,7 @@ def test_summary_design_and_cost_numbers_equal_the_tables():
     by_segment = pd.crosstab(assignments["segment"], assignments["arm"])
     for attrs, cells in tables["arm_segment"]:
         if attrs["segment"] != "all":
-            for arm in config.arms:
+            for arm in config.arm_names:
                 assert integer(cells[arm].split(" ")[0]) == by_segment.loc[attrs["segment"], arm]
     assert integer(tables["arm_segment"][-1][1]["total"]) == len(assignments)
 
@@ -289,7 +311,7 @@ def test_markdown_summary_has_the_headline_and_each_scope():
     report, _ = rendered(20_000, FRIENDLY_WINS)
     markdown = report.markdown
     assert report.title in markdown and report.headline in markdown
-    primary = inputs.results[inputs.results["metric"] == inputs.config.primary_metric]
+    primary = inputs.results[inputs.results["metric"] == inputs.config.metrics.primary]
     names = {s.segment_id: s.name for s in catalog().segments}
     for scope in primary["scope"].unique():
         best = primary[(primary["scope"] == scope) & (primary["arm"] != CONTROL_ARM)].sort_values("rel_lift").iloc[-1]
@@ -302,11 +324,11 @@ def test_segment_verdicts_follow_the_rollout_rule():
     """A segment wins only when its own gate and the overall lift gate pass (rollout_recommendation's rule)."""
     report, document = rendered(20_000, FRIENDLY_WINS)
     summary = read_tables(document).tables["summary"]
-    from personalization_assets.gates import rollout_recommendations
+    from personalization_assets.experiment.gates import rollout_recommendations
 
     inputs = simulated_wave(20_000, FRIENDLY_WINS).inputs
     config = inputs.config
-    own = rollout_recommendations(inputs.results, scopes=[a["scope"] for a, _ in summary], primary_metric=config.primary_metric,
+    own = rollout_recommendations(inputs.results, scopes=[a["scope"] for a, _ in summary], primary_metric=config.metrics.primary,
                                   minimum_lift=config.minimum_lift, alpha=config.alpha).set_index("scope")
     for attrs, cells in summary:
         expected = own.loc[attrs["scope"], "recommended_arm"] if own.loc[attrs["scope"], "has_reliable_winner"] else None
@@ -435,14 +457,15 @@ def test_code_version_never_fails_without_git(monkeypatch):
 
 
 def test_data_freshness_names_the_files_and_their_times(tmp_path: Path):
-    config = dataclasses.replace(campaign(), customers_path=tmp_path / "customers.csv", engagement_dir=tmp_path / "engagement")
-    config.customers_path.write_text("customer_id\n")
+    base = campaign()
+    config = base.model_copy(update={"paths": base.paths.model_copy(update={"customers": tmp_path / "customers.csv", "engagement": tmp_path / "engagement"})})
+    config.paths.customers.write_text("customer_id\n")
     simulated = dict(data_freshness(config, WAVE, SOURCE_SIMULATED))
     assert "modified" in simulated["customers"] and "SIMULATED" in simulated["engagement"]
-    config.engagement_dir.mkdir()
-    (config.engagement_dir / f"{WAVE}.csv").write_text("customer_id,opened,clicked,converted\n")
+    config.paths.engagement.mkdir()
+    (config.paths.engagement / f"{WAVE}.csv").write_text("customer_id,opened,clicked,converted\n")
     imported = dict(data_freshness(config, WAVE, SOURCE_IMPORTED))
-    assert imported["engagement"].startswith(f"imported from {config.engagement_dir / (WAVE + '.csv')} (modified 20")
+    assert imported["engagement"].startswith(f"imported from {config.paths.engagement / (WAVE + '.csv')} (modified 20")
 
 
 def test_forest_plot_draws_every_interval_and_clips_huge_ones():

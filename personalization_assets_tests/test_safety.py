@@ -1,4 +1,4 @@
-"""Tests of the embedded safety screen (personalization_assets/safety.py)."""
+"""Tests of the safety policy, rules and the one screening path, with the embedded backend."""
 
 from __future__ import annotations
 
@@ -9,20 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from personalization_assets.safety import (
+from personalization_assets.backends import local_safety
+from personalization_assets.backends.local_safety import classify_text
+from personalization_assets.safety.policy import (
     CATEGORIES,
-    COMPLIANCE_RULE_IDS,
     SEVERITY_LEVELS,
     SafetyDecision,
     SafetyPolicy,
-    classify_text,
     decide,
+)
+from personalization_assets.safety.rules import (
+    COMPLIANCE_RULE_IDS,
     find_blocklist_hits,
     find_compliance_hits,
     find_placeholders,
     find_urls,
-    screen_locally,
 )
+from personalization_assets.safety.screening import screen
 
 BLOCKLISTS = {
     "competitor_names": ("Southpaw Gear", "Fjellhaus", "TrailKing"),
@@ -347,21 +350,29 @@ def test_decide_accepts_numpy_severities_read_back_from_a_table():
 
 
 # --------------------------------------------------------------------------------------------
-# screen_locally
+# screen: the pipeline's one screening path, with the embedded backend
 # --------------------------------------------------------------------------------------------
 
 VALID_SOURCE = {"approved_urls": (), "citations": ("DOC-001",), "retrieved_ids": ("DOC-001",), "source_text": ""}
 
 
-def test_screen_locally_approves_clean_copy():
+def screen_locally(subject: str, body: str, policy: SafetyPolicy = POLICY, **compliance_kwargs: object):
+    """One variant through `screen` with the embedded `analyze`, as `safety_verdicts` runs it."""
+    rule_hits = find_compliance_hits(subject, body, **compliance_kwargs)  # type: ignore[arg-type]
+    (result,) = screen([subject], [body], [rule_hits], policy=policy,
+                       analyze=lambda texts: local_safety.analyze(texts, policy.blocklists))
+    return result
+
+
+def test_screen_approves_clean_copy():
     severities, blocklist_hits, rule_hits, decision = screen_locally(
         "Spring is here", "Hi {{first_name}}, the new tents are in.", POLICY, **VALID_SOURCE
     )
-    assert (severities, blocklist_hits, rule_hits) == (CLEAN_SEVERITIES, [], [])
+    assert (severities, blocklist_hits, rule_hits) == (CLEAN_SEVERITIES, (), ())
     assert decision.decision == "approved"
 
 
-def test_screen_locally_takes_the_worst_of_subject_body_and_both():
+def test_screen_takes_the_worst_of_subject_body_and_both():
     assert screen_locally("I will kill you", "See you soon.", POLICY, **VALID_SOURCE).severities["Violence"] == 6
     # Harmless apart, a threat once subject and body are read together.
     split = screen_locally("Next week I will kill", "you and your family.", POLICY, **VALID_SOURCE)
@@ -369,16 +380,27 @@ def test_screen_locally_takes_the_worst_of_subject_body_and_both():
     assert split.decision.reasons == ("Violence severity 6 >= 4",)
 
 
-def test_screen_locally_reports_blocklist_and_rule_hits():
+def test_screen_reports_blocklist_and_rule_hits():
     result = screen_locally("Last chance", "Lighter than anything from Fjellhaus.", POLICY, **VALID_SOURCE)
-    assert result.blocklist_hits == ["competitor_names:Fjellhaus"]
-    assert result.rule_hits == ["false_urgency"]
+    assert result.blocklist_hits == ("competitor_names:Fjellhaus",)
+    assert result.rule_hits == ("false_urgency",)
     assert result.decision.reasons == ("blocklist competitor_names:Fjellhaus", "rule false_urgency")
 
 
-def test_screen_locally_requires_the_compliance_inputs():
+def test_compliance_rules_require_their_inputs():
     with pytest.raises(TypeError):
-        screen_locally("Subject", "Body", POLICY)
+        find_compliance_hits("Subject", "Body")  # type: ignore[call-arg]
+
+
+def test_screen_fails_closed_when_the_service_fails_or_miscounts():
+    def broken(texts):
+        raise ConnectionError("service unreachable")
+
+    (down,) = screen(["Spring is here"], ["Hi {{first_name}}, the tents are in."], [[]], analyze=broken, policy=POLICY)
+    assert down.decision.blocked and down.severities is None
+    assert down.decision.reasons[0].startswith("safety service failed: ConnectionError: service unreachable")
+    (short,) = screen(["Spring"], ["Hi."], [[]], analyze=lambda texts: [], policy=POLICY)
+    assert short.decision.blocked and "returned 0 analyses for 3 texts" in short.decision.reasons[0]
 
 
 # --------------------------------------------------------------------------------------------

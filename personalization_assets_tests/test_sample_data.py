@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from personalization_assets.sample_data import (
+from personalization_assets.campaign.sample_data import (
     CUSTOMER_COLUMNS,
     SAMPLE_DIR,
     generate_customers,

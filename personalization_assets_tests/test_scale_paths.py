@@ -10,10 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.assignment import stable_hash64, stable_hashes64, unit_interval, unit_intervals
-from personalization_assets.joins import left_join_rows, take
+from personalization_assets.experiment.assignment import (
+    stable_hash64,
+    stable_hashes64,
+    unit_interval,
+    unit_intervals,
+)
+from personalization_assets.experiment.joins import left_join_rows, take
 from personalization_assets_tests.test_assignment import reference_hash
-
 
 # --- joins ---------------------------------------------------------------------------------------
 

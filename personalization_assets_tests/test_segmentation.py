@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from personalization_assets.customers import load_customers
-from personalization_assets.errors import ConfigError
-from personalization_assets.sample_data import generate_customers
-from personalization_assets.segmentation import (
+from personalization_assets.audience.customers import load_customers
+from personalization_assets.audience.segmentation import (
     SegmentCatalog,
     assign_segments,
     check_rules_against_columns,
     load_catalog,
     segment_sizes,
 )
+from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.campaign.sample_data import generate_customers
 from personalization_assets_tests.pure_fixtures import CUSTOMERS_CSV, SEGMENTS_PATH
 
 

@@ -4,11 +4,17 @@ import json
 
 import pytest
 
-from personalization_assets.generation import GeneratedVariant, compose_local
-from personalization_assets.prompts import PromptDocument, render_messages
-from personalization_assets.validation import quality_failures, sources_from
-from personalization_assets.variants import generate_with_repair
-from personalization_assets_tests.pure_fixtures import campaign, prompt_library, requests
+from personalization_assets.backends.local_generator import compose_local
+from personalization_assets.campaign.config import BodyLength
+from personalization_assets.messages.generation import GeneratedVariant
+from personalization_assets.messages.prompts import PromptDocument, render_messages
+from personalization_assets.messages.quality import quality_failures, sources_from
+from personalization_assets.messages.variants import generate_with_repair
+from personalization_assets_tests.pure_fixtures import (
+    campaign,
+    prompt_library,
+    requests,
+)
 
 DOCS = (
     PromptDocument("DOC-A", "Trail shoes", "The Swiftline 4 trail shoe costs $139. It has a 60-day return window.", "https://n.example/a"),
@@ -22,7 +28,7 @@ GOOD_BODY = (
 
 
 def failures(subject="Trail shoes for spring", body=GOOD_BODY, cta="Shop now", citations=("DOC-A", "DOC-B")):
-    return quality_failures(subject, body, cta, list(citations), retrieved=SOURCES, body_min=100, body_max=1000)
+    return quality_failures(subject, body, cta, list(citations), retrieved=SOURCES, body_length=BodyLength(min_chars=100, max_chars=1000))
 
 
 def test_a_good_variant_passes():
@@ -79,7 +85,7 @@ def request_with(documents):
     request = requests()[1]
     from dataclasses import replace
 
-    return replace(request, documents=documents, body_min_chars=100, body_max_chars=1000)
+    return replace(request, documents=documents, body_length=BodyLength(min_chars=100, max_chars=1000))
 
 
 def test_a_failing_llm_variant_gets_one_repair_with_its_failures():
@@ -131,8 +137,8 @@ def test_a_prompt_injection_in_a_document_changes_nothing():
     # For an LLM, it stays inert data inside <documents>; the instructions around it are unchanged.
     config, library = campaign(), prompt_library()
     kwargs = dict(
-        tone=library.tone("urgent"), company_name=config.company_name, goal=config.goal, segment_name="S",
-        segment_description="D", body_min_chars=100, body_max_chars=1000,
+        tone=library.tone("urgent"), company_name=config.company.name, goal=config.goal, segment_name="S",
+        segment_description="D", body_length=BodyLength(min_chars=100, max_chars=1000),
     )
     clean_messages = render_messages(library, documents=DOCS, **kwargs)
     poisoned_messages = render_messages(library, documents=poisoned_docs, **kwargs)
@@ -159,7 +165,10 @@ def test_the_three_tones_write_clearly_different_emails():
 
 
 def test_citation_coverage_reports_retrieved_and_cited_per_segment():
-    from personalization_assets.variants import citation_coverage, variants_table
+    from personalization_assets.messages.variants import (
+        citation_coverage,
+        variants_table,
+    )
     from personalization_assets_tests.pure_fixtures import retrieved
 
     planned = requests()

@@ -40,7 +40,7 @@ from personalization_assets.backends.retry import (
     call_with_retry,
     status_failure,
 )
-from personalization_assets.generation import GeneratedVariant, VariantRequest
+from personalization_assets.messages.generation import GeneratedVariant, VariantRequest
 
 AZURE_OPENAI_BACKEND = "azure-openai"
 COMPATIBLE_BACKEND = "openai-compatible"

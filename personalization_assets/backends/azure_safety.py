@@ -39,9 +39,14 @@ from azure.core.credentials import AzureKeyCredential
 
 from personalization_assets.backends.azure_errors import classify_azure_error
 from personalization_assets.backends.concurrency import bounded_map
-from personalization_assets.backends.retry import RetryPolicy, ServiceStats, call_with_retry
-from personalization_assets.safety import CATEGORIES, SAFE, find_blocklist_hits
-from personalization_assets.screening import TextAnalysis
+from personalization_assets.backends.retry import (
+    RetryPolicy,
+    ServiceStats,
+    call_with_retry,
+)
+from personalization_assets.safety.policy import CATEGORIES, SAFE
+from personalization_assets.safety.rules import find_blocklist_hits
+from personalization_assets.safety.screening import TextAnalysis
 
 T = TypeVar("T")
 AZURE_SAFETY_BACKEND = "azure-content-safety"

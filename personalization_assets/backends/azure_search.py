@@ -26,11 +26,21 @@ import pandas as pd
 from azure.core.credentials import AzureKeyCredential
 from azure.search.documents import SearchClient
 from azure.search.documents.indexes import SearchIndexClient
-from azure.search.documents.indexes.models import SearchableField, SearchFieldDataType, SearchIndex, SimpleField
+from azure.search.documents.indexes.models import (
+    SearchableField,
+    SearchFieldDataType,
+    SearchIndex,
+    SimpleField,
+)
 
 from personalization_assets.backends.azure_errors import classify_azure_error
-from personalization_assets.backends.retry import Failure, RetryPolicy, ServiceStats, call_with_retry
-from personalization_assets.retrieval import SearchHit
+from personalization_assets.backends.retry import (
+    Failure,
+    RetryPolicy,
+    ServiceStats,
+    call_with_retry,
+)
+from personalization_assets.content.retrieval import SearchHit
 
 T = TypeVar("T")
 AZURE_SEARCH_BACKEND = "azure-search"

@@ -10,14 +10,28 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from personalization_assets.content import load_corpus
-from personalization_assets.audit import variant_records, verdict_records
-from personalization_assets.defs.resources import AuditResource, CampaignResource, GeneratorResource, SafetyResource, SearchResource
-from personalization_assets.gates import evaluate_safety_gate
-from personalization_assets.retrieval import retrieve_for_segments, segment_query
-from personalization_assets.safety import SafetyPolicy
-from personalization_assets.screening import screen_variants
-from personalization_assets.variants import citation_coverage, generate_with_repair, plan_requests, variants_table
+from personalization_assets.audit.trail import variant_records, verdict_records
+from personalization_assets.content.corpus import load_corpus
+from personalization_assets.content.retrieval import (
+    retrieve_for_segments,
+    segment_query,
+)
+from personalization_assets.defs.resources import (
+    AuditResource,
+    CampaignResource,
+    GeneratorResource,
+    SafetyResource,
+    SearchResource,
+)
+from personalization_assets.messages.variants import (
+    citation_coverage,
+    generate_with_repair,
+    plan_requests,
+    variants_table,
+)
+from personalization_assets.safety.gate import evaluate_safety_gate
+from personalization_assets.safety.policy import SafetyPolicy
+from personalization_assets.safety.screening import screen_variants
 
 CONTENT_GROUP = "content"
 SCHEMA = "personalization"
@@ -51,7 +65,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
     @dg.asset(group_name=CONTENT_GROUP)
     def content_index(context: dg.AssetExecutionContext, campaign: CampaignResource, search: SearchResource) -> pd.DataFrame:
         """The approved content corpus (data/content/*.json), validated and indexed for search."""
-        corpus = load_corpus(campaign.config.content_dir)
+        corpus = load_corpus(campaign.config.paths.content)
         service_before = dict(search.service_stats())
         index_info = search.index_corpus(corpus)
         context.add_output_metadata(
@@ -72,7 +86,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
         ]
         service_before = dict(search.service_stats())
         frame = retrieve_for_segments(
-            lambda query, audiences: search.search(content_index, query, audiences, config.top_k),
+            lambda query, audiences: search.search(content_index, query, audiences, config.retrieval.top_k),
             content_index,
             segments,
             control_query=config.goal,
@@ -141,8 +155,7 @@ def build_content_assets(segment_partitions: dg.StaticPartitionsDefinition) -> l
             analyze=lambda texts: safety.analyze(texts, dict(settings.blocklists)),
             policy=policy,
             backend=safety.backend,
-            body_min=campaign.config.body_min_chars,
-            body_max=campaign.config.body_max_chars,
+            body_length=campaign.config.generation.body_length,
         )
         audit.log().append(verdict_records(frame, context.run_id))
         blocked = frame[frame["decision"] != "approved"]

@@ -18,16 +18,19 @@ import dagster as dg
 import pandas as pd
 from pydantic import PrivateAttr
 
-from personalization_assets.audit import AuditLog
+from personalization_assets.audience.segmentation import SegmentCatalog, load_catalog
+from personalization_assets.audit.trail import AuditLog
+from personalization_assets.backends import local_safety
+from personalization_assets.backends.local_generator import compose_local
+from personalization_assets.backends.local_search import BM25Index
 from personalization_assets.backends.retry import RetryPolicy, ServiceStats
-from personalization_assets.config import CampaignConfig, cpo_home, load_campaign
-from personalization_assets.errors import ConfigError
-from personalization_assets.generation import GeneratedVariant, VariantRequest, compose_local
-from personalization_assets.prompts import PromptLibrary, load_prompts
-from personalization_assets.retrieval import BM25Index, SearchHit
-from personalization_assets.safety import classify_text, find_blocklist_hits
-from personalization_assets.screening import TextAnalysis
-from personalization_assets.segmentation import SegmentCatalog, load_catalog
+from personalization_assets.campaign.config import CampaignConfig, load_campaign
+from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.campaign.paths import cpo_home
+from personalization_assets.content.retrieval import SearchHit
+from personalization_assets.messages.generation import GeneratedVariant, VariantRequest
+from personalization_assets.messages.prompts import PromptLibrary, load_prompts
+from personalization_assets.safety.screening import TextAnalysis
 
 
 class CampaignResource(dg.ConfigurableResource):
@@ -41,11 +44,11 @@ class CampaignResource(dg.ConfigurableResource):
 
     @cached_property
     def catalog(self) -> SegmentCatalog:
-        return load_catalog(self.config.segments_path)
+        return load_catalog(self.config.paths.segments)
 
     @cached_property
     def prompts(self) -> PromptLibrary:
-        return load_prompts(self.config.prompts_dir, self.config.tones)
+        return load_prompts(self.config.paths.prompts, self.config.tones)
 
 
 class AuditResource(dg.ConfigurableResource):
@@ -143,7 +146,7 @@ class LocalSafety(SafetyResource):
         return "local-safety"
 
     def analyze(self, texts: list[str], blocklists: dict[str, tuple[str, ...]]) -> list[TextAnalysis]:
-        return [TextAnalysis(classify_text(text), tuple(find_blocklist_hits(text, blocklists))) for text in texts]
+        return local_safety.analyze(texts, blocklists)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,7 +234,10 @@ class _ChatGenerator(RemoteServiceResource, GeneratorResource, ABC):
         return (self.input_price_per_million, self.output_price_per_million)
 
     def _make_backend(self) -> Any:
-        from personalization_assets.backends.azure_openai import ChatGenerator, completion_function
+        from personalization_assets.backends.azure_openai import (
+            ChatGenerator,
+            completion_function,
+        )
         from personalization_assets.backends.cache import ResponseCache
 
         cache = ResponseCache(self.cache_dir or cpo_home() / "cache" / "generation") if self.use_cache else None
@@ -265,7 +271,10 @@ class AzureOpenAIGenerator(_ChatGenerator):
         )
 
     def _settings(self) -> Any:
-        from personalization_assets.backends.azure_openai import AZURE_OPENAI_BACKEND, ChatSettings
+        from personalization_assets.backends.azure_openai import (
+            AZURE_OPENAI_BACKEND,
+            ChatSettings,
+        )
 
         return ChatSettings(AZURE_OPENAI_BACKEND, self.deployment, self.temperature, self.max_tokens, prices=self._prices())
 
@@ -283,7 +292,10 @@ class OpenAICompatibleGenerator(_ChatGenerator):
         return compatible_client(base_url=self.base_url, api_key=_resolved(self.api_key), timeout=self.timeout_seconds)
 
     def _settings(self) -> Any:
-        from personalization_assets.backends.azure_openai import COMPATIBLE_BACKEND, ChatSettings
+        from personalization_assets.backends.azure_openai import (
+            COMPATIBLE_BACKEND,
+            ChatSettings,
+        )
 
         # A local model costs nothing per token unless prices are set on the resource.
         return ChatSettings(COMPATIBLE_BACKEND, self.model, self.temperature, self.max_tokens,

@@ -86,7 +86,7 @@ def build_engagement_sensor(job_name: str, wave_partitions: dg.PartitionsDefinit
         description="Re-runs a wave's engagement, results and report when its engagement CSV (paths.engagement/<wave>.csv) appears or changes.",
     )
     def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: CampaignResource):
-        folder = campaign.config.engagement_dir
+        folder = campaign.config.paths.engagement
         files, ignored = _load_cursor(context.cursor)
         if context.repository_def is None:
             raise dg.DagsterInvariantViolationError(f"{ENGAGEMENT_SENSOR} needs its Definitions to resolve the assets to re-run")

@@ -12,18 +12,29 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from personalization_assets.assignment import build_assignments
-from personalization_assets.config import exports_dir, reports_dir
-from personalization_assets.customers import NUMERIC_RULES, OPTIONAL_TEXT_COLUMNS, REQUIRED_COLUMNS, TIERS, load_customers
+from personalization_assets.audience.customers import (
+    NUMERIC_RULES,
+    OPTIONAL_TEXT_COLUMNS,
+    REQUIRED_COLUMNS,
+    TIERS,
+    load_customers,
+)
+from personalization_assets.audience.segmentation import (
+    assign_segments,
+    check_rules_against_columns,
+    segment_sizes,
+)
+from personalization_assets.campaign.paths import exports_dir, reports_dir
 from personalization_assets.defs.content_assets import ALL_SEGMENTS
 from personalization_assets.defs.resources import AuditResource, CampaignResource
-from personalization_assets.engagement import SOURCE_SIMULATED, import_engagement, simulate_engagement
-from personalization_assets.explain import explore_clusters
-from personalization_assets.gates import evaluate_safety_gate
-from personalization_assets.joins import left_join_rows
-from personalization_assets.rendering import EXPORT_FILE, export_messages
-from personalization_assets.report import ReportInputs, write_report
-from personalization_assets.results import (
+from personalization_assets.experiment.assignment import build_assignments
+from personalization_assets.experiment.engagement import (
+    SOURCE_SIMULATED,
+    import_engagement,
+    simulate_engagement,
+)
+from personalization_assets.experiment.joins import left_join_rows
+from personalization_assets.experiment.results import (
     OVERALL,
     analysis_frame,
     campaign_lift_gate,
@@ -32,7 +43,10 @@ from personalization_assets.results import (
     gated_rollout,
     sample_ratio_mismatch,
 )
-from personalization_assets.segmentation import assign_segments, check_rules_against_columns, segment_sizes
+from personalization_assets.explain.models import explore_clusters
+from personalization_assets.messages.rendering import EXPORT_FILE, export_messages
+from personalization_assets.report.document import ReportInputs, write_report
+from personalization_assets.safety.gate import evaluate_safety_gate
 
 with contextlib.suppress(ImportError):
     # fpdf (the report's PDF writer) keeps the exception of its optional `cryptography` import,
@@ -121,7 +135,7 @@ def build_wave_assets(wave_partitions: dg.PartitionsDefinition, rule_columns: Se
     @dg.asset(group_name=WAVE_GROUP, dagster_type=CustomerDataFrame)
     def customers(context: dg.AssetExecutionContext, campaign: CampaignResource) -> pd.DataFrame:
         """The customer file, validated against its contract; a bad file stops the wave here."""
-        path = campaign.config.customers_path
+        path = campaign.config.paths.customers
         frame = load_customers(path)
         # A rule on a column the file lacks fails here, before anything is stored.
         check_rules_against_columns(campaign.catalog, frame.columns)
@@ -214,7 +228,7 @@ def build_wave_assets(wave_partitions: dg.PartitionsDefinition, rule_columns: Se
         """Opens, clicks, conversions: the wave's ESP export if present, else SIMULATED from ground truth."""
         config, wave = campaign.config, context.partition_key
         sent = _sent_with_rates(assignments, customer_segments)
-        path = config.engagement_file(wave)
+        path = config.paths.engagement_file(wave)
         if path.is_file():
             frame, missing = import_engagement(path, sent, wave)
             metadata = {"source": f"imported from {path}", "sent_customers_missing_from_file": missing}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 # scipy.special, not scipy.stats: the same functions (norm.ppf is ndtri), a third of the import time.
 from scipy.special import ndtri
 

@@ -29,7 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr, ndtri  # norm.cdf and norm.ppf, without importing scipy.stats
+from scipy.special import (  # norm.cdf and norm.ppf, without importing scipy.stats
+    ndtr,
+    ndtri,
+)
 
 from ._normal import two_sided_z
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 # scipy.special, not scipy.stats (a third of the import time): norm.sf(x) is ndtr(-x), and the
 # hypergeometric log-pmf below is scipy.stats.hypergeom's own formula.
 from scipy.special import betaln, ndtr

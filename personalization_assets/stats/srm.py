@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import chdtrc  # chi2.sf(x, df) is chdtrc(df, x), without importing scipy.stats
+from scipy.special import (
+    chdtrc,  # chi2.sf(x, df) is chdtrc(df, x), without importing scipy.stats
+)
 
 DEFAULT_SRM_THRESHOLD = 0.001
 

@@ -23,10 +23,17 @@ from personalization_assets.backends.azure_openai import (
 )
 from personalization_assets.backends.cache import ResponseCache
 from personalization_assets.backends.retry import RetryPolicy, ServiceStats
-from personalization_assets.config import PROJECT_ROOT
-from personalization_assets.defs.resources import AzureOpenAIGenerator, OpenAICompatibleGenerator
+from personalization_assets.campaign.paths import PROJECT_ROOT
+from personalization_assets.defs.resources import (
+    AzureOpenAIGenerator,
+    OpenAICompatibleGenerator,
+)
 from personalization_assets_tests.azure_double import DEFAULT_MODEL
-from personalization_assets_tests.backends.conftest import API_VERSION, DEPLOYMENT, OPENAI_KEY
+from personalization_assets_tests.backends.conftest import (
+    API_VERSION,
+    DEPLOYMENT,
+    OPENAI_KEY,
+)
 from personalization_assets_tests.backends.support import campaign_requests
 
 REQUESTS = campaign_requests()

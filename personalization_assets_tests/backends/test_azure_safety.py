@@ -4,7 +4,7 @@ import pytest
 
 from personalization_assets.backends.azure_safety import read_severities, text_chunks
 from personalization_assets.defs.resources import AzureContentSafety
-from personalization_assets.safety import CATEGORIES
+from personalization_assets.safety.policy import CATEGORIES
 from personalization_assets_tests.azure_double import RESPONSE_CATEGORY_ORDER
 from personalization_assets_tests.backends.conftest import SAFETY_KEY
 

@@ -3,10 +3,10 @@
 import pytest
 
 from personalization_assets.backends.azure_search import audience_filter, query_text
-from personalization_assets.config import PROJECT_ROOT
-from personalization_assets.content import load_corpus
+from personalization_assets.backends.local_search import BM25Index
+from personalization_assets.campaign.paths import PROJECT_ROOT
+from personalization_assets.content.corpus import load_corpus
 from personalization_assets.defs.resources import AzureAISearch
-from personalization_assets.retrieval import BM25Index
 from personalization_assets_tests.backends.conftest import SEARCH_INDEX, SEARCH_KEY
 
 CORPUS = load_corpus(PROJECT_ROOT / "data" / "content")

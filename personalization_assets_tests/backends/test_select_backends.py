@@ -3,6 +3,8 @@
 import dagster as dg
 import pytest
 
+from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.definitions import build_definitions
 from personalization_assets.defs.resources import (
     AzureAISearch,
     AzureContentSafety,
@@ -13,8 +15,6 @@ from personalization_assets.defs.resources import (
     OpenAICompatibleGenerator,
     select_backends,
 )
-from personalization_assets.definitions import build_definitions
-from personalization_assets.errors import ConfigError
 
 AZURE_OPENAI = {"AZURE_OPENAI_ENDPOINT": "https://res.openai.azure.com", "AZURE_OPENAI_API_KEY": "k1",
                 "AZURE_OPENAI_DEPLOYMENT": "gpt-4o-mini", "OPENAI_API_VERSION": "2024-10-21"}

@@ -19,11 +19,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from personalization_assets.config import PROJECT_ROOT
-from personalization_assets.defs.content_assets import SCHEMA
+from personalization_assets.campaign.paths import PROJECT_ROOT
+from personalization_assets.campaign.sample_data import write_sample_data
 from personalization_assets.definitions import build_definitions
-from personalization_assets.sample_data import write_sample_data
-from personalization_assets.screening import texts_to_screen
+from personalization_assets.defs.content_assets import SCHEMA
+from personalization_assets.safety.screening import texts_to_screen
 from personalization_assets_tests.azure_double import DEFAULT_MODEL, AzureDouble
 from personalization_assets_tests.backends.conftest import (
     BACKEND_VARIABLES,
@@ -33,7 +33,11 @@ from personalization_assets_tests.backends.conftest import (
     SEARCH_KEY,
     point_at_double,
 )
-from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE, CampaignFolder
+from personalization_assets_tests.conftest import (
+    TEST_CUSTOMERS,
+    TEST_WAVE,
+    CampaignFolder,
+)
 from personalization_assets_tests.defs.pipeline import (
     check_results,
     materialize_segments,

@@ -40,7 +40,7 @@ def read_table(warehouse, table: str, where: str = "TRUE") -> pd.DataFrame:
 
 def read_export(home, wave: str) -> pd.DataFrame:
     """The wave's rendered emails, as `personalized_messages` exports them (one row per sent customer)."""
-    from personalization_assets.rendering import EXPORT_FILE
+    from personalization_assets.messages.rendering import EXPORT_FILE
 
     with duckdb.connect() as connection:
         return connection.execute("SELECT * FROM read_parquet(?)", [str(home / "exports" / wave / EXPORT_FILE)]).df()

@@ -4,8 +4,8 @@ import datetime as dt
 
 import dagster as dg
 
+from personalization_assets.audience.segmentation import load_catalog
 from personalization_assets.definitions import CONTENT_JOB, WAVE_JOB, build_definitions
-from personalization_assets.segmentation import load_catalog
 
 CONTENT_ASSETS = {"content_index", "retrieved_content", "message_variants", "safety_verdicts"}
 WAVE_ASSETS = {

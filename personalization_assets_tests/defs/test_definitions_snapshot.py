@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from personalization_assets.config import PROJECT_ROOT
+from personalization_assets.campaign.paths import PROJECT_ROOT
 from personalization_assets.definitions import build_definitions
 
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")

@@ -8,10 +8,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.cli import Session
-from personalization_assets.definitions import WAVE_JOB, build_definitions, campaign_job, executor_def, executor_name
-from personalization_assets.defs.io_managers import WarehouseIOManager, _as_loaded, _RunCache
-from personalization_assets.errors import ConfigError
+from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.cli.commands import Session
+from personalization_assets.definitions import (
+    WAVE_JOB,
+    build_definitions,
+    campaign_job,
+    executor_def,
+    executor_name,
+)
+from personalization_assets.defs.io_managers import (
+    WarehouseIOManager,
+    _as_loaded,
+    _RunCache,
+)
 
 # --- the IO manager --------------------------------------------------------------------------------
 

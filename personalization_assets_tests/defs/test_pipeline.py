@@ -5,9 +5,9 @@ import pandas as pd
 import pypdf
 import pytest
 
-from personalization_assets.audit import AuditLog
+from personalization_assets.audit.trail import AuditLog
 from personalization_assets.definitions import build_definitions
-from personalization_assets.engagement import SOURCE_SIMULATED
+from personalization_assets.experiment.engagement import SOURCE_SIMULATED
 from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE
 from personalization_assets_tests.defs.pipeline import (
     check_results,

@@ -9,9 +9,17 @@ import pytest
 from personalization_assets.definitions import WAVE_JOB, build_definitions
 from personalization_assets.defs.sensors import ENGAGEMENT_SENSOR
 from personalization_assets.defs.wave_assets import WAVE_GROUP
-from personalization_assets.engagement import SOURCE_IMPORTED, SOURCE_SIMULATED
+from personalization_assets.experiment.engagement import (
+    SOURCE_IMPORTED,
+    SOURCE_SIMULATED,
+)
 from personalization_assets_tests.conftest import TEST_WAVE
-from personalization_assets_tests.defs.pipeline import check_results, materialize_segments, materialize_wave, read_table
+from personalization_assets_tests.defs.pipeline import (
+    check_results,
+    materialize_segments,
+    materialize_wave,
+    read_table,
+)
 
 RERUN = {"engagement", "experiment_results", "experiment_report", "rollout_recommendation"}
 UPSTREAM = {"customers", "customer_segments", "assignments", "personalized_messages"}

@@ -2,7 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from personalization_assets.stats.cuped import cuped_relative_lift, group_moments, pooled_theta
+from personalization_assets.stats.cuped import (
+    cuped_relative_lift,
+    group_moments,
+    pooled_theta,
+)
 from personalization_assets.stats.proportions import compare_proportions
 from personalization_assets.stats.validation import cuped_ci_validation
 

@@ -3,7 +3,11 @@ import pytest
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from personalization_assets.stats import minimum_detectable_lift, plan, sample_size_per_arm
+from personalization_assets.stats import (
+    minimum_detectable_lift,
+    plan,
+    sample_size_per_arm,
+)
 from personalization_assets.stats.power import ztest_power
 from personalization_assets.stats.validation import rejection_rate
 

@@ -11,7 +11,10 @@ from personalization_assets.stats.proportions import (
     two_proportion_pvalue,
     ztest_pvalue,
 )
-from personalization_assets.stats.validation import rejection_rate, relative_lift_ci_coverage
+from personalization_assets.stats.validation import (
+    rejection_rate,
+    relative_lift_ci_coverage,
+)
 
 # (x_c, n_c, x_t, n_t): large enough counts for the z-test branch
 LARGE_COUNT_CASES = [

@@ -41,10 +41,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from personalization_assets.config import PROJECT_ROOT
+from personalization_assets.audience.segmentation import load_catalog
+from personalization_assets.campaign.paths import PROJECT_ROOT
 from personalization_assets.definitions import WAVE_JOB, build_definitions
-from personalization_assets.engagement import SOURCE_SIMULATED
-from personalization_assets.segmentation import load_catalog
+from personalization_assets.experiment.engagement import SOURCE_SIMULATED
 from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE
 from personalization_assets_tests.defs.pipeline import (
     BACKFILLED_SEGMENT,

@@ -1,0 +1,245 @@
+"""The campaign file (`data/campaign.yaml`), as typed, validated settings.
+
+`campaign.yaml` is the one file a user edits to run a campaign. It is read into `CampaignConfig`
+(pydantic): unknown keys and duplicate keys are errors, every value is checked for type and range,
+and rules that span keys (body bounds, arms against tones, weights) are checked together. Every
+path inside it is relative to its own folder, so a campaign folder can be copied or generated
+anywhere. Settings travel as their section (`config.generation`, `config.safety`, ...), never as
+loose parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from personalization_assets.campaign.files import StrictModel, read_yaml, validate
+
+CONTROL_ARM = "control"
+METRIC_COLUMNS = {"open_rate": "opened", "click_rate": "clicked", "conversion_rate": "converted"}
+# The historical rate that predicts each metric: CUPED covariates and the simulator's baseline.
+METRIC_COVARIATES = {
+    "open_rate": ["historical_open_rate"],
+    "click_rate": ["historical_open_rate", "historical_click_rate"],
+    "conversion_rate": ["historical_open_rate", "historical_click_rate"],
+}
+DEFAULT_TONES = ("urgent", "informational", "friendly")
+
+Metric = Literal["open_rate", "click_rate", "conversion_rate"]
+NonBlank = Annotated[str, Field(min_length=1, pattern=r"\S")]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+Effect = Annotated[float, Field(ge=0, le=10)]
+
+
+class CompanySettings(StrictModel):
+    name: NonBlank = "Our company"
+
+
+class MetricSettings(StrictModel):
+    primary: Metric = "open_rate"
+    secondary: tuple[Metric, ...] = ("click_rate", "conversion_rate")
+
+    @field_validator("secondary")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"metrics are listed more than once: {list(value)}")
+        return value
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """The primary metric first, then each secondary one that is not the primary."""
+        return (self.primary, *(m for m in self.secondary if m != self.primary))
+
+
+class RetrievalSettings(StrictModel):
+    top_k: StrictInt = Field(3, ge=1, le=50, description="documents retrieved per segment and purpose")
+
+
+class BodyLength(StrictModel):
+    """The length bounds of an email body, in characters: asked of every generator, checked on every variant."""
+
+    min_chars: StrictInt = Field(200, ge=1)
+    max_chars: StrictInt = Field(1500, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BodyLength:
+        if self.min_chars >= self.max_chars:
+            raise ValueError(f"body_min_chars ({self.min_chars}) must be less than body_max_chars ({self.max_chars})")
+        return self
+
+    def admits(self, body: str) -> bool:
+        return self.min_chars <= len(body) <= self.max_chars
+
+
+class GenerationSettings(StrictModel):
+    """How variants are generated, and the length bounds every variant is validated against."""
+
+    max_concurrency: StrictInt = Field(4, ge=1, le=256)
+    body_min_chars: StrictInt = Field(200, ge=1)
+    body_max_chars: StrictInt = Field(1500, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GenerationSettings:
+        BodyLength(min_chars=self.body_min_chars, max_chars=self.body_max_chars)
+        return self
+
+    @property
+    def body_length(self) -> BodyLength:
+        return BodyLength(min_chars=self.body_min_chars, max_chars=self.body_max_chars)
+
+
+class SafetySettings(StrictModel):
+    pass_rate_threshold: float = Field(0.90, ge=0, le=1)
+    block_severity: Literal[2, 4, 6] = Field(4, description="Azure severity levels: 2 low, 4 medium, 6 high")
+    policy_version: NonBlank = "unversioned"
+    blocklists: dict[NonBlank, tuple[NonBlank, ...]] = Field(default_factory=dict)
+
+
+class SimulationEffects(StrictModel):
+    default: dict[str, Effect] = Field(default_factory=dict)
+    segments: dict[str, dict[str, Effect]] = Field(default_factory=dict)
+
+
+class SimulationSettings(StrictModel):
+    """Ground truth of the engagement simulator, used only when a wave has no engagement file."""
+
+    seed: StrictInt = 0
+    conversion_given_click: float = Field(0.1, ge=0, le=1)
+    effects: SimulationEffects = Field(default_factory=SimulationEffects)
+
+    def effect(self, segment: str, arm: str) -> float:
+        """Ground-truth multiplicative effect of sending `arm`'s message to a customer of `segment`."""
+        return float(self.effects.segments.get(segment, {}).get(arm, self.effects.default.get(arm, 1.0)))
+
+
+class PathSettings(StrictModel):
+    """Input locations, relative to the campaign file's folder; resolved to absolute paths."""
+
+    model_config = StrictModel.model_config | {"validate_default": True}
+
+    customers: Path = Path("customers.csv")
+    segments: Path = Path("segments.yaml")
+    content: Path = Path("content")
+    engagement: Path = Path("engagement")
+    prompts: Path = Path("../prompts")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base")
+        return (Path(base) / value).resolve() if base is not None else value.resolve()
+
+    def engagement_file(self, wave: str) -> Path:
+        return self.engagement / f"{wave}.csv"
+
+
+class CampaignConfig(StrictModel):
+    campaign_id: NonBlank
+    experiment_id: NonBlank = Field(description="salt of the assignment hash; default: campaign_id")
+    goal: NonBlank
+    company: CompanySettings = Field(default_factory=CompanySettings)
+    first_wave: dt.date = dt.date(2026, 1, 5)
+    tones: tuple[Name, ...] = Field(DEFAULT_TONES, min_length=1)
+    arms: dict[str, Annotated[float, Field(ge=0, le=1e9)]] | None = Field(
+        None, description="allocation weights by arm (control and tones); default: equal weights"
+    )
+    metrics: MetricSettings = Field(default_factory=MetricSettings)
+    alpha: float = Field(0.05, ge=1e-6, le=0.5)
+    minimum_lift: float = Field(0.10, ge=0, le=10)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    safety: SafetySettings = Field(default_factory=SafetySettings)
+    simulation: SimulationSettings = Field(default_factory=SimulationSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+
+    _path: Path = PrivateAttr(default=Path("campaign.yaml"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _experiment_defaults_to_campaign(cls, raw: object) -> object:
+        if isinstance(raw, Mapping) and raw.get("experiment_id") in (None, "") and "campaign_id" in raw:
+            return {**raw, "experiment_id": raw["campaign_id"]}
+        return raw
+
+    @field_validator("goal")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return " ".join(value.split())
+
+    @field_validator("first_wave", mode="before")
+    @classmethod
+    def _iso_date(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError("must be an ISO date, YYYY-MM-DD") from None
+        return value
+
+    @field_validator("first_wave")
+    @classmethod
+    def _monday(cls, value: dt.date) -> dt.date:
+        if value.weekday() != 0:
+            raise ValueError(f"must be a Monday (waves run Monday to Sunday); {value} is a {value:%A}")
+        return value
+
+    @field_validator("tones")
+    @classmethod
+    def _distinct_tones(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"tones must be distinct, got {list(value)}")
+        if CONTROL_ARM in value:
+            raise ValueError(f"'{CONTROL_ARM}' is the control arm, not a tone")
+        return value
+
+    @model_validator(mode="after")
+    def _arms_match_tones(self) -> CampaignConfig:
+        if self.arms is None:
+            return self
+        unknown = sorted(set(self.arms) - {CONTROL_ARM, *self.tones})
+        if unknown:
+            raise ValueError(f"arms {unknown} are neither '{CONTROL_ARM}' nor a configured tone {list(self.tones)}")
+        if self.arms.get(CONTROL_ARM, 0) <= 0:
+            raise ValueError(f"arms must give the '{CONTROL_ARM}' arm a positive weight")
+        if not any(self.arms.get(tone, 0) > 0 for tone in self.tones):
+            raise ValueError("arms must give at least one tone a positive weight")
+        return self
+
+    @property
+    def path(self) -> Path:
+        """The campaign file this configuration was read from."""
+        return self._path
+
+    @property
+    def arm_weights(self) -> Mapping[str, float]:
+        """Normalized weights, control first, then tones in configured order: the order every table
+        and report uses. A tone left out of `arms` is not part of the experiment."""
+        raw = self.arms or {CONTROL_ARM: 1.0, **dict.fromkeys(self.tones, 1.0)}
+        ordered = [arm for arm in (CONTROL_ARM, *self.tones) if arm in raw]
+        total = sum(raw[arm] for arm in ordered)
+        return {arm: raw[arm] / total for arm in ordered}
+
+    @property
+    def arm_names(self) -> tuple[str, ...]:
+        return tuple(self.arm_weights)
+
+
+def load_campaign(path: Path | str) -> CampaignConfig:
+    """Read and validate a campaign file; every problem is reported with the file and the key."""
+    path = Path(path).resolve()
+    raw = read_yaml(path, missing="campaign file not found (set --campaign or CPO_CAMPAIGN)")
+    config = validate(CampaignConfig, raw, path, context={"base": path.parent})
+    config._path = path
+    return config

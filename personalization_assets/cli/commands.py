@@ -1,0 +1,297 @@
+"""`cpo`: run a whole campaign wave, generate sample data, plan sample sizes, open the UI.
+
+`cpo run` executes the same Dagster jobs the UI and the schedule run, in the Dagster instance under
+`$CPO_HOME/dagster`, so its runs show in `cpo ui` (or `dagster dev` with that DAGSTER_HOME).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from personalization_assets.campaign.config import CampaignConfig, load_campaign
+from personalization_assets.campaign.errors import ConfigError, DataContractError
+from personalization_assets.campaign.paths import (
+    PROJECT_ROOT,
+    cpo_home,
+    dagster_home,
+    default_campaign_path,
+    warehouse_path,
+)
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_SAFETY_GATE = 2
+EXIT_AUDIT_BROKEN = 3
+EXIT_USAGE = 64
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
+
+
+def prepare_instance_home() -> Path:
+    """Point DAGSTER_HOME inside CPO_HOME (unless the user set it) so CLI runs show in the UI."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(dagster_home())))
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text(DAGSTER_YAML)
+    return home
+
+
+def wave_key_for(date: dt.date, first_wave: dt.date) -> str:
+    """The wave partition (its Monday) that contains `date`."""
+    if date < first_wave:
+        raise ConfigError("--wave", f"{date} is before the campaign's first wave {first_wave}")
+    return (date - dt.timedelta(days=date.weekday())).isoformat()
+
+
+def _quiet_run_config(verbose: bool) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": "DEBUG" if verbose else "CRITICAL"}}}}
+
+
+def _failed_checks(result) -> set[str]:
+    return {evaluation.check_name for evaluation in result.get_asset_check_evaluations() if not evaluation.passed}
+
+
+def _check_lines(result) -> list[str]:
+    lines = []
+    for evaluation in result.get_asset_check_evaluations():
+        status = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
+        description = evaluation.description or ""
+        lines.append(f"  {evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {status} {description}".rstrip())
+    return lines
+
+
+def _run_error(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None:  # the user's exception, not Dagster's wrapper
+                error = error.cause
+            return f"{event.step_key}: {error.message.strip()}"
+    return "the run failed"
+
+
+@dataclass
+class Session:
+    """One campaign's Definitions and Dagster instance, as every command that runs jobs needs."""
+
+    config: CampaignConfig
+    defs: object
+    instance: object
+    run_config: dict
+
+    @classmethod
+    def open(cls, campaign: str | None, verbose: bool) -> Session:
+        import dagster as dg
+
+        from personalization_assets.definitions import build_definitions
+
+        campaign_path = Path(campaign or default_campaign_path())
+        config = load_campaign(campaign_path)
+        prepare_instance_home()
+        return cls(config, build_definitions(campaign_path), dg.DagsterInstance.get(), _quiet_run_config(verbose))
+
+    def segments(self) -> list[str]:
+        from personalization_assets.definitions import CONTENT_JOB
+
+        return self.defs.resolve_job_def(CONTENT_JOB).partitions_def.get_partition_keys()
+
+    def wave_for(self, date: str | None) -> str:
+        return wave_key_for(dt.date.fromisoformat(date) if date else dt.date.today(), self.config.first_wave)
+
+    def execute(self, job_name: str, *, tags: dict[str, str] | None = None, partition_key: str | None = None):
+        """Run a job in this instance with the configured executor (`CPO_EXECUTOR`).
+
+        In-process (the default) runs the steps in this process. Multiprocess launches the same
+        job as a reconstructable job (each step process rebuilds it from the campaign file), so
+        the steps run in their own processes; the run, its events and checks are the same.
+        """
+        import dagster as dg
+
+        from personalization_assets.definitions import executor_name
+
+        if executor_name() == "in_process":
+            return self.defs.resolve_job_def(job_name).execute_in_process(
+                instance=self.instance, run_config=self.run_config, tags=tags, partition_key=partition_key, raise_on_error=False
+            )
+        job = dg.build_reconstructable_job(
+            "personalization_assets.definitions", "campaign_job", reconstructable_args=(job_name, str(self.config.path))
+        )
+        run_tags = {**(tags or {}), **({"dagster/partition": partition_key} if partition_key else {})}
+        with dg.execute_job(job, instance=self.instance, run_config=self.run_config, tags=run_tags, raise_on_error=False) as result:
+            return result
+
+    def run_content(self, segments: list[str]) -> int | None:
+        """Materialize the content assets of a contiguous range of segments in one run."""
+        from personalization_assets.definitions import CONTENT_JOB
+
+        if any(segment not in self.segments() for segment in segments):
+            raise ConfigError(self.config.paths.segments, f"unknown segment in {segments}; known: {self.segments()}")
+        result = self.execute(
+            CONTENT_JOB,
+            tags={"dagster/asset_partition_range_start": segments[0], "dagster/asset_partition_range_end": segments[-1]},
+        )
+        print(f"content run {result.run_id} ({', '.join(segments)}): {'succeeded' if result.success else 'FAILED'}")
+        print("\n".join(_check_lines(result)))
+        if "safety_pass_rate" in _failed_checks(result):
+            print("error: the safety gate failed; nobody is assigned or sent anything. See the blocked variants above.", file=sys.stderr)
+            return EXIT_SAFETY_GATE
+        if not result.success:
+            print(f"error: {_run_error(result)}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        return None
+
+    def run_wave(self, wave: str) -> int:
+        from personalization_assets.cli.summary import print_wave_summary
+        from personalization_assets.definitions import WAVE_JOB
+
+        result = self.execute(WAVE_JOB, partition_key=wave)
+        print(f"wave run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
+        if not result.success:
+            print(f"error: {_run_error(result)}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        print_wave_summary(warehouse_path(), self.config, wave)
+        print("checks:")
+        print("\n".join(_check_lines(result)))
+        return EXIT_OK
+
+
+def command_run(args: argparse.Namespace) -> int:
+    session = Session.open(args.campaign, args.verbose)
+    wave = session.wave_for(args.wave)
+    segments = session.segments()
+    print(f"campaign {session.config.campaign_id}: {len(segments)} segments, wave {wave}, home {cpo_home()}")
+    failed = session.run_content(segments)
+    return failed if failed is not None else session.run_wave(wave)
+
+
+def command_backfill(args: argparse.Namespace) -> int:
+    """Re-materialize one segment's content (after editing its content or prompts), then a wave."""
+    session = Session.open(args.campaign, args.verbose)
+    failed = session.run_content([args.segment])
+    if failed is not None or not args.wave:
+        return failed or EXIT_OK
+    return session.run_wave(session.wave_for(args.wave))
+
+
+def command_plan(args: argparse.Namespace) -> int:
+    """Customers needed for the configured minimum lift, and the MDE of each scope at hand."""
+    import pandas as pd
+
+    from personalization_assets.audience.customers import load_customers
+    from personalization_assets.audience.segmentation import (
+        assign_segments,
+        load_catalog,
+    )
+    from personalization_assets.experiment.planning import base_rate_for, plan_campaign
+
+    config = load_campaign(args.campaign or default_campaign_path())
+    customers = load_customers(config.paths.customers)
+    segments = assign_segments(customers, load_catalog(config.paths.segments))
+    sizes = pd.concat([pd.Series({"overall": len(customers)}), segments.value_counts(sort=False)])
+    base_rate = args.base_rate if args.base_rate is not None else base_rate_for(config, customers)
+    result = plan_campaign(config, sizes, base_rate=base_rate, power=args.power, min_lift=args.min_lift)
+    print("\n".join(result.lines()))
+    table = result.scopes.assign(mde=result.scopes["mde"].map(lambda v: "n/a" if v != v else f"{v:.1%}"))
+    print(table.to_string(index=False))
+    return EXIT_OK
+
+
+def command_audit(args: argparse.Namespace) -> int:
+    from personalization_assets.audit.trail import AuditLog, explain
+    from personalization_assets.campaign.paths import audit_dir
+
+    log = AuditLog(args.audit_dir or audit_dir())
+    if args.audit_command == "verify":
+        checked, problem = log.verify()
+        if problem:
+            print(f"audit trail BROKEN at {problem} ({log.chain_path})")
+            return EXIT_AUDIT_BROKEN
+        print(f"audit trail intact: {checked} records verified, every sealed decision file included ({log.chain_path})")
+        return EXIT_OK
+    wave = wave_key_for(dt.date.fromisoformat(args.wave), dt.date.min) if args.wave else None
+    print(explain(log, args.customer_id, wave))
+    return EXIT_OK
+
+
+def command_generate_data(args: argparse.Namespace) -> int:
+    from personalization_assets.campaign.sample_data import write_sample_data
+
+    written = write_sample_data(Path(args.out), n_customers=args.customers, seed=args.seed)
+    print(f"wrote {len(written)} files to {Path(args.out).resolve()} ({args.customers} customers, seed {args.seed})")
+    return EXIT_OK
+
+
+def command_ui(args: argparse.Namespace) -> int:
+    """`dagster dev` on this project's workspace with the CLI's instance, on loopback."""
+    prepare_instance_home()
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    return subprocess.call(command, env={**os.environ, "CPO_HOME": str(cpo_home())})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a whole campaign wave: every segment's content, then the wave")
+    run.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
+    run.add_argument("--wave", help="any date in the wave's week, YYYY-MM-DD (default: today)")
+    run.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    run.set_defaults(handler=command_run)
+
+    generate = sub.add_parser("generate-data", help="write the seeded sample campaign (customers, content, catalog, config)")
+    generate.add_argument("--out", default="data", help="folder to write (default: data)")
+    generate.add_argument("--customers", type=int, default=20000, help="number of customers (default: 20000)")
+    generate.add_argument("--seed", type=int, default=20260105)
+    generate.set_defaults(handler=command_generate_data)
+
+    backfill = sub.add_parser("backfill", help="re-materialize one segment's content, then optionally re-run a wave")
+    backfill.add_argument("--segment", required=True, help="segment id (a partition key of the content assets)")
+    backfill.add_argument("--wave", help="also re-run the wave containing this date, YYYY-MM-DD")
+    backfill.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
+    backfill.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    backfill.set_defaults(handler=command_backfill)
+
+    plan = sub.add_parser("plan", help="how many customers the campaign needs, and the MDE of each segment")
+    plan.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
+    plan.add_argument("--base-rate", type=float, help="control rate of the primary metric (default: customers' historical mean)")
+    plan.add_argument("--min-lift", type=float, help="relative lift to detect (default: the campaign's minimum_lift)")
+    plan.add_argument("--power", type=float, default=0.8)
+    plan.set_defaults(handler=command_plan)
+
+    audit = sub.add_parser("audit", help="verify the audit trail, or explain what a customer was (not) sent and why")
+    audit.add_argument("--audit-dir", help="audit folder (default: $CPO_HOME/audit)")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the hash chain and every sealed decision; report the first broken record")
+    explain_parser = audit_sub.add_parser("explain", help="why a customer got (or did not get) which message")
+    explain_parser.add_argument("customer_id")
+    explain_parser.add_argument("--wave", help="any date in the wave's week, YYYY-MM-DD (default: every wave)")
+    audit.set_defaults(handler=command_audit)
+
+    ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) with the CLI's instance")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(handler=command_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Dagster flags its beta APIs on every import; a campaign run's output is for campaign facts.
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        return args.handler(args)
+    except (ConfigError, DataContractError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The short summary `cpo run` prints after a wave, read back from the warehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from personalization_assets.campaign.config import CampaignConfig
+from personalization_assets.campaign.paths import exports_dir, reports_dir
+from personalization_assets.defs.content_assets import SCHEMA
+from personalization_assets.messages.rendering import EXPORT_FILE
+from personalization_assets.report.document import results_display
+
+
+def _query(connection: duckdb.DuckDBPyConnection, sql: str, *params: object) -> pd.DataFrame:
+    return connection.execute(sql.replace("{schema}", SCHEMA), list(params)).df()
+
+
+def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        sizes = _query(connection, "SELECT segment, count(*) AS customers FROM {schema}.customer_segments WHERE wave = ? GROUP BY segment ORDER BY customers DESC", wave)
+        verdicts = _query(connection, "SELECT DISTINCT variant_id, decision, reasons FROM {schema}.safety_verdicts ORDER BY variant_id")
+        arms = _query(
+            connection,
+            "SELECT arm, count(*) AS assigned, count(*) FILTER (WHERE sent) AS sent, count(*) FILTER (WHERE NOT sent) AS held_out "
+            "FROM {schema}.assignments WHERE wave = ? GROUP BY arm ORDER BY arm",
+            wave,
+        )
+        results = _query(connection, "SELECT * FROM {schema}.experiment_results WHERE wave = ?", wave)
+        rollout = _query(connection, "SELECT scope, recommended_arm, reason FROM {schema}.rollout_recommendation WHERE wave = ?", wave)
+        emails = int(_query(connection, "SELECT count(*) AS n FROM {schema}.personalized_messages WHERE wave = ?", wave)["n"].iloc[0])
+    blocked = verdicts[verdicts["decision"] != "approved"]
+    simulated = bool((results["engagement_source"] == "simulated").any())
+    lines = [
+        "segments (customers): " + ", ".join(f"{r.segment} {r.customers}" for r in sizes.itertuples()),
+        f"variants: {len(verdicts) - len(blocked)} approved, {len(blocked)} blocked"
+        + "".join(f"\n  blocked {r.variant_id}: {r.reasons}" for r in blocked.itertuples()),
+        "arms: " + ", ".join(f"{r.arm} {r.assigned} assigned / {r.sent} sent / {r.held_out} held" for r in arms.itertuples()),
+        f"lift, overall{' (engagement SIMULATED)' if simulated else ''}:",
+        results_display(results, "overall", (config.metrics.primary,)).to_string(index=False),
+        "rollout: " + "; ".join(f"{r.scope} -> {r.recommended_arm}" for r in rollout.itertuples()),
+        f"  overall: {rollout.loc[rollout['scope'] == 'overall', 'reason'].iloc[0]}" if len(rollout) else "",
+        f"emails: {exports_dir() / wave / EXPORT_FILE} ({emails} rendered)",
+        f"report: {reports_dir() / wave / 'report.html'}",
+        f"report (PDF): {reports_dir() / wave / 'report.pdf'}",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
+def print_wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> None:
+    print(wave_summary(warehouse, config, wave))

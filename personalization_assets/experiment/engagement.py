@@ -1,0 +1,94 @@
+"""Engagement after the send: an imported ESP export, validated, or an honest simulation.
+
+Import rules (per wave, `customer_id,opened,clicked,converted`, values 0/1):
+- unknown customer ids (not sent a message this wave), duplicate ids, values other than 0/1, a
+  click without an open and a conversion without a click are errors naming the rows;
+- a sent customer missing from the file had no engagement (0, 0, 0): ESP exports commonly list
+  only customers with an event. The count is reported in the asset's metadata.
+
+Simulation (no file for the wave): each sent customer's outcomes are drawn from their own
+historical rates times the ground-truth effect of the message they were actually sent (arm x
+segment, from the campaign config). Draws come from a salted hash of the customer id, so they do
+not depend on row order. Every simulated row says so in its `source` column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from personalization_assets.campaign.config import SimulationSettings
+from personalization_assets.campaign.errors import (
+    DataContractError,
+    offending_rows,
+    read_csv_as_text,
+)
+from personalization_assets.experiment.assignment import unit_intervals
+
+OUTCOMES = ("opened", "clicked", "converted")
+ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, "source")
+SOURCE_IMPORTED = "imported"
+SOURCE_SIMULATED = "simulated"
+
+
+def import_engagement(path: Path, sent: pd.DataFrame, wave: str) -> tuple[pd.DataFrame, int]:
+    """Validate an ESP export against this wave's sends; returns the engagement and how many sent
+    customers were missing from the file (counted as no engagement)."""
+    raw = read_csv_as_text(path)
+    missing_columns = [c for c in ("customer_id", *OUTCOMES) if c not in raw.columns]
+    if missing_columns:
+        raise DataContractError(path, missing_columns[0], f"required column missing (found: {list(raw.columns)})")
+    raw["customer_id"] = raw["customer_id"].astype("string").str.strip()
+
+    def reject(mask: pd.Series, column: str, rule: str) -> None:
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            raise DataContractError(path, column, rule, offending_rows(raw, mask, ["customer_id", *OUTCOMES]), int(mask.sum()))
+
+    reject(raw["customer_id"].isna() | (raw["customer_id"] == ""), "customer_id", "must not be empty")
+    reject(raw["customer_id"].duplicated(keep=False), "customer_id", "must be unique")
+    reject(~raw["customer_id"].isin(sent["customer_id"]), "customer_id", f"must be a customer sent a message in wave {wave}")
+    for column in OUTCOMES:
+        reject(~raw[column].isin(["0", "1"]), column, "must be 0 or 1")
+        raw[column] = raw[column].astype(np.int8)
+    reject((raw["clicked"] == 1) & (raw["opened"] == 0), "clicked", "a click requires an open (opened = 1)")
+    reject((raw["converted"] == 1) & (raw["clicked"] == 0), "converted", "a conversion requires a click (clicked = 1)")
+
+    frame = sent[["customer_id"]].merge(raw[["customer_id", *OUTCOMES]], on="customer_id", how="left")
+    n_missing = int(frame["opened"].isna().sum())
+    frame[list(OUTCOMES)] = frame[list(OUTCOMES)].fillna(0).astype(np.int8)
+    return _finish(frame, wave, SOURCE_IMPORTED), n_missing
+
+
+def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: str) -> pd.DataFrame:
+    """Outcomes for the sent customers (columns customer_id, segment, arm, historical rates)."""
+    effect = _effects(sent, settings)
+    open_rate = sent["historical_open_rate"].to_numpy(dtype=float)
+    click_rate = sent["historical_click_rate"].to_numpy(dtype=float)
+    click_given_open = np.divide(click_rate, open_rate, out=np.zeros_like(click_rate), where=open_rate > 0)
+    ids = sent["customer_id"].to_numpy()
+    salt = f"simulation:{settings.seed}:{wave}"
+    # One draw per outcome, each from its own salted hash of the id (the ids are encoded once).
+    open_draw, click_draw, convert_draw = unit_intervals(ids, [salt + ":open", salt + ":click", salt + ":convert"])
+    opened = open_draw < np.clip(open_rate * effect, 0, 1)
+    clicked = opened & (click_draw < np.clip(click_given_open * effect, 0, 1))
+    converted = clicked & (convert_draw < np.clip(settings.conversion_given_click * effect, 0, 1))
+    frame = pd.DataFrame(
+        {"customer_id": ids, "opened": opened.astype(np.int8), "clicked": clicked.astype(np.int8), "converted": converted.astype(np.int8)}
+    )
+    return _finish(frame, wave, SOURCE_SIMULATED)
+
+
+def _effects(sent: pd.DataFrame, settings: SimulationSettings) -> np.ndarray:
+    """Ground-truth multiplier per customer, looked up per (segment, arm) pair, not per row."""
+    segment_codes, segments = pd.factorize(sent["segment"], use_na_sentinel=False)
+    arm_codes, arms = pd.factorize(sent["arm"], use_na_sentinel=False)
+    table = np.array([[settings.effect(str(segment), str(arm)) for arm in arms] for segment in segments], dtype=float)
+    return table.reshape(len(segments), len(arms))[segment_codes, arm_codes]
+
+
+def _finish(frame: pd.DataFrame, wave: str, source: str) -> pd.DataFrame:
+    frame = frame.assign(wave=wave, source=source)
+    return frame[list(ENGAGEMENT_COLUMNS)].reset_index(drop=True)

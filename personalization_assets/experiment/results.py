@@ -1,0 +1,134 @@
+"""Assemble a wave's experiment results: every arm against control, overall and per segment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from personalization_assets.campaign.config import (
+    CONTROL_ARM,
+    METRIC_COLUMNS,
+    METRIC_COVARIATES,
+    CampaignConfig,
+)
+from personalization_assets.experiment.gates import (
+    LiftGate,
+    evaluate_lift_gate,
+    rollout_recommendations,
+)
+from personalization_assets.experiment.joins import left_join_rows, take
+from personalization_assets.stats import RESULT_COLUMNS, analyze_experiment, srm_test
+from personalization_assets.stats.sequential import (
+    always_valid_p_value,
+    relative_confidence_sequence,
+)
+
+OVERALL = "overall"
+SEQUENTIAL_COLUMNS = ("always_valid_p_value", "cs_rel_lift_low", "cs_rel_lift_high")
+RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, *SEQUENTIAL_COLUMNS, "engagement_source")
+# Where the always-valid test is most sensitive when the campaign sets no minimum lift.
+DEFAULT_SEQUENTIAL_LIFT = 0.10
+
+
+def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer_segments: pd.DataFrame) -> pd.DataFrame:
+    """Sent customers with their outcomes and pre-experiment covariates: the analysed population.
+
+    Held-out customers (variant blocked) are excluded from their arm's analysis; they are counted
+    separately in the report.
+    """
+    covariates = sorted({c for cols in METRIC_COVARIATES.values() for c in cols})
+    sent_mask = assignments["sent"].astype(bool).to_numpy()
+    all_ids = assignments["customer_id"].to_numpy()
+    ids = all_ids[sent_mask]
+    # One-to-one left joins on customer_id as row positions (-1: no row), not merges on text keys.
+    # Each is joined on the key list it usually matches exactly (the wave's customers, in order;
+    # the sent customers, in order), where a join costs one comparison.
+    (outcome_rows,) = left_join_rows(ids, engagement["customer_id"].to_numpy())
+    (covariate_rows,) = left_join_rows(all_ids, customer_segments["customer_id"].to_numpy())
+    covariate_rows = covariate_rows[sent_mask]
+    frame = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "segment": assignments["segment"].to_numpy()[sent_mask],
+            "arm": assignments["arm"].to_numpy()[sent_mask],
+        }
+    )
+    for column in METRIC_COLUMNS.values():  # no engagement row: no engagement
+        frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
+    for column in covariates:
+        frame[column] = take(customer_segments[column].to_numpy(dtype=float), covariate_rows, np.nan)
+    return frame
+
+
+def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, segments: Sequence[str], source: str) -> pd.DataFrame:
+    """One row per (scope, metric, arm), control included; Holm-adjusted within each scope's table."""
+    metrics = {m: METRIC_COLUMNS[m] for m in config.metrics.all}
+    covariates = {m: METRIC_COVARIATES[m] for m in config.metrics.all}
+    tables = []
+    # Each segment's rows found once, from integer codes (not one text comparison per segment).
+    codes = pd.Categorical(frame["segment"], categories=list(segments)).codes
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(segments) + 1))
+    for position, scope in enumerate((OVERALL, *segments)):
+        scoped = frame if scope == OVERALL else frame.take(order[bounds[position - 1]:bounds[position]])
+        table = analyze_experiment(
+            scoped, control=CONTROL_ARM, arms=list(config.arm_names), metrics=metrics, covariates=covariates, alpha=config.alpha
+        )
+        tables.append(table.assign(scope=scope))
+    results = pd.concat(tables, ignore_index=True).assign(wave=wave, engagement_source=source)
+    results = add_sequential_columns(results, config.minimum_lift or DEFAULT_SEQUENTIAL_LIFT, config.alpha)
+    return results[list(RESULTS_COLUMNS)]
+
+
+def add_sequential_columns(results: pd.DataFrame, minimum_lift: float, alpha: float) -> pd.DataFrame:
+    """Always-valid p-value and confidence sequence per comparison, for reading results as they
+    arrive (stats/sequential.py); control rows get NaN like the other comparison columns."""
+    control_n = results.loc[results["arm"] == CONTROL_ARM].set_index(["scope", "metric"])["n"]
+    n_c = pd.MultiIndex.from_frame(results[["scope", "metric"]]).map(control_n.to_dict()).to_numpy(dtype=float)
+    tau = minimum_lift * results["control_rate"].to_numpy(dtype=float)
+    args = (results["rate"], results["n"], results["control_rate"], n_c, tau)
+    treatment = (results["arm"] != CONTROL_ARM).to_numpy()
+    low, high = relative_confidence_sequence(*args, alpha=alpha)
+    return results.assign(
+        always_valid_p_value=np.where(treatment, always_valid_p_value(*args), np.nan),
+        cs_rel_lift_low=np.where(treatment, low, np.nan),
+        cs_rel_lift_high=np.where(treatment, high, np.nan),
+    )
+
+
+def sample_ratio_mismatch(assignments: pd.DataFrame, config: CampaignConfig):
+    """SRM over everyone assigned (sent or held): a mismatch means the assignment itself is off."""
+    counts = assignments["arm"].astype(str).value_counts()
+    return srm_test({arm: int(counts.get(arm, 0)) for arm in config.arm_names}, dict(config.arm_weights))
+
+
+def campaign_lift_gate(results: pd.DataFrame, assignments: pd.DataFrame, config: CampaignConfig) -> LiftGate:
+    """The campaign's lift gate for one wave, SRM included."""
+    srm = sample_ratio_mismatch(assignments, config)
+    return evaluate_lift_gate(
+        results,
+        primary_metric=config.metrics.primary,
+        minimum_lift=config.minimum_lift,
+        alpha=config.alpha,
+        srm_p_value=srm.p_value,
+        srm_flagged=srm.flagged,
+    )
+
+
+def campaign_rollout(
+    results: pd.DataFrame, assignments: pd.DataFrame, config: CampaignConfig, scopes: list[str]
+) -> tuple[LiftGate, pd.DataFrame]:
+    """The campaign's lift gate and each scope's own recommendation (before the gate applies)."""
+    own = rollout_recommendations(
+        results, scopes=scopes, primary_metric=config.metrics.primary, minimum_lift=config.minimum_lift, alpha=config.alpha
+    )
+    return campaign_lift_gate(results, assignments, config), own
+
+
+def gated_rollout(own: pd.DataFrame, gate: LiftGate) -> pd.DataFrame:
+    """What is rolled out: nothing anywhere when the campaign-level gate fails, whatever a segment shows."""
+    if gate.passed:
+        return own
+    return own.assign(recommended_arm=CONTROL_ARM, has_reliable_winner=False, reason="lift gate not passed: " + "; ".join(gate.failures))

@@ -1,0 +1,191 @@
+"""Render each sent customer's email: merge fields filled in locally, after generation.
+
+Variants are generated from segment-level facts only; the customer's own values enter here, on
+this machine, and never travel to a service. Rendering is vectorized per variant: a campaign has a
+few dozen variants, each filled for all of its customers in one column operation.
+
+Two renderers, one output. `render_messages` returns the emails as a DataFrame (small waves,
+tests). `export_messages` is what the pipeline runs: DuckDB fills the same templates in parallel
+and streams the emails to a Parquet file, so a million rendered bodies (about a gigabyte of text)
+never sit in Python memory or in the warehouse; the warehouse keeps the send list (who gets which
+variant, at which address) and the file keeps the emails, row for row what `render_messages`
+returns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from personalization_assets.audience.customers import PYTHON_WHITESPACE
+from personalization_assets.experiment.joins import left_join_rows, take
+from personalization_assets.messages.prompts import MERGE_FIELDS
+
+MERGE_FIELD = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# What a greeting says when a customer has no first name on file.
+FALLBACK_VALUES = {"first_name": "there", "email": ""}
+MESSAGE_COLUMNS = ("wave", "customer_id", "segment", "arm", "variant_id", "email", "subject", "body")
+# The send list the warehouse keeps: MESSAGE_COLUMNS without the rendered text.
+SEND_LIST_COLUMNS = MESSAGE_COLUMNS[:-2]
+EXPORT_FILE = "personalized_messages.parquet"
+SEND_KEYS = ("wave", "segment", "arm", "variant_id")
+
+
+def fill_merge_fields(templates: pd.Series, values: pd.DataFrame) -> pd.Series:
+    """Fill `{{field}}` in each row's template with that row's value.
+
+    Vectorized per distinct template: a campaign has a few dozen templates and many rows, so each
+    template is split once and its pieces concatenated with whole value columns.
+    """
+    filled_values = {}
+    for name in MERGE_FIELDS:
+        column = values[name] if name in values.columns else pd.Series("", index=values.index)
+        cleaned = column.fillna("").astype(str).str.strip()
+        filled_values[name] = cleaned.where(cleaned != "", FALLBACK_VALUES[name])
+    result = pd.Series("", index=templates.index, dtype=object)
+    for template, rows in templates.groupby(templates, sort=False).groups.items():
+        pieces = MERGE_FIELD.split(str(template))  # text, field, text, field, ..., text
+        out = pd.Series(pieces[0], index=rows, dtype=object)
+        for name, text in zip(pieces[1::2], pieces[2::2]):
+            # An unknown field stays visible as written; safety screening blocks such variants.
+            value = filled_values[name].loc[rows] if name in filled_values else "{{" + name + "}}"
+            out = out + value + text
+        result.loc[rows] = out
+    return result
+
+
+def render_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
+    """One send-ready email per customer who is sent one; held-out customers get no row."""
+    sent = assignments.loc[assignments["sent"].astype(bool), ["wave", "customer_id", "segment", "arm", "variant_id"]]
+    merge_columns = ["customer_id", *[c for c in MERGE_FIELDS if c in customers.columns]]
+    frame = sent.merge(customers[merge_columns], on="customer_id", how="left", validate="one_to_one")
+    frame = frame.merge(
+        variants[["segment", "variant_id", "subject", "body"]], on=["segment", "variant_id"], how="left", validate="many_to_one"
+    )
+    frame["subject"] = fill_merge_fields(frame["subject"], frame)
+    frame["body"] = fill_merge_fields(frame["body"], frame)
+    if "email" not in frame.columns:
+        frame["email"] = ""
+    return frame[list(MESSAGE_COLUMNS)].reset_index(drop=True)
+
+
+def _template_sql(template: object, fields: dict[str, str], params: list[object]) -> str:
+    """A SQL expression that fills `template` like `fill_merge_fields`; its text goes to `params`.
+
+    Text pieces are bound parameters and customer values are column references, so nothing a
+    template or a customer value contains is ever interpreted as SQL or as another field.
+    """
+    if template is None or (isinstance(template, float) and np.isnan(template)):
+        params.append("")  # no variant matched: fill_merge_fields leaves such rows empty
+        return "?"
+    pieces = MERGE_FIELD.split(str(template))
+    parts = []
+    for index, piece in enumerate(pieces):
+        if index % 2 == 0:
+            params.append(piece)
+            parts.append("?")
+        elif piece in fields:
+            parts.append(fields[piece])
+        else:  # an unknown field stays visible as written; safety screening blocks such variants
+            params.append("{{" + piece + "}}")
+            parts.append("?")
+    return f"concat({', '.join(parts)})" if len(parts) > 1 else parts[0]
+
+
+def export_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame, path: Path | str) -> pd.DataFrame:
+    """Render every sent customer's email into the Parquet file `path`; return the send list.
+
+    The file holds MESSAGE_COLUMNS, row for row what `render_messages` returns; the returned frame
+    is its SEND_LIST_COLUMNS. The file is written next to its final name and renamed into place,
+    so a failed run never leaves a partial file behind.
+    """
+    import duckdb
+
+    sent_mask = assignments["sent"].astype(bool).to_numpy()
+    sent = {column: assignments[column].to_numpy()[sent_mask] for column in ("customer_id", *SEND_KEYS)}
+    # Joined before the sent filter: a wave's assignments list its customers in the customer
+    # table's order, and the same keys in the same order join at the cost of one comparison.
+    (rows,) = left_join_rows(assignments["customer_id"].to_numpy(), customers["customer_id"].to_numpy())
+    rows = rows[sent_mask]
+    email = take(customers["email"].to_numpy(dtype=object), rows, np.nan) if "email" in customers.columns else np.full(len(rows), "", dtype=object)
+
+    # One group per distinct (wave, segment, arm, variant): a few dozen, each one template pair.
+    codes = [pd.factorize(sent[key], use_na_sentinel=False) for key in SEND_KEYS]
+    combined = np.zeros(len(rows), dtype=np.int64)
+    for key_codes, uniques in codes:
+        combined = combined * max(len(uniques), 1) + key_codes
+    group, first_rows = np.unique(combined, return_index=True)
+    group_of_row = np.searchsorted(group, combined).astype(np.int32)
+    templates = variants.drop_duplicates(["segment", "variant_id"], keep=False).set_index(["segment", "variant_id"])
+    if len(templates) != len(variants):
+        raise pd.errors.MergeError("Merge keys are not unique in right dataset; not a many-to-one merge")
+
+    keys = [{name: sent[name][first] for name in SEND_KEYS} for first in first_rows]
+    group_templates = []
+    for key in keys:
+        match = (str(key["segment"]), str(key["variant_id"]))
+        found = templates.loc[match] if match in templates.index else None
+        group_templates.append({name: None if found is None else found[name] for name in ("subject", "body")})
+    used = {field for pair in group_templates for text in pair.values() if isinstance(text, str) for field in MERGE_FIELD.findall(text)}
+
+    columns: dict[str, np.ndarray] = {"g": group_of_row, "customer_id": sent["customer_id"], "email": email}
+    fields: dict[str, str] = {}
+    value_sql, value_params = [], []
+    for index, name in enumerate(MERGE_FIELDS):
+        if name not in used:
+            continue  # no template asks for it
+        column = email if name == "email" else (
+            take(customers[name].to_numpy(dtype=object), rows, None) if name in customers.columns else np.full(len(rows), None, dtype=object)
+        )
+        if pd.api.types.infer_dtype(column, skipna=True) not in ("string", "empty"):
+            column = pd.Series(column, dtype=object).fillna("").astype(str).to_numpy(dtype=object)  # as fill_merge_fields
+        source = f"v{index}"
+        if column is email:
+            source = "email"  # the send address itself: DuckDB reads the column once
+        else:
+            columns[source] = column
+        fields[name] = f"v{index}"
+        # fill_merge_fields' cleaning in SQL: missing -> '', Python's str.strip(), then the fallback.
+        # trim() with the whole whitespace set is slow, so it runs only where an end is whitespace.
+        text = f"coalesce(CAST({source} AS VARCHAR), '')"
+        stripped = f"CASE WHEN contains(?, left({text}, 1)) OR contains(?, right({text}, 1)) THEN trim({text}, ?) ELSE {text} END"
+        value_sql.append(f"coalesce(nullif({stripped}, ''), ?) AS v{index}")
+        value_params += [PYTHON_WHITESPACE] * 3 + [FALLBACK_VALUES[name]]
+
+    # Per output column, one CASE over the groups; its `?` parameters in the order they appear.
+    cases: dict[str, list[str]] = {name: [] for name in (*SEND_KEYS, "subject", "body")}
+    case_params: dict[str, list[object]] = {name: [] for name in cases}
+    for position, (key, pair) in enumerate(zip(keys, group_templates)):
+        for name in SEND_KEYS:
+            case_params[name].append(None if pd.isna(key[name]) else str(key[name]))
+            cases[name].append(f"WHEN {position} THEN ?")
+        for name in ("subject", "body"):
+            cases[name].append(f"WHEN {position} THEN {_template_sql(pair[name], fields, case_params[name])}")
+
+    def case(name: str) -> str:
+        return f"CASE g {' '.join(cases[name])} END AS {name}" if cases[name] else f"CAST(NULL AS VARCHAR) AS {name}"
+
+    select = ", ".join(case(name) if name in cases else name for name in MESSAGE_COLUMNS)
+    # `?` parameters bind in the order they appear in the statement: the outer SELECT's, then these.
+    params = [value for name in MESSAGE_COLUMNS if name in cases for value in case_params[name]] + value_params
+    values = ", ".join(["g", "customer_id", "CAST(email AS VARCHAR) AS email", *value_sql])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    frame = pd.DataFrame(columns)
+    with duckdb.connect() as connection:
+        connection.register("sent_messages", frame)
+        target = partial.as_posix().replace("'", "''")
+        # Row order is the send list's: a projection of one scan keeps insertion order.
+        connection.execute(
+            f"COPY (SELECT {select} FROM (SELECT {values} FROM sent_messages)) TO '{target}' (FORMAT parquet, COMPRESSION zstd)",
+            params,
+        )
+    os.replace(partial, path)
+    send_list = pd.DataFrame({name: sent[name] for name in ("customer_id", *SEND_KEYS)})
+    send_list["email"] = email
+    return send_list[list(SEND_LIST_COLUMNS)]

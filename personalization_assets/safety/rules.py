@@ -1,0 +1,186 @@
+"""Blocklists and marketing compliance rules: what a variant may not say, whatever the backend.
+
+The blocklists are matched locally for every backend (Azure can take minutes to apply a blocklist
+edit); the compliance rules (unverifiable guarantees, false urgency, placeholders, unapproved
+URLs, citations that were not retrieved) are this project's own and run the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from personalization_assets.messages.prompts import MERGE_FIELDS
+from personalization_assets.safety.text import comparable, compile_phrase, normalize
+
+
+@functools.lru_cache(maxsize=1024)
+def _blocklist_term_pattern(term: str) -> re.Pattern[str]:
+    words = r"\s+".join(re.escape(word) for word in normalize(term).split())
+    return re.compile(rf"(?<!\w){words}(?!\w)", re.IGNORECASE)
+
+
+def find_blocklist_hits(text: str, blocklists: Mapping[str, Sequence[str]]) -> list[str]:
+    """Whole-word, case-insensitive blocklist matches as "listname:term", in blocklist order."""
+    normalized = normalize(text)
+    hits = (
+        f"{list_name}:{term}"
+        for list_name, terms in blocklists.items()
+        for term in terms
+        if _blocklist_term_pattern(term).search(normalized)
+    )
+    return list(dict.fromkeys(hits))
+
+
+def _compile_claims(*phrases: str) -> re.Pattern[str]:
+    return compile_phrase("|".join(f"(?:{phrase})" for phrase in phrases))
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A kind of claim that is allowed only when the cited documents back it."""
+
+    pattern: re.Pattern[str]
+    # A deadline ("ends tonight") is also backed by a document that states its end date; counts
+    # of stock or hours are backed only by a document that says exactly that.
+    backed_by_end_date: bool = False
+
+
+_GUARANTEE_CLAIMS = (
+    _Claim(
+        _compile_claims(  # longest forms first, so the phrase looked up in the source is the whole claim
+            r"\d+ ?% satisfaction guaranteed(?: results)?",
+            r"guaranteed (?:results|returns|income|profits?|weight loss|to \w+)",
+            r"(?:\d+-(?:day|month|year) )?(?:money-back|money back|lifetime|price-match|price match|satisfaction|best-price|best price) guarantee",
+            r"satisfaction guaranteed", r"guarantee[ds]?", r"risk-free", r"risk free", r"no risk",
+            r"you will lose \d+ (?:pounds|lbs?|kg|kilos|kilograms|stone)",
+        )
+    ),
+)
+_URGENCY_CLAIMS = (
+    _Claim(
+        _compile_claims(  # stock levels and countdowns
+            r"hurry,? only \d+(?: left| remaining)?", r"only \d+ (?:left|remaining)(?: in stock)?",
+            r"only a few left", r"(?:almost|nearly) sold out", r"selling (?:out )?fast",
+            r"(?:expires|ends|ending) in \d+ (?:hours?|hrs?|minutes?|mins?)",
+            r"\d+ (?:hours?|hrs?|minutes?|mins?) (?:left|only|to go)", r"in the next \d+ (?:hours?|minutes?)",
+        )
+    ),
+    _Claim(
+        _compile_claims(
+            r"last chance", r"(?:today|this weekend|one day|this day) only",
+            r"(?:ends|ending) (?:tonight|today|at midnight|soon)", r"final (?:hours|day|days)",
+            r"now or never", r"(?:deals?|offers?|sales?|prices?) won't last",
+        ),
+        backed_by_end_date=True,
+    ),
+)
+_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+_DATE = rf"(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH}|{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?|\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?)"
+_END_DATE_STATEMENT = compile_phrase(
+    r"(?:ends?|ending|until|till|through|thru|expires?|expiring|closes?|valid (?:until|through|to)"
+    rf"|runs (?:until|through|to)|available (?:until|through)) (?:on )?(?:\w+day,? )?{_DATE}"
+)
+_DISEASES = (
+    r"(?:cancer|diabetes|arthritis|diseases?|illness(?:es)?|depression|anxiety|asthma|covid|infections?"
+    r"|insomnia|dementia|alzheimer's|high blood pressure|obesity|joint pain|back pain|chronic pain)"
+)
+_HEALTH_FINANCIAL_PROMISE = _compile_claims(
+    rf"(?:cures?|cured|treats?|heals?|reverses?|prevents?) (?:\w+ ){{0,2}}?{_DISEASES}",
+    r"miracle cure", r"clinically proven to", r"boosts? (?:your )?immun(?:e system|ity)",
+    r"lose (?:weight|\d+ (?:pounds|lbs?|kg|kilos|kilograms|stone))", r"(?:burn|melt) (?:belly )?fat",
+    r"get rich", r"guaranteed (?:returns|income|profits?)", r"double your money", r"financial freedom",
+    r"passive income",
+    # "Earn $10 in store credit" is a loyalty reward, not an income promise. The atomic group
+    # stops the amount from being shortened to dodge the look-ahead.
+    r"earn (?:up to )?(?>\$ ?\d[\d,]*(?:\.\d+)?k?)(?! (?:in )?(?:store |reward |bonus )?(?:credit|rewards?|points|off|back|vouchers?|gift cards?))",
+    r"make (?:up to )?\$ ?\d[\d,]*k? (?:a|per|every) (?:day|week|month|hour)",
+)
+_PLACEHOLDER_PATTERNS = (
+    # [Your Company Name], [Name]: letters only, so "[DOC-001]" ids and "[Shop](url)" links pass.
+    re.compile(r"\[[A-Za-z][A-Za-z .'/&_-]{0,40}\](?!\()"),
+    re.compile(r"<\s*(?:[A-Z][A-Z0-9_]{2,}(?: [A-Z0-9_]+)*|(?i:insert|your)\b[^<>]{0,40})\s*>"),  # <FIRST NAME>
+    re.compile(r"\binsert\b[^.\n]{0,40}?\bhere\b", re.IGNORECASE),
+    re.compile(r"\blorem ipsum\b", re.IGNORECASE),
+    re.compile(r"\b(?:TODO|TBD|FIXME)\b"),
+    re.compile(r"(?<!\{)\{[A-Za-z_]\w*\}(?!\})"),  # a str.format field nobody filled
+    re.compile(r"%\(\w+\)s"),
+)
+_MERGE_FIELD = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+ALLOWED_MERGE_FIELDS = frozenset(MERGE_FIELDS)
+_URL = re.compile(r"""\bhttps?://[^\s<>"'()\[\]{}]+|\bwww\.[^\s<>"'()\[\]{}]+""", re.IGNORECASE)
+
+
+def find_urls(text: str) -> list[str]:
+    """Every http(s) URL and bare www. domain, without trailing sentence punctuation."""
+    return [match.group(0).rstrip(".,;:!?") for match in _URL.finditer(text)]
+
+
+def find_placeholders(text: str) -> list[str]:
+    """Template leftovers a customer must never see; the allowed merge fields are not among them."""
+    found = [m.group(0) for pattern in _PLACEHOLDER_PATTERNS for m in pattern.finditer(text)]
+    found += [m.group(0) for m in _MERGE_FIELD.finditer(text) if m.group(1) not in ALLOWED_MERGE_FIELDS]
+    return found
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """What the compliance rules look at for one variant."""
+
+    raw_text: str  # subject and body as written: URLs are compared exactly
+    text: str  # normalized, for phrase patterns
+    source: str  # the cited documents' text, in `comparable` form
+    source_states_end_date: bool
+    approved_urls: frozenset[str]
+    citations: tuple[str, ...]
+    retrieved_ids: frozenset[str]
+
+
+def _has_unbacked_claim(claims: Iterable[_Claim], draft: _Draft) -> bool:
+    return any(
+        comparable(match.group(0)) not in draft.source
+        and not (claim.backed_by_end_date and draft.source_states_end_date)
+        for claim in claims
+        for match in claim.pattern.finditer(draft.text)
+    )
+
+
+_COMPLIANCE_RULES: dict[str, Callable[[_Draft], bool]] = {
+    "unverifiable_guarantee": lambda d: _has_unbacked_claim(_GUARANTEE_CLAIMS, d),
+    "false_urgency": lambda d: _has_unbacked_claim(_URGENCY_CLAIMS, d),
+    "health_financial_promise": lambda d: _HEALTH_FINANCIAL_PROMISE.search(d.text) is not None,
+    "unresolved_placeholder": lambda d: bool(find_placeholders(d.text)),
+    "unapproved_url": lambda d: any(url not in d.approved_urls for url in find_urls(d.raw_text)),
+    "citation_not_retrieved": lambda d: any(doc_id not in d.retrieved_ids for doc_id in d.citations),
+    "missing_citation": lambda d: not d.citations,
+}
+COMPLIANCE_RULE_IDS = tuple(sorted(_COMPLIANCE_RULES))
+
+
+def find_compliance_hits(
+    subject: str,
+    body: str,
+    *,
+    approved_urls: Collection[str],
+    citations: Collection[str],
+    retrieved_ids: Collection[str],
+    source_text: str,
+) -> list[str]:
+    """Sorted ids of the marketing compliance rules the variant breaks.
+
+    `source_text` is the text of the cited approved documents: a guarantee or urgency claim is
+    allowed when those documents make it themselves.
+    """
+    raw_text = f"{subject}\n{body}"
+    draft = _Draft(
+        raw_text=raw_text,
+        text=normalize(raw_text),
+        source=comparable(source_text),
+        source_states_end_date=_END_DATE_STATEMENT.search(normalize(source_text)) is not None,
+        approved_urls=frozenset(approved_urls),
+        citations=tuple(citations),
+        retrieved_ids=frozenset(retrieved_ids),
+    )
+    return [rule_id for rule_id, is_broken in sorted(_COMPLIANCE_RULES.items()) if is_broken(draft)]
