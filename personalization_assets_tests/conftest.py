@@ -41,6 +41,12 @@ class CampaignFolder:
         self.campaign.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
+@pytest.fixture(autouse=True)
+def _campaign_env_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cpo` commands point CPO_CAMPAIGN at their campaign; no test leaks that to the next."""
+    monkeypatch.delenv("CPO_CAMPAIGN", raising=False)
+
+
 @pytest.fixture
 def campaign_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CampaignFolder:
     """The sample campaign (2,000 customers) with its prompts, and CPO_HOME inside tmp_path."""

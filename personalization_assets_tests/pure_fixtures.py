@@ -1,7 +1,7 @@
 """Shared inputs for the unit tests of the pure modules (no Dagster).
 
 Imported explicitly by the test modules (this is not a conftest). Everything here is built the way
-the pipeline builds it (see personalization_assets/defs/content_assets.py and wave_assets.py), from
+the pipeline builds it (see the asset modules in personalization_assets/defs/), from
 the committed `data/` and `prompts/` folders. Expensive inputs are cached per test session; the
 cached frames are returned as copies so a test cannot leak changes into another.
 """
@@ -30,6 +30,7 @@ from personalization_assets.content.retrieval import (
     retrieve_for_segments,
     segment_query,
 )
+from personalization_assets.experiment.joins import sent_customers
 from personalization_assets.messages.prompts import PromptLibrary, load_prompts
 from personalization_assets.messages.variants import plan_requests, variant_id
 
@@ -126,13 +127,6 @@ def verdicts_frame(variants: pd.DataFrame, blocked: set[str] | frozenset[str] = 
         for row in variants.itertuples(index=False)
     ]
     return variants[["segment", "variant_id"]].assign(decision=decisions)
-
-
-def sent_customers(assignments: pd.DataFrame, customer_segments_frame: pd.DataFrame) -> pd.DataFrame:
-    """The engagement asset's input: sent customers with their historical rates."""
-    return assignments.loc[assignments["sent"].astype(bool), ["customer_id", "segment", "arm"]].merge(
-        customer_segments_frame[["customer_id", "historical_open_rate", "historical_click_rate"]], on="customer_id"
-    )
 
 
 __all__ = [

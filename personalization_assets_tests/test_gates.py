@@ -16,10 +16,10 @@ from personalization_assets.experiment.gates import (
     evaluate_lift_gate,
     rollout_recommendations,
 )
+from personalization_assets.experiment.joins import analysis_frame
 from personalization_assets.experiment.results import (
     OVERALL,
     RESULTS_COLUMNS,
-    analysis_frame,
     campaign_lift_gate,
     compute_results,
     sample_ratio_mismatch,

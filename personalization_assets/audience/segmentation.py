@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.campaign.files import read_yaml
 
 CATCH_ALL = "all"
 SEGMENT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+SEGMENT_KEYS = frozenset({"id", "name", "description", "rule", "audiences"})
 OPERATORS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "between")
 
 
@@ -108,11 +109,17 @@ def _parse_condition(column: str, spec: Any, where: str, path: Path) -> list[Con
 def parse_catalog(raw: Any, path: Path) -> SegmentCatalog:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("segments"), list) or not raw["segments"]:
         raise ConfigError(path, "the catalog must have a non-empty 'segments' list")
+    unknown = sorted(set(raw) - {"segments"})
+    if unknown:
+        raise ConfigError(path, f"{unknown[0]}: unknown key (the catalog has only 'segments')")
     segments: list[Segment] = []
     for index, entry in enumerate(raw["segments"]):
         where = f"segments[{index}]"
         if not isinstance(entry, Mapping):
             raise ConfigError(path, f"{where} must be a mapping")
+        unknown = sorted(set(entry) - SEGMENT_KEYS)
+        if unknown:
+            raise ConfigError(path, f"{where}.{unknown[0]}: unknown key (a segment has {sorted(SEGMENT_KEYS)})")
         segment_id = str(entry.get("id", ""))
         if not SEGMENT_ID_PATTERN.match(segment_id):
             raise ConfigError(path, f"{where}: id {segment_id!r} must match {SEGMENT_ID_PATTERN.pattern} (it is a partition key)")
@@ -151,13 +158,7 @@ def parse_catalog(raw: Any, path: Path) -> SegmentCatalog:
 
 def load_catalog(path: Path | str) -> SegmentCatalog:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(path, "segment catalog not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, f"not valid YAML: {exc}") from None
-    return parse_catalog(raw, path)
+    return parse_catalog(read_yaml(path, missing="segment catalog not found"), path)
 
 
 def check_rules_against_columns(catalog: SegmentCatalog, columns: Sequence[str]) -> None:

@@ -15,15 +15,18 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from personalization_assets.audience.segmentation import load_catalog
 from personalization_assets.campaign.config import CampaignConfig, load_campaign
 from personalization_assets.campaign.errors import ConfigError, DataContractError
 from personalization_assets.campaign.paths import (
+    CAMPAIGN_ENV,
     PROJECT_ROOT,
     cpo_home,
     dagster_home,
     default_campaign_path,
     warehouse_path,
 )
+from personalization_assets.messages.prompts import load_prompts
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -90,15 +93,22 @@ class Session:
     def open(cls, campaign: str | None, verbose: bool) -> Session:
         import dagster as dg
 
-        from personalization_assets.definitions import build_definitions
-
-        campaign_path = Path(campaign or default_campaign_path())
+        campaign_path = Path(campaign or default_campaign_path()).resolve()
         config = load_campaign(campaign_path)
+        # Every file a user edits is read before anything runs: a mistake in any of them is one
+        # clear error (exit 64), not a failed step half-way through a run.
+        load_prompts(config.paths.prompts, config.tones)
+        load_catalog(config.paths.segments)
+        # The code location builds its partitions from this campaign when it first loads (here, or
+        # in a step process of the multiprocess executor, which inherits the environment).
+        os.environ[CAMPAIGN_ENV] = str(campaign_path)
+        from personalization_assets.definitions import campaign_definitions
+
         prepare_instance_home()
-        return cls(config, build_definitions(campaign_path), dg.DagsterInstance.get(), _quiet_run_config(verbose))
+        return cls(config, campaign_definitions(campaign_path), dg.DagsterInstance.get(), _quiet_run_config(verbose))
 
     def segments(self) -> list[str]:
-        from personalization_assets.definitions import CONTENT_JOB
+        from personalization_assets.defs.jobs import CONTENT_JOB
 
         return self.defs.resolve_job_def(CONTENT_JOB).partitions_def.get_partition_keys()
 
@@ -114,7 +124,7 @@ class Session:
         """
         import dagster as dg
 
-        from personalization_assets.definitions import executor_name
+        from personalization_assets.defs.jobs import executor_name
 
         if executor_name() == "in_process":
             return self.defs.resolve_job_def(job_name).execute_in_process(
@@ -129,7 +139,7 @@ class Session:
 
     def run_content(self, segments: list[str]) -> int | None:
         """Materialize the content assets of a contiguous range of segments in one run."""
-        from personalization_assets.definitions import CONTENT_JOB
+        from personalization_assets.defs.jobs import CONTENT_JOB
 
         if any(segment not in self.segments() for segment in segments):
             raise ConfigError(self.config.paths.segments, f"unknown segment in {segments}; known: {self.segments()}")
@@ -149,7 +159,7 @@ class Session:
 
     def run_wave(self, wave: str) -> int:
         from personalization_assets.cli.summary import print_wave_summary
-        from personalization_assets.definitions import WAVE_JOB
+        from personalization_assets.defs.jobs import WAVE_JOB
 
         result = self.execute(WAVE_JOB, partition_key=wave)
         print(f"wave run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
@@ -213,7 +223,14 @@ def command_audit(args: argparse.Namespace) -> int:
         if problem:
             print(f"audit trail BROKEN at {problem} ({log.chain_path})")
             return EXIT_AUDIT_BROKEN
-        print(f"audit trail intact: {checked} records verified, every sealed decision file included ({log.chain_path})")
+        unapproved = log.unapproved_sends()
+        if len(unapproved):
+            examples = ", ".join(f"{r.customer_id} ({r.variant_id})" for r in unapproved.head(5).itertuples())
+            print(f"audit trail intact, but {len(unapproved)} sends were of variants whose latest verdict is not "
+                  f"'approved': {examples} ({log.chain_path})")
+            return EXIT_AUDIT_BROKEN
+        print(f"audit trail intact: {checked} records verified, every sealed decision file included, "
+              f"every send of an approved variant ({log.chain_path})")
         return EXIT_OK
     wave = wave_key_for(dt.date.fromisoformat(args.wave), dt.date.min) if args.wave else None
     print(explain(log, args.customer_id, wave))

@@ -8,14 +8,17 @@ import duckdb
 import pandas as pd
 
 from personalization_assets.campaign.config import CampaignConfig
-from personalization_assets.campaign.paths import exports_dir, reports_dir
-from personalization_assets.defs.content_assets import SCHEMA
+from personalization_assets.campaign.paths import (
+    WAREHOUSE_SCHEMA,
+    exports_dir,
+    reports_dir,
+)
 from personalization_assets.messages.rendering import EXPORT_FILE
-from personalization_assets.report.document import results_display
+from personalization_assets.report import results_display
 
 
 def _query(connection: duckdb.DuckDBPyConnection, sql: str, *params: object) -> pd.DataFrame:
-    return connection.execute(sql.replace("{schema}", SCHEMA), list(params)).df()
+    return connection.execute(sql.replace("{schema}", WAREHOUSE_SCHEMA), list(params)).df()
 
 
 def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:

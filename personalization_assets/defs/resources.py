@@ -11,23 +11,33 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
 import pandas as pd
+from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
 from personalization_assets.audience.segmentation import SegmentCatalog, load_catalog
 from personalization_assets.audit.trail import AuditLog
-from personalization_assets.backends import local_safety
+from personalization_assets.backends import local_safety, local_search
 from personalization_assets.backends.local_generator import compose_local
 from personalization_assets.backends.local_search import BM25Index
 from personalization_assets.backends.retry import RetryPolicy, ServiceStats
 from personalization_assets.campaign.config import CampaignConfig, load_campaign
+from personalization_assets.campaign.environment import ServiceTuning
 from personalization_assets.campaign.errors import ConfigError
-from personalization_assets.campaign.paths import cpo_home
+from personalization_assets.campaign.paths import (
+    WAREHOUSE_SCHEMA,
+    audit_dir,
+    cpo_home,
+    warehouse_path,
+)
 from personalization_assets.content.retrieval import SearchHit
+from personalization_assets.defs.io_managers import WarehouseIOManager
+from personalization_assets.defs.partitions import CAMPAIGN_PATH
 from personalization_assets.messages.generation import GeneratedVariant, VariantRequest
 from personalization_assets.messages.prompts import PromptLibrary, load_prompts
 from personalization_assets.safety.screening import TextAnalysis
@@ -113,7 +123,7 @@ class LocalBM25Search(SearchResource):
 
     @property
     def backend(self) -> str:
-        return "local-bm25"
+        return local_search.BACKEND
 
     def index_corpus(self, corpus: pd.DataFrame) -> dict[str, object]:
         index = BM25Index(corpus)
@@ -143,7 +153,7 @@ class LocalSafety(SafetyResource):
 
     @property
     def backend(self) -> str:
-        return "local-safety"
+        return local_safety.BACKEND
 
     def analyze(self, texts: list[str], blocklists: dict[str, tuple[str, ...]]) -> list[TextAnalysis]:
         return local_safety.analyze(texts, blocklists)
@@ -312,7 +322,9 @@ class AzureAISearch(RemoteServiceResource, SearchResource):
 
     @property
     def backend(self) -> str:
-        return "azure-search"
+        from personalization_assets.backends.azure_search import AZURE_SEARCH_BACKEND
+
+        return AZURE_SEARCH_BACKEND
 
     def _make_backend(self) -> Any:
         from personalization_assets.backends.azure_search import AzureSearchBackend
@@ -341,7 +353,9 @@ class AzureContentSafety(RemoteServiceResource, SafetyResource):
 
     @property
     def backend(self) -> str:
-        return "azure-content-safety"
+        from personalization_assets.backends.azure_safety import AZURE_SAFETY_BACKEND
+
+        return AZURE_SAFETY_BACKEND
 
     def _make_backend(self) -> Any:
         from personalization_assets.backends.azure_safety import AzureSafetyBackend
@@ -354,30 +368,6 @@ class AzureContentSafety(RemoteServiceResource, SafetyResource):
 
     def analyze(self, texts: list[str], blocklists: dict[str, tuple[str, ...]]) -> list[TextAnalysis]:
         return self._get_backend().analyze(texts, blocklists)
-
-
-# Environment variables that tune every remote backend (the campaign's generation.max_concurrency
-# is the default concurrency).
-TUNING_VARIABLES = {
-    "CPO_MAX_CONCURRENCY": ("max_concurrency", int),
-    "CPO_RETRY_MAX_ATTEMPTS": ("max_attempts", int),
-    "CPO_RETRY_MAX_BACKOFF_SECONDS": ("max_backoff_seconds", float),
-    "CPO_HTTP_TIMEOUT_SECONDS": ("timeout_seconds", float),
-}
-
-
-def _tuning(env: Mapping[str, str], max_concurrency: int) -> dict[str, Any]:
-    settings: dict[str, Any] = {"max_concurrency": max_concurrency}
-    for variable, (name, kind) in TUNING_VARIABLES.items():
-        if variable in env:
-            try:
-                value = kind(env[variable])
-            except ValueError:
-                raise ConfigError("environment", f"{variable} must be a number, got {env[variable]!r}") from None
-            if value < 0 or (value == 0 and name != "max_backoff_seconds"):
-                raise ConfigError("environment", f"{variable} must be positive, got {env[variable]!r}")
-            settings[name] = value
-    return settings
 
 
 def _required(env: Mapping[str, str], selector: str, *names: str) -> None:
@@ -400,8 +390,9 @@ def select_backends(environ: Mapping[str, str] | None = None, *, max_concurrency
     """
     source = os.environ if environ is None else environ
     env = {name: value.strip() for name, value in source.items() if value and value.strip()}
-    tuning = _tuning(env, max_concurrency)
-    cache = {"use_cache": env.get("CPO_GENERATION_CACHE", "on").lower() not in {"off", "0", "false", "no"}}
+    settings = ServiceTuning.from_environment(env, max_concurrency=max_concurrency)
+    tuning = settings.resource_fields()
+    cache = {"use_cache": settings.use_cache}
 
     generator: dg.ConfigurableResource
     if "AZURE_OPENAI_ENDPOINT" in env:
@@ -438,3 +429,26 @@ def select_backends(environ: Mapping[str, str] | None = None, *, max_concurrency
     else:
         safety = LocalSafety()
     return {"generator": generator, "search": search, "safety": safety}
+
+
+def campaign_resources(
+    campaign_path: Path | str, *, warehouse: Path | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Every resource a campaign's assets need: the campaign, its audit trail, the three service
+    roles (from the environment, else embedded), and the DuckDB warehouse under `CPO_HOME`."""
+    config = load_campaign(campaign_path)
+    database = str(warehouse or warehouse_path())
+    return {
+        "campaign": CampaignResource(campaign_path=str(config.path)),
+        "audit": AuditResource(directory=str(audit_dir())),
+        **select_backends(environ, max_concurrency=config.generation.max_concurrency),
+        # DuckDB tables, one per asset; within a run, frames just stored are not re-read.
+        "io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),
+        "warehouse": DuckDBResource(database=database),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    """The code location's resources, for its campaign (`defs/partitions.py`)."""
+    return dg.Definitions(resources=campaign_resources(CAMPAIGN_PATH))

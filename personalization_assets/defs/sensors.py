@@ -26,8 +26,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from personalization_assets.defs.jobs import WAVE_JOB
+from personalization_assets.defs.partitions import WAVE_GROUP, wave_partitions
 from personalization_assets.defs.resources import CampaignResource
-from personalization_assets.defs.wave_assets import WAVE_GROUP
 
 ENGAGEMENT_SENSOR = "engagement_file_sensor"
 ENGAGEMENT_ASSET = dg.AssetKey("engagement")
@@ -78,61 +79,59 @@ def _wave_assigned(instance: dg.DagsterInstance, wave: str) -> bool:
     return bool(records.records)
 
 
-def build_engagement_sensor(job_name: str, wave_partitions: dg.PartitionsDefinition, *, minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=ENGAGEMENT_SENSOR,
-        job_name=job_name,
-        minimum_interval_seconds=minimum_interval_seconds,
-        description="Re-runs a wave's engagement, results and report when its engagement CSV (paths.engagement/<wave>.csv) appears or changes.",
-    )
-    def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: CampaignResource):
-        folder = campaign.config.paths.engagement
-        files, ignored = _load_cursor(context.cursor)
-        if context.repository_def is None:
-            raise dg.DagsterInvariantViolationError(f"{ENGAGEMENT_SENSOR} needs its Definitions to resolve the assets to re-run")
-        selection = sorted(ENGAGEMENT_SELECTION.resolve(context.repository_def.asset_graph), key=lambda key: key.to_user_string())
+@dg.sensor(
+    name=ENGAGEMENT_SENSOR,
+    job_name=WAVE_JOB,
+    minimum_interval_seconds=30,
+    description="Re-runs a wave's engagement, results and report when its engagement CSV (paths.engagement/<wave>.csv) appears or changes.",
+)
+def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: CampaignResource):
+    folder = campaign.config.paths.engagement
+    files, ignored = _load_cursor(context.cursor)
+    if context.repository_def is None:
+        raise dg.DagsterInvariantViolationError(f"{ENGAGEMENT_SENSOR} needs its Definitions to resolve the assets to re-run")
+    selection = sorted(ENGAGEMENT_SELECTION.resolve(context.repository_def.asset_graph), key=lambda key: key.to_user_string())
 
-        requests: list[dg.RunRequest] = []
-        present = sorted(p for p in folder.glob("*.csv") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
-        for path in present:
-            wave = path.stem
-            if not wave_partitions.has_partition_key(wave):
-                if path.name not in ignored:
-                    context.log.warning(f"ignoring {path}: '{wave}' is not a wave partition key (expected e.g. "
-                                        f"{wave_partitions.get_first_partition_key()}.csv)")
-                    ignored.add(path.name)
-                continue
-            known = files.get(path.name)
-            try:
-                stat = path.stat()
-                if known and (known.mtime_ns, known.size) == (stat.st_mtime_ns, stat.st_size):
-                    continue  # unchanged since it was acted on: no need to read it again
-                version = FileVersion(file_sha256(path), stat.st_mtime_ns, stat.st_size)
-            except FileNotFoundError:  # removed (or renamed) since the folder was listed
-                continue
-            if known and known.sha256 == version.sha256:
-                files[path.name] = version  # touched or copied again, same content: nothing to redo
-                continue
-            files[path.name] = version
-            if not _wave_assigned(context.instance, wave):
-                context.log.info(f"{path.name}: wave {wave} has no assignments yet; its wave run will import the file")
-                continue
-            context.log.info(f"{path.name}: {'changed' if known else 'new'} engagement for wave {wave}; requesting a re-run")
-            requests.append(
-                dg.RunRequest(
-                    run_key=engagement_run_key(wave, version),
-                    partition_key=wave,
-                    asset_selection=selection,
-                    tags={"cpo/engagement_file": str(path), "cpo/engagement_sha256": version.sha256},
-                )
+    requests: list[dg.RunRequest] = []
+    present = sorted(p for p in folder.glob("*.csv") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+    for path in present:
+        wave = path.stem
+        if not wave_partitions.has_partition_key(wave):
+            if path.name not in ignored:
+                context.log.warning(f"ignoring {path}: '{wave}' is not a wave partition key (expected e.g. "
+                                    f"{wave_partitions.get_first_partition_key()}.csv)")
+                ignored.add(path.name)
+            continue
+        known = files.get(path.name)
+        try:
+            stat = path.stat()
+            if known and (known.mtime_ns, known.size) == (stat.st_mtime_ns, stat.st_size):
+                continue  # unchanged since it was acted on: no need to read it again
+            version = FileVersion(file_sha256(path), stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:  # removed (or renamed) since the folder was listed
+            continue
+        if known and known.sha256 == version.sha256:
+            files[path.name] = version  # touched or copied again, same content: nothing to redo
+            continue
+        files[path.name] = version
+        if not _wave_assigned(context.instance, wave):
+            context.log.info(f"{path.name}: wave {wave} has no assignments yet; its wave run will import the file")
+            continue
+        context.log.info(f"{path.name}: {'changed' if known else 'new'} engagement for wave {wave}; requesting a re-run")
+        requests.append(
+            dg.RunRequest(
+                run_key=engagement_run_key(wave, version),
+                partition_key=wave,
+                asset_selection=selection,
+                tags={"cpo/engagement_file": str(path), "cpo/engagement_sha256": version.sha256},
             )
-        # Forget files that were removed, so putting one back counts as new.
-        names = {p.name for p in present if p.exists()}
-        files = {name: v for name, v in files.items() if name in names}
-        ignored &= names
-        cursor = _dump_cursor(files, ignored)
-        if requests:
-            return dg.SensorResult(run_requests=requests, cursor=cursor)
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"no new or changed engagement files in {folder}"), cursor=cursor)
+        )
+    # Forget files that were removed, so putting one back counts as new.
+    names = {p.name for p in present if p.exists()}
+    files = {name: v for name, v in files.items() if name in names}
+    ignored &= names
+    cursor = _dump_cursor(files, ignored)
+    if requests:
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+    return dg.SensorResult(skip_reason=dg.SkipReason(f"no new or changed engagement files in {folder}"), cursor=cursor)
 
-    return engagement_file_sensor

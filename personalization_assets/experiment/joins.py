@@ -1,4 +1,4 @@
-"""One-to-one left joins on a key column, as row positions, for million-row customer tables.
+"""The analysis join (sent customers x covariates x outcomes), once, and the row-position joins under it.
 
 `pandas.merge` on text keys hashes every key and copies every column of both sides. The wave's
 tables are joined on `customer_id`, one row per customer on each side, so a join only needs the
@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from personalization_assets.campaign.config import METRIC_COLUMNS, METRIC_COVARIATES
+
+# The pre-experiment covariates every analysis and the simulator read.
+COVARIATES = tuple(sorted({c for cols in METRIC_COVARIATES.values() for c in cols}))
 
 
 def left_join_rows(keys: np.ndarray, *lookups: np.ndarray) -> list[np.ndarray]:
@@ -49,3 +54,35 @@ def take(values: np.ndarray, rows: np.ndarray, missing: object) -> np.ndarray:
         taken = taken.astype(object) if values.dtype == object else taken.astype(np.result_type(taken, np.asarray(missing)))
         taken[absent] = missing
     return taken
+
+
+def sent_customers(assignments: pd.DataFrame, customer_segments: pd.DataFrame, *, keep_unmatched: bool = False) -> pd.DataFrame:
+    """Sent customers (customer_id, segment, arm) with their historical rates (COVARIATES).
+
+    Joined on customer_id as row positions, not a merge on text keys, and before the sent filter:
+    the wave's customers in the same order, a one-comparison join. A sent customer with no
+    customer_segments row is dropped, or kept with NaN covariates when `keep_unmatched`.
+    """
+    sent_mask = assignments["sent"].astype(bool).to_numpy()
+    sent = assignments.loc[sent_mask, ["customer_id", "segment", "arm"]].reset_index(drop=True)
+    (rows,) = left_join_rows(assignments["customer_id"].to_numpy(), customer_segments["customer_id"].to_numpy())
+    rows = rows[sent_mask]
+    found = rows >= 0
+    if not keep_unmatched and not found.all():
+        sent, rows = sent.loc[found].reset_index(drop=True), rows[found]
+    for column in COVARIATES:
+        sent[column] = take(customer_segments[column].to_numpy(dtype=float), rows, np.nan)
+    return sent
+
+
+def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer_segments: pd.DataFrame) -> pd.DataFrame:
+    """Sent customers with their outcomes and pre-experiment covariates: the analysed population.
+
+    Held-out customers (variant blocked) are excluded from their arm's analysis; they are counted
+    separately in the report. A sent customer with no engagement row had no engagement.
+    """
+    frame = sent_customers(assignments, customer_segments, keep_unmatched=True)
+    (outcome_rows,) = left_join_rows(frame["customer_id"].to_numpy(), engagement["customer_id"].to_numpy())
+    for column in METRIC_COLUMNS.values():
+        frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
+    return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), *COVARIATES]]

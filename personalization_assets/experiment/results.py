@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,6 @@ from personalization_assets.experiment.gates import (
     evaluate_lift_gate,
     rollout_recommendations,
 )
-from personalization_assets.experiment.joins import left_join_rows, take
 from personalization_assets.stats import RESULT_COLUMNS, analyze_experiment, srm_test
 from personalization_assets.stats.sequential import (
     always_valid_p_value,
@@ -30,36 +29,6 @@ SEQUENTIAL_COLUMNS = ("always_valid_p_value", "cs_rel_lift_low", "cs_rel_lift_hi
 RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, *SEQUENTIAL_COLUMNS, "engagement_source")
 # Where the always-valid test is most sensitive when the campaign sets no minimum lift.
 DEFAULT_SEQUENTIAL_LIFT = 0.10
-
-
-def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer_segments: pd.DataFrame) -> pd.DataFrame:
-    """Sent customers with their outcomes and pre-experiment covariates: the analysed population.
-
-    Held-out customers (variant blocked) are excluded from their arm's analysis; they are counted
-    separately in the report.
-    """
-    covariates = sorted({c for cols in METRIC_COVARIATES.values() for c in cols})
-    sent_mask = assignments["sent"].astype(bool).to_numpy()
-    all_ids = assignments["customer_id"].to_numpy()
-    ids = all_ids[sent_mask]
-    # One-to-one left joins on customer_id as row positions (-1: no row), not merges on text keys.
-    # Each is joined on the key list it usually matches exactly (the wave's customers, in order;
-    # the sent customers, in order), where a join costs one comparison.
-    (outcome_rows,) = left_join_rows(ids, engagement["customer_id"].to_numpy())
-    (covariate_rows,) = left_join_rows(all_ids, customer_segments["customer_id"].to_numpy())
-    covariate_rows = covariate_rows[sent_mask]
-    frame = pd.DataFrame(
-        {
-            "customer_id": ids,
-            "segment": assignments["segment"].to_numpy()[sent_mask],
-            "arm": assignments["arm"].to_numpy()[sent_mask],
-        }
-    )
-    for column in METRIC_COLUMNS.values():  # no engagement row: no engagement
-        frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
-    for column in covariates:
-        frame[column] = take(customer_segments[column].to_numpy(dtype=float), covariate_rows, np.nan)
-    return frame
 
 
 def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, segments: Sequence[str], source: str) -> pd.DataFrame:
@@ -132,3 +101,10 @@ def gated_rollout(own: pd.DataFrame, gate: LiftGate) -> pd.DataFrame:
     if gate.passed:
         return own
     return own.assign(recommended_arm=CONTROL_ARM, has_reliable_winner=False, reason="lift gate not passed: " + "; ".join(gate.failures))
+
+
+def result_scopes(segment_ids: Sequence[str], present: Iterable[str]) -> list[str]:
+    """The scopes a wave is analysed and reported in: overall first, then each catalog segment that
+    has customers in the wave, in catalog order."""
+    present = set(present)
+    return [OVERALL, *(segment for segment in segment_ids if segment in present)]

@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from pydantic import model_validator
 
-from personalization_assets.campaign.config import BodyLength
+from personalization_assets.campaign.config import BodyLength, NonBlank
 from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.campaign.files import StrictModel, parse_yaml, validate
 
 MERGE_FIELDS = ("first_name", "email")
 # Text in a document that addresses a model rather than a reader: prompt injection. It stays inert
@@ -72,33 +73,46 @@ class PromptDocument:
     source_url: str
 
 
-def _split_front_matter(path: Path) -> tuple[dict, str]:
-    text = path.read_text()
+class ToneFrontMatter(StrictModel):
+    """The front matter of a tone (or control) prompt file: the embedded generator's phrase banks."""
+
+    name: NonBlank | None = None
+    structure: str = "plain"
+    subject_patterns: tuple[NonBlank, ...] = ()
+    subject: NonBlank | None = None
+    openers: tuple[NonBlank, ...] = ()
+    opener: NonBlank | None = None
+    bridges: tuple[NonBlank, ...] = ()
+    cta: NonBlank
+    closing: str = ""
+
+    @model_validator(mode="after")
+    def _phrases(self) -> ToneFrontMatter:
+        if not (self.subject_patterns or self.subject) or not (self.openers or self.opener):
+            raise ValueError("needs subject_patterns (or subject) and openers (or opener)")
+        return self
+
+
+def _split_front_matter(path: Path) -> tuple[object, str]:
+    text = path.read_text(encoding="utf-8")
     if not text.startswith(FRONT_MATTER_DELIMITER):
         return {}, text.strip()
     _, header, body = text.split(FRONT_MATTER_DELIMITER, 2)
-    try:
-        meta = yaml.safe_load(header) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, f"front matter is not valid YAML: {exc}") from None
-    return meta, body.strip()
+    return parse_yaml(header, path, what="front matter"), body.strip()
 
 
 def _load_tone(path: Path) -> ToneSpec:
-    meta, instructions = _split_front_matter(path)
-    patterns = meta.get("subject_patterns") or ([meta["subject"]] if meta.get("subject") else [])
-    openers = meta.get("openers") or ([meta["opener"]] if meta.get("opener") else [])
-    if not patterns or not openers or not meta.get("cta"):
-        raise ConfigError(path, "front matter needs subject_patterns (or subject), openers (or opener) and cta")
+    raw, instructions = _split_front_matter(path)
+    meta = validate(ToneFrontMatter, raw, path, prefix="front matter")
     return ToneSpec(
-        name=str(meta.get("name", path.stem)),
+        name=meta.name or path.stem,
         instructions=instructions,
-        subject_patterns=tuple(str(p) for p in patterns),
-        openers=tuple(str(o) for o in openers),
-        cta=str(meta["cta"]),
-        closing=str(meta.get("closing", "")),
-        structure=str(meta.get("structure", "plain")),
-        bridges=tuple(str(b) for b in meta.get("bridges") or ()),
+        subject_patterns=meta.subject_patterns or (meta.subject,),
+        openers=meta.openers or (meta.opener,),
+        cta=meta.cta,
+        closing=meta.closing,
+        structure=meta.structure,
+        bridges=meta.bridges,
     )
 
 

@@ -21,7 +21,8 @@ from personalization_assets.report.charts import (
     Rect,
     Text,
 )
-from personalization_assets.report.document import (
+from personalization_assets.report.model import (
+    SIMULATED_BANNER,
     Bullets,
     Chart,
     Para,
@@ -29,6 +30,7 @@ from personalization_assets.report.document import (
     Report,
     Subhead,
     Table,
+    bold_runs,
 )
 
 FONT = "Helvetica"
@@ -82,10 +84,9 @@ def _ensure_room(pdf: FPDF, height: float) -> None:
 def _rich(pdf: FPDF, text: str, size: float, line_height: float, colour=INK) -> None:
     """Wrapped text with `**bold**` runs, from the current position."""
     pdf.set_text_color(*colour)
-    for index, part in enumerate(re.split(r"\*\*(.+?)\*\*", text)):
-        if part:
-            pdf.set_font(FONT, "B" if index % 2 else "", size)
-            pdf.write(line_height, latin1(part))
+    for part, bold in bold_runs(text):
+        pdf.set_font(FONT, "B" if bold else "", size)
+        pdf.write(line_height, latin1(part))
     pdf.ln(line_height)
 
 
@@ -262,9 +263,7 @@ def render_pdf(report: Report, path: Path) -> Path:
     pdf.multi_cell(_width(pdf), 4, latin1(report.subtitle), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     if report.simulated:
-        _para(pdf, Para("**Simulated engagement.** The opens, clicks and conversions in this report were simulated from the "
-                        "campaign's configured ground truth: they demonstrate the pipeline, not real customer behaviour.",
-                        "banner"))
+        _para(pdf, Para(SIMULATED_BANNER, "banner"))
     for number, section in enumerate(report.sections):
         if number:
             _ensure_room(pdf, 40)

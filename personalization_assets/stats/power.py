@@ -19,7 +19,7 @@ so power = Φ((δ - z_{1-α/2} sd_0) / sd_1), and the design equation for power 
   about the same n.
 
 Both neglect rejections in the wrong tail (probability < α/2), which is conventional and
-negligible at the powers used for planning; `ztest_power` includes it.
+negligible at the powers used for planning; the tests' reference power includes it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import (  # norm.cdf and norm.ppf, without importing scipy.stats
-    ndtr,
     ndtri,
 )
 
@@ -51,17 +50,6 @@ def _null_and_alternative_sd(p_c, p_t, n_c, n_t) -> tuple[np.ndarray, np.ndarray
     null_sd = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_t))
     alternative_sd = np.sqrt(p_c * (1.0 - p_c) / n_c + p_t * (1.0 - p_t) / n_t)
     return null_sd, alternative_sd
-
-
-def ztest_power(p_c, p_t, n_c, n_t, alpha: float = 0.05) -> np.ndarray:
-    """Power of the two-sided pooled z-test to detect p_t vs p_c with arms of n_c and n_t."""
-    p_c, p_t, n_c, n_t = (np.asarray(a, dtype=float) for a in (p_c, p_t, n_c, n_t))
-    null_sd, alternative_sd = _null_and_alternative_sd(p_c, p_t, n_c, n_t)
-    critical = two_sided_z(alpha) * null_sd
-    difference = np.abs(p_t - p_c)
-    return ndtr((difference - critical) / alternative_sd) + ndtr(
-        (-difference - critical) / alternative_sd
-    )
 
 
 def _validate_design(base_rate: float, min_relative_lift: float) -> None:

@@ -43,11 +43,6 @@ def always_valid_p_value(rate_t, n_t, rate_c, n_c, tau) -> np.ndarray:
     return np.where((variance > 0) & (tau2 > 0), p, np.nan)
 
 
-def running_p_value(p_values_over_looks: np.ndarray, axis: int = -1) -> np.ndarray:
-    """The always-valid p-value after several looks: the running minimum (it never goes back up)."""
-    return np.fmin.accumulate(p_values_over_looks, axis=axis)
-
-
 def confidence_sequence(rate_t, n_t, rate_c, n_c, tau, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) bounds on the difference p_t - p_c, valid at every look simultaneously."""
     variance = _variance(rate_t, n_t, rate_c, n_c)

@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 
 from personalization_assets.campaign.errors import ConfigError
-from personalization_assets.definitions import build_definitions
+from personalization_assets.definitions import campaign_definitions
 from personalization_assets.defs.resources import (
     AzureAISearch,
     AzureContentSafety,
@@ -80,11 +80,11 @@ def test_keys_never_travel_over_plain_http_except_to_loopback():
 
 
 def test_definitions_pick_backends_from_the_environment(campaign_folder, clean_backend_env):
-    embedded = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    embedded = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     assert isinstance(embedded.resources["generator"], LocalTemplateGenerator)
     for name, value in {**AZURE_OPENAI, **SAFETY}.items():
         clean_backend_env.setenv(name, value)
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     assert isinstance(defs.resources["generator"], AzureOpenAIGenerator)
     assert defs.resources["generator"].max_concurrency == 4  # the campaign's generation.max_concurrency
     assert isinstance(defs.resources["search"], LocalBM25Search) and isinstance(defs.resources["safety"], AzureContentSafety)

@@ -1,6 +1,6 @@
 """Whole campaign waves through the three Azure backends (real SDK clients) against the loopback double.
 
-Backends are chosen exactly as in production: `build_definitions` reads the environment, which
+Backends are chosen exactly as in production: `campaign_definitions` reads the environment, which
 points every role at the double; waves are materialized with the same helpers as the embedded
 pipeline tests. One wave (and an embedded wave of the same campaign to compare it with) is shared
 by the read-only checks of this module; the fault-injection tests run their own.
@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 
 from personalization_assets.campaign.paths import PROJECT_ROOT
+from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA as SCHEMA
 from personalization_assets.campaign.sample_data import write_sample_data
-from personalization_assets.definitions import build_definitions
-from personalization_assets.defs.content_assets import SCHEMA
+from personalization_assets.definitions import campaign_definitions
 from personalization_assets.safety.screening import texts_to_screen
 from personalization_assets_tests.azure_double import DEFAULT_MODEL, AzureDouble
 from personalization_assets_tests.backends.conftest import (
@@ -139,7 +139,7 @@ def azure_wave(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WaveRun]:
         for name in BACKEND_VARIABLES:
             patch.delenv(name, raising=False)
         local_warehouse = home / "embedded.duckdb"
-        local = build_definitions(folder.campaign, warehouse=local_warehouse)
+        local = campaign_definitions(folder.campaign, warehouse=local_warehouse)
         local_content, local_wave = run_wave(local, dg.DagsterInstance.ephemeral())
         assert local_content.success and local_wave.success
         assert not double.requests  # the embedded run never touched the network
@@ -148,7 +148,7 @@ def azure_wave(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WaveRun]:
         for logger in loggers:
             logger.addHandler(capture)
             logger.setLevel(logging.DEBUG)
-        defs = build_definitions(folder.campaign, warehouse=folder.warehouse)
+        defs = campaign_definitions(folder.campaign, warehouse=folder.warehouse)
         with dg.DagsterInstance.local_temp(tempdir=str(home / "dagster")) as instance:
             content, wave = run_wave(defs, instance)
             runs = instance.get_runs()
@@ -227,7 +227,7 @@ def test_throttling_and_server_errors_lose_and_duplicate_nothing(campaign_folder
     double.inject("429", rate=0.15)  # 30% throttled: half with a bare 429,
     double.inject("429", rate=0.15, retry_after_ms=5, retry_after=1)  # half telling us when to come back
     double.inject("500", rate=0.10)
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     content, wave = run_wave(defs, dg.DagsterInstance.ephemeral())
     assert content.success and wave.success
 
@@ -277,7 +277,7 @@ def test_safety_service_down_blocks_everything_and_nothing_is_sent(campaign_fold
     else:
         monkeypatch.setenv("AZURE_CONTENT_SAFETY_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     monkeypatch.setenv("CPO_RETRY_MAX_ATTEMPTS", "2")
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     instance = dg.DagsterInstance.ephemeral()
     content = materialize_segments(defs, instance, segment_ids(defs))
     wave = materialize_wave(defs, instance, TEST_WAVE)
@@ -298,7 +298,7 @@ def test_content_filter_refusal_and_unsafe_verdict_block_their_variants(campaign
     double = azure_env
     double.inject("content-filter", match="Tone: urgent", times=1)
     double.inject("unsafe", match="We thought you would enjoy this", times=1, category="Violence", severity=6)
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     content = materialize_segments(defs, dg.DagsterInstance.ephemeral(), segment_ids(defs))
 
     variants = read_table(campaign_folder.warehouse, "message_variants")

@@ -6,8 +6,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from personalization_assets.defs.content_assets import CONTENT_GROUP, SCHEMA
-from personalization_assets.defs.wave_assets import WAVE_GROUP
+from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA as SCHEMA
+from personalization_assets.defs.partitions import CONTENT_GROUP, WAVE_GROUP
 
 
 def materialize_segments(defs: dg.Definitions, instance: dg.DagsterInstance, segments: Sequence[str]) -> dg.ExecuteInProcessResult:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from personalization_assets.definitions import build_definitions
+from personalization_assets.definitions import campaign_definitions
 from personalization_assets_tests.conftest import TEST_WAVE
 from personalization_assets_tests.defs.pipeline import (
     BACKFILLED_SEGMENT,
@@ -20,7 +20,7 @@ EDITED = BACKFILLED_SEGMENT
 
 
 def test_one_segment_backfill_replaces_only_that_segment(campaign_folder):
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     instance = dg.DagsterInstance.ephemeral()
     segments = defs.resolve_job_def("campaign_content").partitions_def.get_partition_keys()
     assert materialize_segments(defs, instance, segments).success
@@ -29,7 +29,7 @@ def test_one_segment_backfill_replaces_only_that_segment(campaign_folder):
 
     # Edit the friendly tone's openers; only the backfilled segment may pick the change up.
     edit_friendly_openers(campaign_folder.root / "prompts")
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     assert materialize_segments(defs, instance, [EDITED]).success
     assert_only_backfilled_segment_changed(before, campaign_folder.warehouse, segments)
 

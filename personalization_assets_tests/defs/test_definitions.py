@@ -5,7 +5,8 @@ import datetime as dt
 import dagster as dg
 
 from personalization_assets.audience.segmentation import load_catalog
-from personalization_assets.definitions import CONTENT_JOB, WAVE_JOB, build_definitions
+from personalization_assets.definitions import campaign_definitions
+from personalization_assets.defs.jobs import CONTENT_JOB, WAVE_JOB
 
 CONTENT_ASSETS = {"content_index", "retrieved_content", "message_variants", "safety_verdicts"}
 WAVE_ASSETS = {
@@ -22,15 +23,29 @@ WAVE_ASSETS = {
 
 
 def test_default_code_location_loads_and_validates():
-    from personalization_assets.definitions import defs
+    from personalization_assets.definitions import code_location
 
+    defs = code_location()
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     assert keys == CONTENT_ASSETS | WAVE_ASSETS
 
 
+def test_dagsters_own_loader_sees_the_whole_graph_in_the_defs_package():
+    import personalization_assets.defs as defs_package
+
+    loaded = dg.components.load_defs(defs_package)
+    graph = loaded.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == CONTENT_ASSETS | WAVE_ASSETS
+    assert len(graph.asset_check_keys) == 3
+    assert [s.name for s in loaded.schedules] == ["weekly_campaign_wave"]
+    assert [s.name for s in loaded.sensors] == ["engagement_file_sensor"]
+    assert {job.name for job in loaded.jobs} == {CONTENT_JOB, WAVE_JOB}
+    assert set(loaded.resources) == {"campaign", "audit", "generator", "search", "safety", "io_manager", "warehouse"}
+
+
 def test_graph_partitions_and_checks(campaign_folder):
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     graph = defs.resolve_asset_graph()
     catalog = load_catalog(campaign_folder.data / "segments.yaml")
 
@@ -65,7 +80,7 @@ def test_graph_partitions_and_checks(campaign_folder):
 
 
 def test_weekly_schedule_requests_the_current_wave(campaign_folder):
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     schedule = defs.resolve_schedule_def("weekly_campaign_wave")
     assert schedule.job_name == WAVE_JOB
     tick = dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.timezone.utc)  # a Monday

@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from personalization_assets.campaign.paths import PROJECT_ROOT
-from personalization_assets.definitions import build_definitions
+from personalization_assets.definitions import campaign_definitions
 
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
 REGENERATE = f"UPDATE_SNAPSHOT=1 .venv/bin/python -m pytest {Path(__file__).relative_to(PROJECT_ROOT)}"
@@ -107,7 +107,7 @@ def test_definitions_match_the_committed_snapshot(tmp_path, monkeypatch):
     # The defaults, whatever this shell chose (the executor comes from the environment).
     for variable in ("CPO_EXECUTOR", "CPO_MAX_CONCURRENT"):
         monkeypatch.delenv(variable, raising=False)
-    defs = build_definitions(PROJECT_ROOT / "data" / "campaign.yaml", warehouse=tmp_path / "warehouse.duckdb")
+    defs = campaign_definitions(PROJECT_ROOT / "data" / "campaign.yaml", warehouse=tmp_path / "warehouse.duckdb")
     current = render(definitions_snapshot(defs))
     if os.environ.get("UPDATE_SNAPSHOT") == "1":
         SNAPSHOT.write_text(current)

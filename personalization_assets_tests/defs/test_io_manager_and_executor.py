@@ -10,18 +10,13 @@ import pytest
 
 from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.cli.commands import Session
-from personalization_assets.definitions import (
-    WAVE_JOB,
-    build_definitions,
-    campaign_job,
-    executor_def,
-    executor_name,
-)
+from personalization_assets.definitions import campaign_definitions, campaign_job
 from personalization_assets.defs.io_managers import (
     WarehouseIOManager,
     _as_loaded,
     _RunCache,
 )
+from personalization_assets.defs.jobs import WAVE_JOB, executor_def, executor_name
 
 # --- the IO manager --------------------------------------------------------------------------------
 
@@ -124,7 +119,7 @@ def test_unknown_executor_settings_are_config_errors(environ):
 
 
 def test_jobs_use_the_configured_executor(campaign_folder, monkeypatch):
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     assert defs.resolve_job_def(WAVE_JOB).executor_def.name == "in_process"
     monkeypatch.setenv("CPO_EXECUTOR", "multiprocess")
     assert campaign_job(WAVE_JOB, str(campaign_folder.campaign)).executor_def.name == "multiprocess"

@@ -6,7 +6,7 @@ import pypdf
 import pytest
 
 from personalization_assets.audit.trail import AuditLog
-from personalization_assets.definitions import build_definitions
+from personalization_assets.definitions import campaign_definitions
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
 from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE
 from personalization_assets_tests.defs.pipeline import (
@@ -21,7 +21,7 @@ from personalization_assets_tests.defs.pipeline import (
 
 @pytest.fixture
 def defs(campaign_folder):
-    return build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    return campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
 
 
 def segment_ids(defs) -> list[str]:
@@ -120,7 +120,7 @@ def test_waves_keep_their_own_rows(defs, campaign_folder):
 def test_safety_failure_below_threshold_stops_assignments(campaign_folder):
     # Every message names the company, so blocklisting it blocks every variant.
     campaign_folder.edit_campaign(safety__blocklists={"test_list": ["Northwind Outfitters"]})
-    defs = build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     instance = dg.DagsterInstance.ephemeral()
     content = materialize_segments(defs, instance, segment_ids(defs))
     # Screening worked and blocked everything; the blocking check then fails the run.

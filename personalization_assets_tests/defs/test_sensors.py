@@ -6,9 +6,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from personalization_assets.definitions import WAVE_JOB, build_definitions
+from personalization_assets.definitions import campaign_definitions
+from personalization_assets.defs.jobs import WAVE_JOB
+from personalization_assets.defs.partitions import WAVE_GROUP
 from personalization_assets.defs.sensors import ENGAGEMENT_SENSOR
-from personalization_assets.defs.wave_assets import WAVE_GROUP
 from personalization_assets.experiment.engagement import (
     SOURCE_IMPORTED,
     SOURCE_SIMULATED,
@@ -27,7 +28,7 @@ UPSTREAM = {"customers", "customer_segments", "assignments", "personalized_messa
 
 @pytest.fixture
 def defs(campaign_folder):
-    return build_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    return campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
 
 
 @pytest.fixture

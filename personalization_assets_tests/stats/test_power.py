@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy.special import ndtr
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
@@ -8,7 +9,8 @@ from personalization_assets.stats import (
     plan,
     sample_size_per_arm,
 )
-from personalization_assets.stats.power import ztest_power
+from personalization_assets.stats._normal import two_sided_z
+from personalization_assets.stats.power import _null_and_alternative_sd
 from personalization_assets.stats.validation import rejection_rate
 
 DESIGNS = [(0.2, 0.10), (0.05, 0.20), (0.02, 0.30), (0.5, 0.05), (0.3, 0.15)]
@@ -38,6 +40,18 @@ def test_mde_at_the_planned_sample_size_is_the_planned_lift(base_rate, lift):
     assert minimum_detectable_lift(base_rate, n, n) <= lift  # n is rounded up
     assert minimum_detectable_lift(base_rate, n - 1, n - 1) > lift  # and is the smallest
     assert ztest_power(base_rate, base_rate * (1 + lift), n, n) == pytest.approx(0.8, abs=2e-3)
+
+
+
+def ztest_power(p_c, p_t, n_c, n_t, alpha: float = 0.05) -> np.ndarray:
+    """Reference: power of the two-sided pooled z-test to detect p_t vs p_c with arms of n_c and n_t."""
+    p_c, p_t, n_c, n_t = (np.asarray(a, dtype=float) for a in (p_c, p_t, n_c, n_t))
+    null_sd, alternative_sd = _null_and_alternative_sd(p_c, p_t, n_c, n_t)
+    critical = two_sided_z(alpha) * null_sd
+    difference = np.abs(p_t - p_c)
+    return ndtr((difference - critical) / alternative_sd) + ndtr(
+        (-difference - critical) / alternative_sd
+    )
 
 
 def test_planned_sample_size_reaches_the_planned_power_simulated():

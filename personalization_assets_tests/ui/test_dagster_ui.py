@@ -43,7 +43,8 @@ import pytest
 
 from personalization_assets.audience.segmentation import load_catalog
 from personalization_assets.campaign.paths import PROJECT_ROOT
-from personalization_assets.definitions import WAVE_JOB, build_definitions
+from personalization_assets.definitions import campaign_definitions
+from personalization_assets.defs.jobs import WAVE_JOB
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
 from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE
 from personalization_assets_tests.defs.pipeline import (
@@ -378,7 +379,7 @@ def test_campaign_in_the_dagster_ui(browser: Browser, dagster_dev: DagsterDev, c
     # 3. The wave group for one wave: one run, which must succeed.
     filter_asset_graph(browser, 'group:"wave"')
     page.get_by_text("rollout_recommendation", exact=True).first.wait_for()
-    wave_assets = build_definitions(campaign_folder.campaign).resolve_job_def(WAVE_JOB).asset_layer.selected_asset_keys
+    wave_assets = campaign_definitions(campaign_folder.campaign).resolve_job_def(WAVE_JOB).asset_layer.selected_asset_keys
     dialog = open_materialize_dialog(browser, len(wave_assets))
     partition_input = dialog.locator("input[type=text]").first  # the custom partition selection
     partition_input.fill(TEST_WAVE)

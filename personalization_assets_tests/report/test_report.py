@@ -29,21 +29,11 @@ from personalization_assets.experiment.engagement import (
     SOURCE_SIMULATED,
     simulate_engagement,
 )
-from personalization_assets.experiment.results import (
-    OVERALL,
-    analysis_frame,
-    compute_results,
-)
+from personalization_assets.experiment.joins import analysis_frame
+from personalization_assets.experiment.results import OVERALL, compute_results
 from personalization_assets.explain.models import explore_clusters
 from personalization_assets.messages.variants import variant_id
-from personalization_assets.report import document as report_module
-from personalization_assets.report.charts import (
-    Estimate,
-    ForestRow,
-    Polygon,
-    forest_plot,
-)
-from personalization_assets.report.document import (
+from personalization_assets.report import (
     ReportInputs,
     build_report,
     code_version,
@@ -51,6 +41,22 @@ from personalization_assets.report.document import (
     data_freshness,
     render_html,
     write_report,
+)
+from personalization_assets.report import provenance as report_module
+from personalization_assets.report.charts import (
+    Estimate,
+    ForestRow,
+    Polygon,
+    forest_plot,
+)
+from personalization_assets.report.model import (
+    Bullets,
+    Para,
+    Pre,
+    Report,
+    Section,
+    Subhead,
+    Table,
 )
 from personalization_assets.report.pdf import latin1
 from personalization_assets_tests.pure_fixtures import (
@@ -479,3 +485,23 @@ def test_forest_plot_draws_every_interval_and_clips_huge_ones():
     assert svg.count("<circle") == 2 + 2  # two raw estimates + the legend's two circles
     assert "+5.0% [-1.0%, +11.0%]" in svg and "no estimate" in svg
     assert sum(isinstance(item, Polygon) for item in figure.items) == 2  # both ends of the huge interval clipped
+
+
+def test_html_escapes_every_value_and_keeps_only_bold_markup():
+    hostile = '<script>alert("x")</script> & \'quoted\''
+    report = Report(
+        title=hostile, subtitle=hostile, simulated=False, headline=hostile, markdown="",
+        sections=[Section("s", hostile, [
+            Para(f"**{hostile}** then {hostile}"),
+            Bullets([hostile]),
+            Subhead(hostile),
+            Pre(hostile),
+            Table("t", [hostile], [[hostile]], col_keys=[hostile], row_attrs=[{"k": hostile}], caption=hostile),
+        ])],
+    )
+    document = render_html(report)
+    assert "<script" not in document and 'alert("x")' not in document
+    assert "<b>&lt;script&gt;" in document
+    reader = read_tables(document)
+    attrs, cells = reader.tables["t"][0]
+    assert attrs == {"k": hostile} and cells == {hostile: hostile}

@@ -1,0 +1,49 @@
+"""Assignment stage: each customer's arm and variant, held out where the variant was blocked; the SRM check."""
+
+import dagster as dg
+import pandas as pd
+
+from personalization_assets.defs.partitions import ALL_SEGMENTS, PER_WAVE, columns
+from personalization_assets.defs.resources import AuditResource, CampaignResource
+from personalization_assets.defs.types import SCHEMAS, AssignmentsFrame
+from personalization_assets.experiment.assignment import build_assignments
+from personalization_assets.experiment.results import sample_ratio_mismatch
+from personalization_assets.safety.gate import evaluate_safety_gate
+
+
+@dg.asset(
+    **{**PER_WAVE, "metadata": {**PER_WAVE["metadata"], "dagster/column_schema": SCHEMAS["assignments"]}},
+    ins={"message_variants": ALL_SEGMENTS, "safety_verdicts": ALL_SEGMENTS, "customer_segments": columns("customer_id", "segment")},
+    check_specs=[dg.AssetCheckSpec("sample_ratio_mismatch", asset="assignments", description="Chi-square of arm counts vs weights; flagged at p < 0.001")],
+    dagster_type=AssignmentsFrame,
+)
+def assignments(
+    context: dg.AssetExecutionContext,
+    campaign: CampaignResource,
+    audit: AuditResource,
+    customer_segments: pd.DataFrame,
+    message_variants: pd.DataFrame,
+    safety_verdicts: pd.DataFrame,
+):
+    """Each customer's arm (deterministic hash), variant, and whether it is sent."""
+    config = campaign.config
+    # The gate holds even when the safety check ran in another run (or not at all).
+    gate = evaluate_safety_gate(safety_verdicts, config.safety.pass_rate_threshold)
+    if not gate.passed:
+        raise dg.Failure(f"assignments not made: {gate.summary()}; blocked: {', '.join(gate.blocked_variants)}")
+    frame = build_assignments(
+        customer_segments, message_variants, safety_verdicts,
+        experiment_id=config.experiment_id, weights=config.arm_weights, wave=context.partition_key,
+    )
+    sealed = audit.log().append_send_decisions(context.run_id, context.partition_key, frame)
+    srm = sample_ratio_mismatch(frame, config)
+    held = int((~frame["sent"]).sum())
+    yield dg.Output(frame, metadata={"dagster/row_count": len(frame), "sent": len(frame) - held, "held_out": held, "audit_record": sealed["seq"],
+                                     **{f"arm_{k}": v for k, v in srm.observed.items()}})
+    yield dg.AssetCheckResult(
+        check_name="sample_ratio_mismatch",
+        passed=not srm.flagged,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"chi2": srm.chi2, "p_value": srm.p_value, **{f"observed_{k}": v for k, v in srm.observed.items()},
+                  **{f"expected_{k}": round(v, 1) for k, v in srm.expected.items()}},
+    )

@@ -1,0 +1,39 @@
+"""Engagement stage: the wave's ESP export when it is there, else engagement SIMULATED from ground truth."""
+
+import dagster as dg
+import pandas as pd
+
+from personalization_assets.defs.partitions import PER_WAVE, columns
+from personalization_assets.defs.resources import CampaignResource
+from personalization_assets.experiment.engagement import (
+    import_engagement,
+    simulate_engagement,
+)
+from personalization_assets.experiment.joins import COVARIATES, sent_customers
+
+
+@dg.asset(
+    **PER_WAVE,
+    # Engagement follows the send: the emails are rendered before any engagement is taken.
+    deps=[dg.AssetKey("personalized_messages")],
+    ins={
+        "assignments": columns("customer_id", "segment", "arm", "sent"),
+        "customer_segments": columns("customer_id", *COVARIATES),
+    },
+)
+def engagement(
+    context: dg.AssetExecutionContext, campaign: CampaignResource, assignments: pd.DataFrame, customer_segments: pd.DataFrame
+) -> pd.DataFrame:
+    """Opens, clicks, conversions: the wave's ESP export if present, else SIMULATED from ground truth."""
+    config, wave = campaign.config, context.partition_key
+    sent = sent_customers(assignments, customer_segments)
+    path = config.paths.engagement_file(wave)
+    if path.is_file():
+        frame, missing = import_engagement(path, sent, wave)
+        metadata = {"source": f"imported from {path}", "sent_customers_missing_from_file": missing}
+    else:
+        frame = simulate_engagement(sent, config.simulation, wave)
+        metadata = {"source": f"SIMULATED (no {path.name} in {path.parent})"}
+    context.add_output_metadata({"dagster/row_count": len(frame), **metadata,
+                                 **{k: int(frame[k].sum()) for k in ("opened", "clicked", "converted")}})
+    return frame

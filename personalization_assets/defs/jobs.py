@@ -1,0 +1,53 @@
+"""The campaign's jobs, their executor, and the weekly schedule of the wave job.
+
+Executor (`executor_def`, set on the code location's Definitions when they load, so a step process
+reads the same environment): in-process by default, for every job (CLI, UI, schedule);
+`CPO_EXECUTOR=multiprocess` runs each step in its own process (`CPO_MAX_CONCURRENT` at a time,
+default one per CPU). See docs/performance.md for when that helps.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import dagster as dg
+
+from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.defs.partitions import CONTENT_GROUP, WAVE_GROUP
+
+CONTENT_JOB = "campaign_content"
+WAVE_JOB = "campaign_wave"
+EXECUTOR_ENV = "CPO_EXECUTOR"
+MAX_CONCURRENT_ENV = "CPO_MAX_CONCURRENT"
+EXECUTORS = ("in_process", "multiprocess")
+
+
+def executor_name(environ: Mapping[str, str] = os.environ) -> str:
+    name = environ.get(EXECUTOR_ENV, "").strip() or "in_process"
+    if name not in EXECUTORS:
+        raise ConfigError(EXECUTOR_ENV, f"must be one of {list(EXECUTORS)}, got {name!r}")
+    return name
+
+
+def executor_def(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
+    """The jobs' executor: in-process (the default), or multiprocess with `CPO_EXECUTOR=multiprocess`."""
+    if executor_name(environ) == "in_process":
+        return dg.in_process_executor
+    raw = environ.get(MAX_CONCURRENT_ENV, "").strip() or "0"
+    if not raw.isdigit():
+        raise ConfigError(MAX_CONCURRENT_ENV, f"must be a whole number (0: one step per CPU), got {raw!r}")
+    return dg.multiprocess_executor.configured({"max_concurrent": int(raw)})
+
+
+campaign_content = dg.define_asset_job(
+    CONTENT_JOB,
+    selection=dg.AssetSelection.groups(CONTENT_GROUP),
+    description="Retrieve, generate and screen the variants of every (or the selected) segment.",
+)
+campaign_wave = dg.define_asset_job(
+    WAVE_JOB,
+    selection=dg.AssetSelection.groups(WAVE_GROUP),
+    description="Segment, assign, render, take engagement, analyse and report one campaign wave.",
+)
+weekly_campaign_wave = dg.build_schedule_from_partitioned_job(campaign_wave, name="weekly_campaign_wave")

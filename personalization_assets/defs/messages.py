@@ -1,0 +1,55 @@
+"""Message stage: one variant per tone per segment, plus the generic control, generated and repaired."""
+
+import dagster as dg
+import pandas as pd
+
+from personalization_assets.audit.trail import variant_records
+from personalization_assets.defs.metadata import segment_metadata, service_metadata
+from personalization_assets.defs.partitions import PER_SEGMENT
+from personalization_assets.defs.resources import (
+    AuditResource,
+    CampaignResource,
+    GeneratorResource,
+)
+from personalization_assets.defs.types import SCHEMAS, MessageVariantsFrame
+from personalization_assets.messages.variants import (
+    citation_coverage,
+    generate_with_repair,
+    plan_requests,
+    variants_table,
+)
+
+
+@dg.asset(**{**PER_SEGMENT, "metadata": {**PER_SEGMENT["metadata"], "dagster/column_schema": SCHEMAS["message_variants"]}},
+          dagster_type=MessageVariantsFrame)
+def message_variants(
+    context: dg.AssetExecutionContext,
+    campaign: CampaignResource,
+    generator: GeneratorResource,
+    audit: AuditResource,
+    retrieved_content: pd.DataFrame,
+    content_index: pd.DataFrame,
+) -> pd.DataFrame:
+    """One variant per tone per segment, plus the generic control message."""
+    requests = plan_requests(
+        campaign.config, campaign.catalog, campaign.prompts, context.partition_keys, retrieved_content, content_index
+    )
+    service_before = dict(generator.service_stats())
+    outcome = generate_with_repair(generator.generate, requests, repairable=generator.repairable)
+    frame = variants_table(requests, outcome)
+    audit.log().append(variant_records(frame, context.run_id))
+    context.add_output_metadata(
+        segment_metadata(
+            frame,
+            backends=", ".join(sorted(frame["backend"].unique())),
+            input_tokens=int(frame["input_tokens"].sum()),
+            output_tokens=int(frame["output_tokens"].sum()),
+            cost_usd=float(frame["cost_usd"].sum()),
+            refusals=int((frame["refusal"] != "").sum()),
+            repair_attempts=int(frame["repair_attempts"].sum()),
+            documents=dg.MetadataValue.md(citation_coverage(retrieved_content, frame).to_markdown(index=False)),
+            failing_validation=int((frame["validation_failures"] != "").sum()),
+            **service_metadata(service_before, generator.service_stats()),
+        )
+    )
+    return frame

@@ -1,0 +1,64 @@
+"""The code location's campaign and the partitions built from it when the definitions load.
+
+The campaign is `CPO_CAMPAIGN`, else `data/campaign.yaml` (see `campaign/paths.py`): one `segment`
+partition per catalog entry, one weekly `wave` partition per week from its `first_wave`. The
+customer-level assets load only the customer columns the catalog's rules read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from personalization_assets.audience.customers import NUMERIC_RULES
+from personalization_assets.audience.segmentation import load_catalog
+from personalization_assets.campaign.config import load_campaign
+from personalization_assets.campaign.paths import default_campaign_path
+
+CONTENT_GROUP = "content"
+WAVE_GROUP = "wave"
+# Waves are stored as 'YYYY-MM-DD' text; the cast lets the IO manager select a week's rows.
+WAVE_PARTITION_EXPR = "CAST(wave AS TIMESTAMP)"
+
+CAMPAIGN_PATH = default_campaign_path()
+CAMPAIGN = load_campaign(CAMPAIGN_PATH)
+CATALOG = load_catalog(CAMPAIGN.paths.segments)
+
+
+def wave_partitions_def(first_wave: dt.date) -> dg.WeeklyPartitionsDefinition:
+    # Weeks start on Monday; end_offset=1 makes the current week a partition, so a wave can be
+    # sent at the start of its week rather than after it ends.
+    return dg.WeeklyPartitionsDefinition(start_date=first_wave.isoformat(), day_offset=1, end_offset=1)
+
+
+segment_partitions = dg.StaticPartitionsDefinition(CATALOG.ids)
+wave_partitions = wave_partitions_def(CAMPAIGN.first_wave)
+# The customer columns segmentation reads: the contract's numbers and tier, and every rule column.
+SEGMENTATION_COLUMNS = tuple(dict.fromkeys(
+    ["customer_id", "tier", *(rule.column for rule in NUMERIC_RULES),
+     *(condition.column for segment in CATALOG.segments for condition in segment.conditions)]
+))
+
+# Per-segment assets: a whole campaign runs all segments in one step (single-run backfill policy),
+# and a backfill of one segment replaces only that segment's rows.
+PER_SEGMENT = dict(
+    partitions_def=segment_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    metadata={"partition_expr": "segment"},
+    group_name=CONTENT_GROUP,
+)
+# Per-wave assets: each wave is its own partition, so next week never overwrites this week.
+PER_WAVE = dict(partitions_def=wave_partitions, metadata={"partition_expr": WAVE_PARTITION_EXPR}, group_name=WAVE_GROUP)
+# Wave assets read every segment's content rows.
+ALL_SEGMENTS = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
+
+
+def columns(*names: str) -> dg.AssetIn:
+    """Load only these columns of an upstream table (the DuckDB IO manager selects them in SQL)."""
+    return dg.AssetIn(metadata={"columns": list(names)})
+
+
+def matches_code_location(campaign_segments: list[str], first_wave: dt.date) -> bool:
+    """Whether another campaign file can run on these partitions (same segments, same first wave)."""
+    return campaign_segments == CATALOG.ids and first_wave == CAMPAIGN.first_wave

@@ -1,0 +1,29 @@
+"""Rendering stage: the send list, and each sent customer's email rendered locally for export."""
+
+import dagster as dg
+import pandas as pd
+
+from personalization_assets.audience.customers import OPTIONAL_TEXT_COLUMNS
+from personalization_assets.campaign.paths import exports_dir
+from personalization_assets.defs.partitions import ALL_SEGMENTS, PER_WAVE, columns
+from personalization_assets.messages.rendering import EXPORT_FILE, export_messages
+
+
+@dg.asset(
+    **PER_WAVE,
+    ins={
+        "message_variants": ALL_SEGMENTS,
+        "assignments": columns("wave", "customer_id", "segment", "arm", "variant_id", "sent"),
+        "customers": columns("customer_id", *OPTIONAL_TEXT_COLUMNS),
+    },
+)
+def personalized_messages(
+    context: dg.AssetExecutionContext, assignments: pd.DataFrame, customers: pd.DataFrame, message_variants: pd.DataFrame
+) -> pd.DataFrame:
+    """The send list (who gets which approved variant, at which address); the send-ready emails,
+    merge fields filled in locally, go to $CPO_HOME/exports/<wave>/personalized_messages.parquet."""
+    path = exports_dir() / context.partition_key / EXPORT_FILE
+    frame = export_messages(assignments, customers, message_variants, path)
+    context.add_output_metadata({"dagster/row_count": len(frame), "emails": dg.MetadataValue.path(str(path)),
+                                 "emails_bytes": path.stat().st_size})
+    return frame

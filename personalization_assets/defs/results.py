@@ -1,0 +1,71 @@
+"""Results stage: lifts and tests per arm, the lift check, and the gated rollout recommendation."""
+
+import dagster as dg
+import pandas as pd
+
+from personalization_assets.defs.partitions import PER_WAVE, columns
+from personalization_assets.defs.resources import CampaignResource
+from personalization_assets.defs.types import SCHEMAS, ExperimentResultsFrame
+from personalization_assets.experiment.engagement import SOURCE_SIMULATED
+from personalization_assets.experiment.joins import COVARIATES, analysis_frame
+from personalization_assets.experiment.results import (
+    campaign_lift_gate,
+    campaign_rollout,
+    compute_results,
+    gated_rollout,
+    result_scopes,
+)
+
+
+@dg.asset(
+    **{**PER_WAVE, "metadata": {**PER_WAVE["metadata"], "dagster/column_schema": SCHEMAS["experiment_results"]}},
+    ins={
+        "assignments": columns("customer_id", "segment", "arm", "sent"),
+        "engagement": columns("customer_id", "opened", "clicked", "converted", "source"),
+        "customer_segments": columns("customer_id", *COVARIATES),
+    },
+    check_specs=[dg.AssetCheckSpec("lift_threshold", asset="experiment_results",
+                                   description="Best tone's primary-metric lift >= target, significant after Holm, no SRM")],
+    dagster_type=ExperimentResultsFrame,
+)
+def experiment_results(
+    context: dg.AssetExecutionContext,
+    campaign: CampaignResource,
+    assignments: pd.DataFrame,
+    engagement: pd.DataFrame,
+    customer_segments: pd.DataFrame,
+):
+    """Rates, lifts with CIs, p-values (Holm-adjusted), CUPED, chance to beat control: overall and per segment."""
+    config = campaign.config
+    frame = analysis_frame(assignments, engagement, customer_segments)
+    source = str(engagement["source"].iloc[0]) if len(engagement) else SOURCE_SIMULATED
+    segments = result_scopes(campaign.catalog.ids, pd.unique(frame["segment"]))[1:]
+    results = compute_results(frame, config, wave=context.partition_key, segments=segments, source=source)
+    gate = campaign_lift_gate(results, assignments, config)
+    yield dg.Output(results, metadata={"dagster/row_count": len(results), "engagement_source": source})
+    yield dg.AssetCheckResult(
+        check_name="lift_threshold",
+        passed=gate.passed,
+        # Not blocking: the report must still say "no reliable winner". The rollout asset
+        # applies the same gate to itself.
+        severity=dg.AssetCheckSeverity.WARN,
+        description=gate.summary(),
+        metadata={"best_arm": gate.best_arm or "none", "rel_lift": gate.rel_lift, "p_value_adjusted": gate.p_value_adjusted,
+                  "mde": gate.mde, "n_per_arm": gate.n_per_arm, "minimum_lift": gate.minimum_lift,
+                  "srm_p_value": gate.srm_p_value, "failures": "; ".join(gate.failures) or "none", "engagement_source": source},
+    )
+
+
+@dg.asset(**PER_WAVE, ins={"assignments": columns("arm")})
+def rollout_recommendation(
+    context: dg.AssetExecutionContext, campaign: CampaignResource, experiment_results: pd.DataFrame, assignments: pd.DataFrame
+) -> pd.DataFrame:
+    """The tone to roll out per segment, only where the data supports it; control otherwise."""
+    config = campaign.config
+    scopes = result_scopes(campaign.catalog.ids, experiment_results["scope"])
+    gate, own = campaign_rollout(experiment_results, assignments, config, scopes)
+    frame = gated_rollout(own, gate)
+    frame.insert(0, "wave", context.partition_key)
+    context.add_output_metadata({"dagster/row_count": len(frame), "lift_gate": gate.summary(),
+                                 "winners": ", ".join(f"{r.scope}={r.recommended_arm}" for r in frame.itertuples() if r.has_reliable_winner) or "none"})
+    return frame

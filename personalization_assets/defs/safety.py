@@ -1,0 +1,82 @@
+"""Safety stage: a verdict for every variant, and the blocking pass-rate check over the whole campaign."""
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from personalization_assets.audit.trail import verdict_records
+from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
+from personalization_assets.defs.metadata import segment_metadata, service_metadata
+from personalization_assets.defs.partitions import PER_SEGMENT
+from personalization_assets.defs.resources import (
+    AuditResource,
+    CampaignResource,
+    SafetyResource,
+)
+from personalization_assets.defs.types import SCHEMAS, SafetyVerdictsFrame
+from personalization_assets.safety.gate import evaluate_safety_gate
+from personalization_assets.safety.policy import SafetyPolicy
+from personalization_assets.safety.screening import screen_variants
+
+
+@dg.asset(**{**PER_SEGMENT, "metadata": {**PER_SEGMENT["metadata"], "dagster/column_schema": SCHEMAS["safety_verdicts"]}},
+          dagster_type=SafetyVerdictsFrame)
+def safety_verdicts(
+    context: dg.AssetExecutionContext,
+    campaign: CampaignResource,
+    safety: SafetyResource,
+    audit: AuditResource,
+    message_variants: pd.DataFrame,
+    retrieved_content: pd.DataFrame,
+    content_index: pd.DataFrame,
+) -> pd.DataFrame:
+    """A verdict for every variant: category severities, blocklists, compliance rules, fail closed."""
+    settings = campaign.config.safety
+    policy = SafetyPolicy(
+        block_severity=settings.block_severity, blocklists=dict(settings.blocklists), policy_version=settings.policy_version
+    )
+    service_before = dict(safety.service_stats())
+    frame = screen_variants(
+        message_variants,
+        retrieved_content,
+        content_index,
+        analyze=lambda texts: safety.analyze(texts, dict(settings.blocklists)),
+        policy=policy,
+        backend=safety.backend,
+        body_length=campaign.config.generation.body_length,
+    )
+    audit.log().append(verdict_records(frame, context.run_id))
+    blocked = frame[frame["decision"] != "approved"]
+    context.add_output_metadata(
+        segment_metadata(
+            frame,
+            approved=int((frame["decision"] == "approved").sum()),
+            blocked=len(blocked),
+            blocked_variants=dg.MetadataValue.md(
+                "\n".join(f"- `{r.variant_id}` ({r.segment}): {r.reasons}" for r in blocked.itertuples()) or "none"
+            ),
+            policy_version=settings.policy_version,
+            **service_metadata(service_before, safety.service_stats()),
+        )
+    )
+    return frame
+
+
+@dg.asset_check(asset=safety_verdicts, blocking=True, description="Share of variants approved >= the campaign's threshold")
+def safety_pass_rate(campaign: CampaignResource, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    # The whole campaign's verdicts, every segment: a one-segment backfill is judged in context.
+    with warehouse.get_connection() as connection:
+        verdicts = connection.execute(f"SELECT variant_id, segment, decision FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
+    gate = evaluate_safety_gate(verdicts, campaign.config.safety.pass_rate_threshold)
+    return dg.AssetCheckResult(
+        passed=gate.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=gate.summary(),
+        metadata={
+            "pass_rate": gate.pass_rate,
+            "threshold": gate.threshold,
+            "variants": gate.n_variants,
+            "blocked": gate.n_blocked,
+            "blocked_variants": ", ".join(gate.blocked_variants) or "none",
+        },
+    )

@@ -1,0 +1,102 @@
+"""dagster-pandas DataFrame types of the tables users read, with their schemas for the UI.
+
+Each type checks structure only: the columns are there, with the dtype kinds the contract promises.
+Value rules (ranges, uniqueness, tiers, ...) are enforced once, whole columns at a time, by the
+loaders that build each frame (`audience/customers.py`, the safety policy, ...), which name the
+file, column and rows. Measured at 1M customer rows, dagster-pandas value constraints cost 2.3 s
+against 0.49 s for structure only, on data that the loader has already checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
+from dagster_pandas.constraints import ColumnDTypeInSetConstraint
+
+from personalization_assets.audience.customers import (
+    NUMERIC_RULES,
+    REQUIRED_COLUMNS,
+    TIERS,
+)
+from personalization_assets.experiment.assignment import ASSIGNMENT_COLUMNS
+from personalization_assets.experiment.results import RESULTS_COLUMNS
+from personalization_assets.messages.variants import VARIANT_COLUMNS
+from personalization_assets.safety.screening import VERDICT_COLUMNS
+
+INTEGER = ("int64", "int32", "int16", "int8")
+FLOAT = ("float64", "float32")
+TEXT = ("object", "string")
+BOOLEAN = ("bool",)
+
+# Column -> (dtypes it may have, what it means). Columns not listed need only exist.
+_COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "customer_id": (TEXT, "non-empty, unique"),
+    "location": (TEXT, "non-empty"),
+    "tier": (TEXT, f"one of {list(TIERS)}"),
+    **{rule.column: (INTEGER if rule.whole else FLOAT, rule.describe()) for rule in NUMERIC_RULES},
+    "wave": (TEXT, "the wave partition key, YYYY-MM-DD (its Monday)"),
+    "segment": (TEXT, "segment id, a partition key"),
+    "variant_id": (TEXT, "segment:arm (control: the shared control message)"),
+    "arm": (TEXT, "control or a tone"),
+    "sent": (BOOLEAN, "whether the customer is sent the variant"),
+    "hold_reason": ((*TEXT, "float64"), "why a customer is held out (empty when sent)"),
+    "subject": (TEXT, "email subject"),
+    "body": (TEXT, "email body, merge fields unfilled"),
+    "citations": (TEXT, "comma-separated document ids"),
+    "decision": (TEXT, "approved or blocked"),
+    "input_tokens": (INTEGER, "tokens sent (0 for a cached answer)"),
+    "output_tokens": (INTEGER, "tokens received"),
+    "cost_usd": (FLOAT, "what this run paid"),
+    "n": (INTEGER, "customers analysed"),
+    "successes": (INTEGER, "customers with the outcome"),
+    "rate": (FLOAT, "successes / n"),
+    "rel_lift": (FLOAT, "relative lift against control, a fraction (0.12 = +12%)"),
+    "p_value_adjusted": (FLOAT, "Holm-adjusted within the scope"),
+    "significant": (BOOLEAN, "adjusted p < alpha"),
+    **{category: (INTEGER, "Azure severity 0-7 (-1: not analysed)") for category in ("hate", "self_harm", "sexual", "violence")},
+}
+
+
+def _pandas_column(name: str) -> PandasColumn:
+    kinds = _COLUMN_KINDS.get(name)
+    if kinds is None:
+        return PandasColumn(name)
+    return PandasColumn(name, constraints=[ColumnDTypeInSetConstraint(set(kinds[0]))])
+
+
+def table_schema(columns: Sequence[str]) -> dg.TableSchema:
+    """The schema the UI shows for a table (`dagster/column_schema`)."""
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, _COLUMN_KINDS.get(name, (TEXT, ""))[0][0], description=_COLUMN_KINDS.get(name, ((), None))[1] or None)
+        for name in columns
+    ])
+
+
+def dataframe_type(name: str, description: str, columns: Sequence[str]) -> dg.DagsterType:
+    return create_dagster_pandas_dataframe_type(name=name, description=description, columns=[_pandas_column(c) for c in columns])
+
+
+CustomersFrame = dataframe_type(
+    "CustomersFrame", "Customers that passed the data contract (README, Data contracts).", REQUIRED_COLUMNS
+)
+AssignmentsFrame = dataframe_type(
+    "AssignmentsFrame", "Each customer's arm, variant and whether it is sent, for one wave.", ASSIGNMENT_COLUMNS
+)
+MessageVariantsFrame = dataframe_type(
+    "MessageVariantsFrame", "One variant per tone per segment, plus the control, with provenance and cost.", VARIANT_COLUMNS
+)
+SafetyVerdictsFrame = dataframe_type(
+    "SafetyVerdictsFrame", "A verdict for every variant: severities, blocklist and rule hits, reasons.", VERDICT_COLUMNS
+)
+ExperimentResultsFrame = dataframe_type(
+    "ExperimentResultsFrame", "Every arm against control, per metric, overall and per segment.", RESULTS_COLUMNS
+)
+SCHEMAS = {
+    "customers": table_schema(REQUIRED_COLUMNS),
+    "assignments": table_schema(ASSIGNMENT_COLUMNS),
+    "message_variants": table_schema(VARIANT_COLUMNS),
+    "safety_verdicts": table_schema(VERDICT_COLUMNS),
+    "experiment_results": table_schema(RESULTS_COLUMNS),
+}

@@ -1,0 +1,57 @@
+"""How the report writes numbers: one function per kind of number, so every table shows the same
+precision, and a dash wherever a value is missing or not finite. Pure logic: no Dagster import."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+DASH = "–"
+# Features that are fractions, shown as percentages.
+RATE_FEATURES = ("historical_open_rate", "historical_click_rate", "gold_share")
+
+
+def is_finite(value) -> bool:
+    """A real, finite number: not None, NaN, NA, infinite or non-numeric."""
+    try:
+        return value is not None and not pd.isna(value) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def percent(value: float, signed: bool = False) -> str:
+    if not is_finite(value):
+        return DASH
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def p_value(value: float) -> str:
+    return DASH if not is_finite(value) else (f"{value:.4f}" if value >= 1e-4 else "<0.0001")
+
+
+def count(value) -> str:
+    return DASH if not is_finite(value) else f"{int(value):,}"
+
+
+def interval(low: float, high: float) -> str:
+    """A relative-lift confidence interval, in signed percent."""
+    return DASH if not (is_finite(low) and is_finite(high)) else f"[{low:+.1%}, {high:+.1%}]"
+
+
+def coefficient(value: float, low: float, high: float) -> str:
+    """A model coefficient with its confidence interval."""
+    return DASH if not is_finite(value) else f"{value:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def feature_value(feature: str, value: float) -> str:
+    """A customer feature's value (a mean, usually) in that feature's unit."""
+    if not is_finite(value):
+        return DASH
+    if feature in RATE_FEATURES:
+        return f"{value:.1%}"
+    if feature == "avg_order_value":
+        return f"{value:,.2f}"
+    if feature == "tier_rank":
+        return f"{value:.2f}"
+    return f"{value:,.1f}"

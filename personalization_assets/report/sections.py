@@ -1,0 +1,369 @@
+"""The report's sections, each built from the wave's tables: executive summary, design, results,
+safety and quality, cost, and caveats with provenance. Every number is computed from the tables
+passed in, none typed in. (The explainability section, which fits models, is in
+`explainability.py`.) Pure logic: no Dagster import."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from personalization_assets.campaign.config import CONTROL_ARM, METRIC_COVARIATES
+from personalization_assets.experiment.results import OVERALL, sample_ratio_mismatch
+from personalization_assets.report.charts import Estimate, ForestRow, forest_plot
+from personalization_assets.report.formatting import (
+    DASH,
+    count,
+    interval,
+    is_finite,
+    p_value,
+    percent,
+)
+from personalization_assets.report.model import (
+    Bullets,
+    Chart,
+    Para,
+    ReportInputs,
+    Section,
+    Subhead,
+    Table,
+)
+from personalization_assets.report.tables import cost_summary, design_table
+from personalization_assets.report.verdicts import Verdict
+from personalization_assets.safety.gate import SafetyGate, evaluate_safety_gate
+from personalization_assets.stats import SrmResult
+
+HOLD_EXPLANATIONS = {
+    "variant_blocked": "the variant written for the customer's segment and arm was blocked by screening; "
+    "the customer is sent nothing rather than another message, and is left out of the analysis",
+}
+
+
+RESULT_COLUMNS_VIEW = (
+    # header, data-col key
+    ("metric", "metric"),
+    ("arm", "arm"),
+    ("n", "n"),
+    ("successes", "successes"),
+    ("rate", "rate"),
+    ("relative lift", "rel_lift"),
+    ("95% CI", "rel_lift_ci"),
+    ("CUPED lift", "cuped_rel_lift"),
+    ("CUPED 95% CI", "cuped_rel_lift_ci"),
+    ("p", "p_value"),
+    ("p (Holm)", "p_value_adjusted"),
+    ("significant", "significant"),
+    ("P(beat control)", "chance_to_beat_control"),
+    ("MDE", "mde"),
+)
+
+
+def results_table(results: pd.DataFrame, scope: str, metrics: Sequence[str], key: str) -> Table:
+    """Every metric × arm row of one scope's experiment_results, significant lifts shaded."""
+    rows = results[(results["scope"] == scope) & (results["metric"].isin(list(metrics)))]
+    order = {m: i for i, m in enumerate(metrics)}
+    rows = rows.assign(_order=rows["metric"].map(order)).sort_values("_order", kind="stable")
+    body, attrs, fills = [], [], []
+    previous_metric = None
+    for r in rows.itertuples(index=False):
+        control = r.arm == CONTROL_ARM
+        cells = [
+            "" if r.metric == previous_metric else r.metric,  # the metric once per group; data-metric on every row
+            r.arm,
+            count(r.n),
+            count(r.successes),
+            percent(r.rate),
+            "control" if control else percent(r.rel_lift, True),
+            DASH if control else interval(r.rel_lift_ci_low, r.rel_lift_ci_high),
+            DASH if control else percent(r.cuped_rel_lift, True),
+            DASH if control else interval(r.cuped_rel_lift_ci_low, r.cuped_rel_lift_ci_high),
+            DASH if control else p_value(r.p_value),
+            DASH if control else p_value(r.p_value_adjusted),
+            DASH if control else ("yes" if r.significant else "no"),
+            DASH if control else percent(r.chance_to_beat_control),
+            DASH if control else percent(r.mde),
+        ]
+        previous_metric = r.metric
+        body.append(cells)
+        attrs.append({"scope": scope, "metric": str(r.metric), "arm": str(r.arm)})
+        colour = None if control or not r.significant else ("#e3f4ec" if r.rel_lift > 0 else "#fde8e8")
+        fills.append([colour] * len(cells))
+    return Table(key, [h for h, _ in RESULT_COLUMNS_VIEW], body, left=(0, 1),
+                 col_keys=[k for _, k in RESULT_COLUMNS_VIEW], row_attrs=attrs, fills=fills)
+
+
+def forest_rows(results: pd.DataFrame, groups: Sequence[tuple[str, str, str]]) -> list[ForestRow]:
+    """groups: (group label, scope, metric); one row per treatment arm of each."""
+    rows = []
+    for label, scope, metric in groups:
+        part = results[(results["scope"] == scope) & (results["metric"] == metric) & (results["arm"] != CONTROL_ARM)]
+        for r in part.itertuples(index=False):
+            estimates = [Estimate("raw", r.rel_lift, r.rel_lift_ci_low, r.rel_lift_ci_high, bool(r.significant))]
+            if is_finite(r.cuped_rel_lift):
+                estimates.append(Estimate("CUPED", r.cuped_rel_lift, r.cuped_rel_lift_ci_low, r.cuped_rel_lift_ci_high))
+            rows.append(ForestRow(label, str(r.arm), tuple(estimates)))
+    return rows
+
+
+def evidence(v: Verdict, metric: str) -> str:
+    """The best arm's lift, interval, adjusted p and chance to beat control, as one phrase."""
+    if v.row is None:
+        return "no treatment arm has data"
+    r = v.row
+    return (f"{metric} {percent(r['rel_lift'], True)} {interval(r['rel_lift_ci_low'], r['rel_lift_ci_high'])}, "
+            f"Holm-adjusted p {p_value(r['p_value_adjusted'])}, chance to beat control {percent(r['chance_to_beat_control'])}")
+
+
+def summary_section(inputs: ReportInputs, verdicts: list[Verdict], segment_names: dict[str, str]) -> tuple[Section, str]:
+    """The verdict overall and per segment; also the report's one-line headline."""
+    config = inputs.config
+    metric = config.metrics.primary
+    overall = verdicts[0]
+    if overall.winner:
+        headline = f"Winner overall: {overall.winner}, {evidence(overall, metric)}."
+        lead = Para(f"**Winner overall: {overall.winner}.** {evidence(overall, metric)}: it reaches the "
+                    f"{percent(config.minimum_lift, True)} target lift, is significant after Holm adjustment, "
+                    "and the arm sizes show no sample-ratio mismatch.", "good")
+    else:
+        best = f" The best tone was {overall.best_arm}: {evidence(overall, metric)}." if overall.row is not None else ""
+        headline = f"No reliable winner overall: {overall.reason}."
+        lead = Para(f"**No reliable winner.**{best} Why: {overall.reason}. "
+                    f"Keep sending the control message; no tone is recommended for rollout.", "bad")
+    segment_winners = [v for v in verdicts[1:] if v.winner]
+    segment_line = (
+        "Segments with a reliable winner: " + ", ".join(f"{segment_names.get(v.scope, v.scope)} → {v.winner}" for v in segment_winners) + "."
+        if segment_winners else "No segment has a reliable winner."
+    )
+    columns = ["scope", "sent", "verdict", "best arm", "relative lift", "95% CI", "p (Holm)", "P(beat control)", "MDE", "why"]
+    col_keys = ["scope", "n", "verdict", "best_arm", "rel_lift", "rel_lift_ci", "p_value_adjusted", "chance_to_beat_control", "mde", "reason"]
+    rows, attrs, fills = [], [], []
+    for v in verdicts:
+        r = v.row
+        rows.append([
+            segment_names.get(v.scope, v.scope),
+            count(v.sent),
+            f"winner: {v.winner}" if v.winner else "no reliable winner",
+            v.best_arm or DASH,
+            DASH if r is None else percent(r["rel_lift"], True),
+            DASH if r is None else interval(r["rel_lift_ci_low"], r["rel_lift_ci_high"]),
+            DASH if r is None else p_value(r["p_value_adjusted"]),
+            DASH if r is None else percent(r["chance_to_beat_control"]),
+            DASH if r is None else percent(r["mde"]),
+            v.reason,
+        ])
+        attrs.append({"scope": v.scope, "metric": metric, "arm": v.best_arm or ""})
+        fills.append([None, None, "#e3f4ec" if v.winner else "#fdf1e3", *([None] * 7)])
+    blocks = [
+        lead,
+        Para(segment_line),
+        Table("summary", columns, rows, left=(0, 2, 3, 9), col_keys=col_keys, row_attrs=attrs, fills=fills,
+              caption=f"Primary metric {metric}; best tone per scope against control. A tone wins when its lift reaches "
+                      f"{percent(config.minimum_lift, True)}, its Holm-adjusted p < {config.alpha:g}, and the overall arm sizes pass "
+                      "the sample-ratio-mismatch test."),
+        Para("Segments are analysed one by one with no correction across segments: a segment-only result is a lead "
+             "to confirm, not a finding (see Caveats).", "note"),
+    ]
+    return Section("summary", "Executive summary", blocks), headline
+
+
+def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple[Section, SrmResult]:
+    """How customers were assigned, the sample-ratio test, who was held out; also the test's result."""
+    config, assignments = inputs.config, inputs.assignments
+    srm = sample_ratio_mismatch(assignments, config)
+    arms = design_table(assignments, config)
+    tones = [a for a in config.arm_names if a != CONTROL_ARM]
+    blocks = [
+        Para(f"Experiment **{config.experiment_id}**: every customer is assigned to an arm by a deterministic hash of "
+             f"(experiment id, customer id) into the weighted arms, within each segment; the control arm gets the generic "
+             f"message, each tone arm ({', '.join(tones)}) the message written for the customer's segment in that tone. "
+             f"Primary metric {config.metrics.primary}; secondary {', '.join(config.metrics.all[1:]) or 'none'}; "
+             f"alpha {config.alpha:g}; target lift {percent(config.minimum_lift, True)}."),
+        Table("arms", list(arms.columns), [[str(v) if not isinstance(v, (int, np.integer)) else count(v) for v in row]
+                                           for row in arms.itertuples(index=False)],
+              col_keys=["arm", "weight", "expected", "assigned", "sent", "held_out"],
+              row_attrs=[{"arm": a} for a in arms["arm"]],
+              caption="Expected = customers assigned × weight. Held-out customers are counted in the sample-ratio test "
+                      "(it checks the assignment itself) but not in the results."),
+    ]
+    df = sum(1 for w in config.arm_weights.values() if w > 0) - 1
+    srm_text = (f"Sample-ratio mismatch test (chi-square of assigned customers per arm against the weights, df {df}): "
+                f"chi² = {srm.chi2:.2f}, p = {p_value(srm.p_value)}: ")
+    blocks.append(Para(srm_text + ("**FLAGGED** (p < 0.001): the assignment or the data lost or duplicated customers in some "
+                                   "arm; do not trust this wave's lifts." if srm.flagged else "no mismatch."),
+                       "bad" if srm.flagged else "good"))
+    held = assignments.loc[~assignments["sent"].astype(bool)]
+    if len(held):
+        reasons = held["hold_reason"].fillna("unknown").astype(str).value_counts()
+        blocks.append(Table("held_out", ["reason", "customers", "what it means"],
+                            [[r, count(n), HOLD_EXPLANATIONS.get(r, "")] for r, n in reasons.items()], left=(0, 2),
+                            col_keys=["hold_reason", "customers", "explanation"]))
+    else:
+        blocks.append(Para("Nobody was held out: every assigned customer's variant was approved and sent."))
+    blocks.append(Subhead("Customers per segment and arm (assigned; held out in parentheses)"))
+    segments = assignments["segment"].astype(str)
+    arm_values = assignments["arm"].astype(str)
+    assigned = pd.crosstab(segments, arm_values).reindex(columns=list(config.arm_names), fill_value=0)
+    held_counts = pd.crosstab(segments[~assignments["sent"].astype(bool)], arm_values[~assignments["sent"].astype(bool)])
+    rows, attrs = [], []
+    for segment in [s for s in inputs.catalog.ids if s in assigned.index]:
+        cells = [segment_names.get(segment, segment)]
+        for arm in config.arm_names:
+            n = int(assigned.loc[segment, arm])
+            h = int(held_counts.loc[segment, arm]) if segment in held_counts.index and arm in held_counts.columns else 0
+            cells.append(count(n) + (f" ({count(h)})" if h else ""))
+        cells.append(count(assigned.loc[segment].sum()))
+        rows.append(cells)
+        attrs.append({"segment": segment})
+    rows.append(["all segments", *[count(assigned[a].sum()) for a in config.arm_names], count(assigned.to_numpy().sum())])
+    attrs.append({"segment": "all"})
+    blocks.append(Table("arm_segment", ["segment", *config.arm_names, "total"], rows,
+                        col_keys=["segment", *config.arm_names, "total"], row_attrs=attrs))
+    return Section("design", "Design", blocks), srm
+
+
+def results_section(inputs: ReportInputs, scopes: Sequence[str], segment_names: dict[str, str]) -> Section:
+    """Every metric's lifts overall and the primary metric's per segment, as forest plots and tables."""
+    config, results = inputs.config, inputs.results
+    covariates = sorted({c for m in config.metrics.all for c in METRIC_COVARIATES.get(m, [])})
+    blocks = [
+        Para("Relative lift = treatment rate ÷ control rate − 1, with a delta-method 95% CI. p: pooled two-proportion "
+             "z-test (Fisher's exact test when an expected cell count is below 5); p (Holm): adjusted across every "
+             f"tone × metric comparison of the scope; significant = p (Holm) < {config.alpha:g}. CUPED re-estimates each "
+             f"lift after removing what the customers' pre-experiment {', '.join(covariates)} predict (narrower "
+             "intervals, same target). P(beat control): normal posterior with a flat prior. MDE: the smallest lift "
+             "this arm's and control's sizes detect with 80% power at this alpha. Method details: docs/statistics.md.",
+             "note"),
+        *[Chart(forest_plot(forest_rows(results, [(metric, OVERALL, metric)]),
+                            title=f"Relative lift in {metric} vs control, overall (95% CI)",
+                            references=[(config.minimum_lift, f"target {percent(config.minimum_lift, True)}")]
+                            if metric == config.metrics.primary else []))
+          for metric in config.metrics.all],
+        results_table(results, OVERALL, config.metrics.all, "results-overall"),
+        Subhead(f"Per segment ({config.metrics.primary})"),
+        Chart(forest_plot(
+            forest_rows(results, [(segment_names.get(s, s), s, config.metrics.primary) for s in scopes[1:]]),
+            title=f"Relative lift in {config.metrics.primary} vs control, per segment (95% CI)",
+            references=[(config.minimum_lift, f"target {percent(config.minimum_lift, True)}")])),
+    ]
+    for scope in scopes[1:]:
+        blocks.append(Subhead(f"{segment_names.get(scope, scope)} ({scope})"))
+        blocks.append(results_table(results, scope, config.metrics.all, f"results-{scope}"))
+    return Section("results", "Results", blocks)
+
+
+def text_or_empty(value) -> str:
+    """A verdict column's text, with a missing value (None or NaN) as empty text."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def safety_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple[Section, SafetyGate]:
+    """The screening verdict per variant and the documents cited; also the safety gate."""
+    config, verdicts, variants = inputs.config, inputs.verdicts.copy(), inputs.variants
+    gate = evaluate_safety_gate(verdicts, config.safety.pass_rate_threshold)
+    for column in ("arm", "reasons", "blocklist_hits", "rule_hits"):
+        if column not in verdicts.columns:
+            verdicts[column] = ""
+    severity_columns = [c for c in ("hate", "self_harm", "sexual", "violence") if c in verdicts.columns]
+    verdicts["max_severity"] = verdicts[severity_columns].max(axis=1) if severity_columns else np.nan
+    keys = ["variant_id", "arm", "decision", "reasons", "blocklist_hits", "rule_hits"]
+    for column in keys:
+        verdicts[column] = verdicts[column].map(text_or_empty)
+    all_segments = set(inputs.catalog.ids)
+    grouped = verdicts.groupby(keys, sort=False).agg(segments=("segment", lambda s: sorted(set(map(str, s)))),
+                                                     max_severity=("max_severity", "max")).reset_index()
+    grouped["is_blocked"] = grouped["decision"] != "approved"
+    grouped = grouped.sort_values(["is_blocked", "variant_id"], ascending=[False, True], kind="stable")
+    rows, fills = [], []
+    for r in grouped.itertuples(index=False):
+        segments = "all segments" if set(r.segments) == all_segments and len(r.segments) > 1 else ", ".join(r.segments)
+        severity = DASH if not is_finite(r.max_severity) else ("service error" if r.max_severity < 0 else str(int(r.max_severity)))
+        rows.append([r.variant_id, r.arm, segments, r.decision, severity, r.blocklist_hits or DASH, r.rule_hits or DASH,
+                     r.reasons or DASH])
+        fills.append([None, None, None, "#fde8e8" if r.is_blocked else "#e3f4ec", None, None, None, None])
+    distinct = verdicts.drop_duplicates("variant_id")
+    blocks = [
+        Para(f"{gate.n_variants - gate.n_blocked} of {gate.n_variants} distinct variants approved, {gate.n_blocked} blocked "
+             f"(pass rate {gate.pass_rate:.1%}; the campaign stops below {gate.threshold:.0%}: "
+             f"{'passed' if gate.passed else 'FAILED'}). Policy {config.safety.policy_version}; a variant is blocked at "
+             f"category severity ≥ {config.safety.block_severity}, on any blocklist hit, on any compliance rule hit, "
+             "and when the safety service fails. Nobody is sent a blocked variant.",
+             "good" if gate.passed and gate.n_blocked == 0 else ("bad" if not gate.passed else "")),
+        Table("verdicts", ["variant", "arm", "segments", "decision", "max severity", "blocklist hits", "rule hits", "reasons"],
+              rows, left=(0, 1, 2, 3, 5, 6, 7), col_keys=["variant_id", "arm", "segments", "decision", "max_severity",
+                                                        "blocklist_hits", "rule_hits", "reasons"],
+              row_attrs=[{"variant": r[0]} for r in rows], fills=fills),
+    ]
+    if len(distinct) != len(grouped.drop_duplicates("variant_id")):
+        blocks.append(Para("A variant shared by several segments (the control message) was judged differently in "
+                           "different segments; each verdict is listed with the segments it applies to.", "note"))
+    # Documents cited per segment.
+    titles = {}
+    if inputs.corpus is not None and len(inputs.corpus):
+        titles = dict(zip(inputs.corpus["document_id"].astype(str), inputs.corpus["title"].astype(str)))
+    cited = variants[["segment", "arm", "citations"]].copy()
+    cited["document_id"] = cited["citations"].fillna("").astype(str).str.split(",")
+    cited = cited.explode("document_id")
+    cited = cited[cited["document_id"].str.len() > 0]
+    order = {s: i for i, s in enumerate(inputs.catalog.ids)}
+    cited["_order"] = cited["segment"].map(order)
+    citation_rows = []
+    for (segment, document), part in cited.sort_values(["_order", "document_id"]).groupby(["segment", "document_id"], sort=False):
+        arms = [a for a in config.arm_names if a in set(part["arm"].astype(str))]
+        citation_rows.append([segment_names.get(segment, segment), document, titles.get(document, DASH), ", ".join(arms)])
+    blocks.append(Subhead("Documents cited per segment"))
+    blocks.append(Table("citations", ["segment", "document", "title", "cited by arms"], citation_rows, left=(0, 1, 2, 3),
+                        col_keys=["segment", "document_id", "title", "arms"],
+                        caption="Only approved, retrieved documents may be cited; screening blocks any other citation."))
+    return Section("safety", "Safety and quality", blocks), gate
+
+
+def cost_section(inputs: ReportInputs) -> tuple[Section, pd.DataFrame]:
+    """Generation calls, tokens and cost per backend; also the cost summary it shows."""
+    summary = cost_summary(inputs.variants)
+    rows = [[str(r.backend), str(r.model), count(r.variants), count(r.calls), count(r.input_tokens), count(r.output_tokens),
+             f"${r.cost_usd:,.4f}", r.cache_hits if isinstance(r.cache_hits, str) else count(r.cache_hits)]
+            for r in summary.itertuples(index=False)]
+    numeric_hits = [h for h in summary["cache_hits"] if not isinstance(h, str)]
+    rows.append(["total", "", count(summary["variants"].sum()), count(summary["calls"].sum()), count(summary["input_tokens"].sum()),
+                 count(summary["output_tokens"].sum()), f"${summary['cost_usd'].sum():,.4f}",
+                 count(sum(numeric_hits)) if numeric_hits else "n/a"])
+    blocks = [
+        Table("cost", ["backend", "model", "variants", "calls", "input tokens", "output tokens", "cost", "cache hits"], rows,
+              left=(0, 1, 7), col_keys=["backend", "model", "variants", "calls", "input_tokens", "output_tokens", "cost_usd", "cache_hits"],
+              row_attrs=[{"backend": r[0], "model": r[1]} for r in rows]),
+        Para("Calls = distinct generation requests (by prompt hash): the generic control prompt is the same for every "
+             "segment, so one call serves them all. Tokens and cost are those of the calls, as the backend reported "
+             "them (the embedded template backend estimates tokens at four characters each and costs nothing). "
+             "Generation happens once per content run, not per wave.", "note"),
+    ]
+    return Section("cost", "Cost", blocks), summary
+
+
+def caveats_section(inputs: ReportInputs, simulated: bool, freshness: list[tuple[str, str]], version: str,
+                    generated: dt.datetime) -> Section:
+    """What the numbers cannot say, and where they come from (data freshness, code version)."""
+    config = inputs.config
+    items = []
+    if simulated:
+        items.append("**Simulated engagement.** No engagement export was found for this wave, so opens, clicks and "
+                     "conversions were simulated from the campaign's configured ground truth (simulation.effects in "
+                     f"{config.path.name}). The lifts show that the pipeline recovers that truth; they say nothing about real customers.")
+    items += [f"Data freshness, {label}: {text}." for label, text in freshness]
+    items += [
+        f"Experiment id {config.experiment_id}, campaign {config.campaign_id}, wave {inputs.wave} (the week starting that Monday).",
+        f"Code version: {version}. Report generated {generated.isoformat(timespec='seconds')}.",
+        "Each scope (overall, each segment) is its own Holm family; there is no correction across segments, so with "
+        "several segments some segment may look like a winner by chance.",
+        "The confidence interval of a relative lift is symmetric although the ratio's distribution is skewed; in "
+        "simulation it covers the true lift about 94–95% of the time, less with small counts.",
+        "P(beat control) restates the unadjusted evidence as a probability (flat prior); it is not an independent confirmation.",
+        "The response model and the k-means exploration are fitted on seeded samples and describe associations among "
+        "customers; only the tone effects (randomized) are causal.",
+    ]
+    return Section("caveats", "Caveats and provenance", [Bullets(items)])
+
+
