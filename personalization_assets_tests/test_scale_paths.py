@@ -17,7 +17,7 @@ from personalization_assets.experiment.assignment import (
     unit_intervals,
 )
 from personalization_assets.experiment.joins import left_join_rows, take
-from personalization_assets_tests.test_assignment import reference_hash
+from personalization_assets_tests.experiment.test_assignment import reference_hash
 
 # --- joins ---------------------------------------------------------------------------------------
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from personalization_assets.backends import local_safety
 from personalization_assets.backends.local_safety import classify_text
+from personalization_assets.campaign.paths import PROJECT_ROOT
 from personalization_assets.safety.policy import (
     CATEGORIES,
     SEVERITY_LEVELS,
@@ -49,7 +49,7 @@ def compliance(subject: str = "", body: str = "", **overrides: object) -> list[s
 
 def _load_benchmark():
     """benchmarks/ is a script folder, not a package: load the evaluation harness by path."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "safety_eval.py"
+    path = PROJECT_ROOT / "benchmarks" / "safety_eval.py"
     spec = importlib.util.spec_from_file_location("safety_eval", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
