@@ -1,7 +1,13 @@
-"""Shared fixtures: a complete campaign folder in a temporary directory, and its Definitions."""
+"""Shared fixtures: a complete campaign folder in a temporary directory, and one materialized campaign.
+
+`materialized_campaign` runs the sample campaign's content and one wave once per session; tests
+that only read it share it, and `materialized_copy` gives a test its own copy (warehouse, exports,
+reports, audit trail and Dagster instance) to change, for the price of a folder copy.
+"""
 
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -17,6 +23,16 @@ TEST_WAVE = "2026-11-16"
 @dataclass
 class CampaignFolder:
     root: Path
+    # The runs that materialized it, for the session's materialized campaign (`materialized_campaign`).
+    runs: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
 
     @property
     def data(self) -> Path:
@@ -29,6 +45,11 @@ class CampaignFolder:
     @property
     def warehouse(self) -> Path:
         return self.root / "home" / "warehouse.duckdb"
+
+    def definitions(self):
+        from personalization_assets.definitions import campaign_definitions
+
+        return campaign_definitions(self.campaign, warehouse=self.warehouse)
 
     def edit_campaign(self, **changes) -> None:
         raw = yaml.safe_load(self.campaign.read_text())
@@ -47,13 +68,57 @@ def _campaign_env_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CPO_CAMPAIGN", raising=False)
 
 
+def _write_campaign(root: Path) -> CampaignFolder:
+    write_sample_data(root / "data", n_customers=TEST_CUSTOMERS)
+    shutil.copytree(PROJECT_ROOT / "prompts", root / "prompts")
+    (root / "home").mkdir()
+    return CampaignFolder(root)
+
+
+def _use_home(folder: CampaignFolder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CPO_HOME", str(folder.home))
+    monkeypatch.setenv("DAGSTER_HOME", str(folder.dagster_home))
+
+
 @pytest.fixture
 def campaign_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CampaignFolder:
     """The sample campaign (2,000 customers) with its prompts, and CPO_HOME inside tmp_path."""
-    write_sample_data(tmp_path / "data", n_customers=TEST_CUSTOMERS)
-    shutil.copytree(PROJECT_ROOT / "prompts", tmp_path / "prompts")
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("CPO_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
-    return CampaignFolder(tmp_path)
+    folder = _write_campaign(tmp_path)
+    _use_home(folder, monkeypatch)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def materialized_campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CampaignFolder]:
+    """The sample campaign with every segment's content and the wave TEST_WAVE materialized, once
+    per session, in a Dagster instance under its CPO_HOME (as `cpo run` leaves it). Read only:
+    a test that changes anything takes `materialized_copy`."""
+    import dagster as dg
+
+    from personalization_assets_tests.defs.pipeline import (
+        materialize_segments,
+        materialize_wave,
+    )
+
+    folder = _write_campaign(tmp_path_factory.mktemp("materialized"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _use_home(folder, monkeypatch)
+        monkeypatch.delenv("CPO_CAMPAIGN", raising=False)
+        folder.dagster_home.mkdir()
+        defs = folder.definitions()
+        with dg.DagsterInstance.local_temp(tempdir=str(folder.dagster_home)) as instance:
+            segments = defs.resolve_job_def("campaign_content").partitions_def.get_partition_keys()
+            folder.runs["content"] = materialize_segments(defs, instance, segments)
+            folder.runs["wave"] = materialize_wave(defs, instance, TEST_WAVE)
+    assert folder.runs["content"].success and folder.runs["wave"].success
+    yield folder
+
+
+@pytest.fixture
+def materialized_copy(materialized_campaign: CampaignFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CampaignFolder:
+    """A copy of the session's materialized campaign of the test's own, with CPO_HOME pointing at it."""
+    root = tmp_path / "campaign"
+    shutil.copytree(materialized_campaign.root, root)
+    folder = CampaignFolder(root)
+    _use_home(folder, monkeypatch)
+    return folder

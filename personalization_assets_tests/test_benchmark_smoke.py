@@ -10,7 +10,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from personalization_assets.campaign.paths import PROJECT_ROOT
+
+# A whole `cpo run` in a fresh interpreter: `pytest -m "not e2e"` skips it.
+pytestmark = pytest.mark.e2e
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "wave_scale.py"
 

@@ -46,6 +46,9 @@ from personalization_assets_tests.defs.pipeline import (
     table_exists,
 )
 
+# Whole waves through the Azure double and Dagster: `pytest -m "not e2e"` skips them.
+pytestmark = pytest.mark.e2e
+
 TABLES = ("retrieved_content", "message_variants", "safety_verdicts", "customer_segments", "assignments",
           "personalized_messages", "engagement", "experiment_results", "rollout_recommendation")
 SERVICE_ASSETS = {"search": ("content_index", "retrieved_content"), "openai": ("message_variants",), "safety": ("safety_verdicts",)}

@@ -1,11 +1,13 @@
 """`cpo` end to end: a campaign run, the safety gate's exit code, backfill, data generation."""
 
 import pandas as pd
+import pytest
 
 from personalization_assets.cli import commands as cli
 from personalization_assets_tests.conftest import TEST_CUSTOMERS, TEST_WAVE
 
 
+@pytest.mark.e2e
 def test_cpo_run_prints_summary_and_report(campaign_folder, capsys):
     code = cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", "2026-11-18"])
     out = capsys.readouterr().out
@@ -19,6 +21,7 @@ def test_cpo_run_prints_summary_and_report(campaign_folder, capsys):
     assert any((campaign_folder.root / "home" / "dagster").rglob("*.db"))
 
 
+@pytest.mark.e2e
 def test_cpo_run_exits_2_when_the_safety_gate_fails(campaign_folder, capsys):
     campaign_folder.edit_campaign(safety__blocklists={"test_list": ["Northwind Outfitters"]})
     code = cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", TEST_WAVE])
@@ -35,8 +38,10 @@ def test_cpo_run_reports_a_bad_campaign_file(campaign_folder, capsys):
     assert "campaign.yaml: alpha: Input should be less than or equal to 0.5 (got 3)" in capsys.readouterr().err
 
 
-def test_cpo_backfill_one_segment_then_wave(campaign_folder, capsys):
-    assert cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", TEST_WAVE]) == cli.EXIT_OK
+@pytest.mark.e2e
+def test_cpo_backfill_one_segment_then_wave(materialized_copy, capsys):
+    # The copy is a campaign whose content and wave TEST_WAVE ran, in the CLI's instance.
+    campaign_folder = materialized_copy
     code = cli.main(["backfill", "--segment", "at_risk", "--wave", TEST_WAVE, "--campaign", str(campaign_folder.campaign)])
     out = capsys.readouterr().out
     assert code == cli.EXIT_OK

@@ -1,6 +1,7 @@
 """Single-segment backfill: re-materializing one segment replaces only that segment's rows."""
 
 import dagster as dg
+import pytest
 
 from personalization_assets.definitions import campaign_definitions
 from personalization_assets_tests.conftest import TEST_WAVE
@@ -16,15 +17,18 @@ from personalization_assets_tests.defs.pipeline import (
     variants_by_key,
 )
 
+# Whole campaign runs through Dagster on an ephemeral instance: `pytest -m "not e2e"` skips them.
+pytestmark = pytest.mark.e2e
+
 EDITED = BACKFILLED_SEGMENT
 
 
-def test_one_segment_backfill_replaces_only_that_segment(campaign_folder):
+def test_one_segment_backfill_replaces_only_that_segment(materialized_copy):
+    # The copy has every segment's content and the wave TEST_WAVE materialized.
+    campaign_folder = materialized_copy
     defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
     instance = dg.DagsterInstance.ephemeral()
     segments = defs.resolve_job_def("campaign_content").partitions_def.get_partition_keys()
-    assert materialize_segments(defs, instance, segments).success
-    assert materialize_wave(defs, instance, TEST_WAVE).success
     before = variants_by_key(campaign_folder.warehouse)
 
     # Edit the friendly tone's openers; only the backfilled segment may pick the change up.

@@ -18,6 +18,9 @@ from personalization_assets_tests.defs.pipeline import (
     table_exists,
 )
 
+# Whole campaign runs through Dagster on an ephemeral instance: `pytest -m "not e2e"` skips them.
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def defs(campaign_folder):
@@ -28,14 +31,14 @@ def segment_ids(defs) -> list[str]:
     return defs.resolve_job_def("campaign_content").partitions_def.get_partition_keys()
 
 
-def test_whole_wave_materializes_with_checks(defs, campaign_folder):
-    instance = dg.DagsterInstance.ephemeral()
-    segments = segment_ids(defs)
-    content = materialize_segments(defs, instance, segments)
+def test_whole_wave_materializes_with_checks(materialized_campaign):
+    campaign_folder = materialized_campaign
+    segments = segment_ids(campaign_folder.definitions())
+    content = campaign_folder.runs["content"]
     assert content.success
     assert check_results(content)["safety_pass_rate"].passed
 
-    wave = materialize_wave(defs, instance, TEST_WAVE)
+    wave = campaign_folder.runs["wave"]
     assert wave.success
     checks = check_results(wave)
     assert checks["sample_ratio_mismatch"].passed
@@ -108,11 +111,11 @@ def test_whole_wave_materializes_with_checks(defs, campaign_folder):
     assert sealed["rows"] == TEST_CUSTOMERS and sealed["sent"] == len(messages)
 
 
-def test_waves_keep_their_own_rows(defs, campaign_folder):
-    instance = dg.DagsterInstance.ephemeral()
-    assert materialize_segments(defs, instance, segment_ids(defs)).success
-    assert materialize_wave(defs, instance, "2026-11-09").success
-    assert materialize_wave(defs, instance, TEST_WAVE).success
+def test_waves_keep_their_own_rows(materialized_copy):
+    # The copy has every segment's content and the wave TEST_WAVE; an earlier wave is added to it.
+    campaign_folder = materialized_copy
+    defs = campaign_folder.definitions()
+    assert materialize_wave(defs, dg.DagsterInstance.ephemeral(), "2026-11-09").success
     assignments = read_table(campaign_folder.warehouse, "assignments")
     assert assignments.groupby("wave").size().to_dict() == {"2026-11-09": TEST_CUSTOMERS, TEST_WAVE: TEST_CUSTOMERS}
 

@@ -17,8 +17,6 @@ from personalization_assets.experiment.engagement import (
 from personalization_assets_tests.conftest import TEST_WAVE
 from personalization_assets_tests.defs.pipeline import (
     check_results,
-    materialize_segments,
-    materialize_wave,
     read_table,
 )
 
@@ -123,13 +121,16 @@ def test_a_lost_cursor_does_not_run_the_same_file_version_twice(defs, engagement
         assert first.run_requests[0].run_key == again.run_requests[0].run_key  # Dagster skips a repeated run key
 
 
-def test_engagement_file_end_to_end(defs, campaign_folder, engagement_dir):
-    """A wave runs on simulated engagement; its ESP export lands; the sensor's run re-analyses it."""
+@pytest.mark.e2e
+def test_engagement_file_end_to_end(materialized_copy):
+    """A wave ran on simulated engagement (the copy's instance has its runs); its ESP export lands;
+    the sensor's run re-analyses it."""
+    campaign_folder = materialized_copy
+    defs = campaign_folder.definitions()
+    engagement_dir = campaign_folder.data / "engagement"
+    engagement_dir.mkdir(exist_ok=True)
     warehouse = campaign_folder.warehouse
-    with dg.instance_for_test() as instance:
-        segments = defs.resolve_job_def("campaign_content").partitions_def.get_partition_keys()
-        assert materialize_segments(defs, instance, segments).success
-        assert materialize_wave(defs, instance, TEST_WAVE).success
+    with dg.DagsterInstance.local_temp(tempdir=str(campaign_folder.dagster_home)) as instance:
         assert set(read_table(warehouse, "engagement")["source"]) == {SOURCE_SIMULATED}
         results_before = read_table(warehouse, "experiment_results")
         assignments_before = read_table(warehouse, "assignments")

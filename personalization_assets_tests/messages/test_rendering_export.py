@@ -17,7 +17,11 @@ from personalization_assets.messages.rendering import (
     export_messages,
     render_messages,
 )
-from personalization_assets_tests.messages.test_rendering import assignments, customers, variants
+from personalization_assets_tests.messages.test_rendering import (
+    assignments,
+    customers,
+    variants,
+)
 
 
 def read_parquet(path) -> pd.DataFrame:

@@ -55,7 +55,7 @@ from personalization_assets_tests.defs.pipeline import (
     variants_by_key,
 )
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.e2e]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Needed on this machine (root, no GPU, no network but loopback); keep Chromium quiet and local.
