@@ -23,7 +23,7 @@ from personalization_assets.audience.segmentation import load_catalog
 from personalization_assets.campaign.config import load_campaign
 from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.campaign.paths import CAMPAIGN_ENV, PROJECT_ROOT
-from personalization_assets.defs.jobs import executor_def
+from personalization_assets.defs.jobs import executor_def, executor_name
 from personalization_assets.defs.partitions import CAMPAIGN_PATH, matches_code_location
 from personalization_assets.defs.resources import campaign_resources
 
@@ -60,6 +60,40 @@ def campaign_job(job_name: str, campaign_path: str) -> dg.JobDefinition:
     """A job of the campaign at `campaign_path`: how a step process of the multiprocess executor
     rebuilds the job the CLI launched (see `cli.commands.Session`)."""
     return campaign_definitions(campaign_path).resolve_job_def(job_name)
+
+
+def open_instance() -> dg.DagsterInstance:
+    """The Dagster instance of `DAGSTER_HOME` (the CLI points it inside CPO_HOME), where runs show in the UI."""
+    return dg.DagsterInstance.get()
+
+
+def run_job(
+    defs: dg.Definitions,
+    job_name: str,
+    campaign_path: Path,
+    *,
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    tags: Mapping[str, str] | None = None,
+    partition_key: str | None = None,
+):
+    """Run one job of `defs` in `instance` with the configured executor (`CPO_EXECUTOR`).
+
+    In-process (the default) runs the steps in this process. Multiprocess launches the same
+    job as a reconstructable job (each step process rebuilds it from the campaign file with
+    `campaign_job`), so the steps run in their own processes; the run, its events and checks are
+    the same.
+    """
+    if executor_name() == "in_process":
+        return defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, run_config=run_config, tags=dict(tags or {}), partition_key=partition_key, raise_on_error=False
+        )
+    job = dg.build_reconstructable_job(
+        "personalization_assets.definitions", "campaign_job", reconstructable_args=(job_name, str(campaign_path))
+    )
+    run_tags = {**(tags or {}), **({"dagster/partition": partition_key} if partition_key else {})}
+    with dg.execute_job(job, instance=instance, run_config=run_config, tags=run_tags, raise_on_error=False) as result:
+        return result
 
 
 @dg.definitions

@@ -53,6 +53,11 @@ def parse_yaml(text: str, path: Path | str, *, what: str = "file") -> Any:
     """YAML text as Python values; a syntax error or a duplicate key is a ConfigError."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:  # a duplicate key: the message names both lines
+        raise ConfigError(path, f"{'' if what == 'file' else what + ': '}{exc.problem}") from None
+    except yaml.MarkedYAMLError as exc:
+        where = f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}" if exc.problem_mark else ""
+        raise ConfigError(path, f"{what} is not valid YAML: {' '.join(filter(None, [exc.context, exc.problem]))}{where}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(path, f"{what} is not valid YAML: {' '.join(str(exc).split())}") from None
 

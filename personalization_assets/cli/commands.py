@@ -91,8 +91,6 @@ class Session:
 
     @classmethod
     def open(cls, campaign: str | None, verbose: bool) -> Session:
-        import dagster as dg
-
         campaign_path = Path(campaign or default_campaign_path()).resolve()
         config = load_campaign(campaign_path)
         # Every file a user edits is read before anything runs: a mistake in any of them is one
@@ -102,10 +100,13 @@ class Session:
         # The code location builds its partitions from this campaign when it first loads (here, or
         # in a step process of the multiprocess executor, which inherits the environment).
         os.environ[CAMPAIGN_ENV] = str(campaign_path)
-        from personalization_assets.definitions import campaign_definitions
+        from personalization_assets.definitions import (
+            campaign_definitions,
+            open_instance,
+        )
 
         prepare_instance_home()
-        return cls(config, campaign_definitions(campaign_path), dg.DagsterInstance.get(), _quiet_run_config(verbose))
+        return cls(config, campaign_definitions(campaign_path), open_instance(), _quiet_run_config(verbose))
 
     def segments(self) -> list[str]:
         from personalization_assets.defs.jobs import CONTENT_JOB
@@ -116,26 +117,11 @@ class Session:
         return wave_key_for(dt.date.fromisoformat(date) if date else dt.date.today(), self.config.first_wave)
 
     def execute(self, job_name: str, *, tags: dict[str, str] | None = None, partition_key: str | None = None):
-        """Run a job in this instance with the configured executor (`CPO_EXECUTOR`).
+        """Run a job in this instance with the configured executor (`CPO_EXECUTOR`)."""
+        from personalization_assets.definitions import run_job
 
-        In-process (the default) runs the steps in this process. Multiprocess launches the same
-        job as a reconstructable job (each step process rebuilds it from the campaign file), so
-        the steps run in their own processes; the run, its events and checks are the same.
-        """
-        import dagster as dg
-
-        from personalization_assets.defs.jobs import executor_name
-
-        if executor_name() == "in_process":
-            return self.defs.resolve_job_def(job_name).execute_in_process(
-                instance=self.instance, run_config=self.run_config, tags=tags, partition_key=partition_key, raise_on_error=False
-            )
-        job = dg.build_reconstructable_job(
-            "personalization_assets.definitions", "campaign_job", reconstructable_args=(job_name, str(self.config.path))
-        )
-        run_tags = {**(tags or {}), **({"dagster/partition": partition_key} if partition_key else {})}
-        with dg.execute_job(job, instance=self.instance, run_config=self.run_config, tags=run_tags, raise_on_error=False) as result:
-            return result
+        return run_job(self.defs, job_name, self.config.path, instance=self.instance, run_config=self.run_config,
+                       tags=tags, partition_key=partition_key)
 
     def run_content(self, segments: list[str]) -> int | None:
         """Materialize the content assets of a contiguous range of segments in one run."""

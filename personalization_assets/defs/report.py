@@ -8,6 +8,7 @@ from personalization_assets.defs.partitions import ALL_SEGMENTS, PER_WAVE
 from personalization_assets.defs.resources import CampaignResource
 from personalization_assets.report import ReportInputs, write_report
 
+
 @dg.asset(**PER_WAVE, ins={"safety_verdicts": ALL_SEGMENTS, "message_variants": ALL_SEGMENTS})
 def experiment_report(
     context: dg.AssetExecutionContext,

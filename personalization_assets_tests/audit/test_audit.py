@@ -158,3 +158,16 @@ def test_cpo_audit_commands(trail, capsys, tmp_path):
     rewrite_line(trail, 0, lambda r: r.update(reasons="nothing to see"))
     assert cli.main(["audit", "--audit-dir", str(trail.directory), "verify"]) == cli.EXIT_AUDIT_BROKEN
     assert "BROKEN at record 1" in capsys.readouterr().out
+
+
+def test_cpo_audit_verify_fails_on_a_send_of_an_unapproved_variant(tmp_path, capsys):
+    log = AuditLog(tmp_path / "audit")
+    approved = verdicts("approved")
+    log.append(verdict_records(approved, "run-content"))
+    log.append(verdict_records(verdicts("blocked"), "run-content-2"))
+    # A wave that sent the variant after its latest verdict blocked it: the chain itself is intact.
+    log.append_send_decisions("run-wave", "2026-11-23", decisions(approved).assign(wave="2026-11-23"))
+    assert log.verify()[1] is None
+    assert cli.main(["audit", "--audit-dir", str(log.directory), "verify"]) == cli.EXIT_AUDIT_BROKEN
+    out = capsys.readouterr().out
+    assert "audit trail intact, but" in out and "(s1:friendly)" in out

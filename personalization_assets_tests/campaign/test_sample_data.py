@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from personalization_assets.campaign.paths import PROJECT_ROOT
 from personalization_assets.campaign.sample_data import (
     CUSTOMER_COLUMNS,
     SAMPLE_DIR,
@@ -210,3 +211,15 @@ def test_write_sample_data_writes_a_complete_folder(tmp_path):
     assert copied == packaged
     assert all(path.exists() for path in written.values())
     assert len(written) == len(packaged) + 3
+
+
+def test_the_committed_data_folder_is_the_packaged_sample_generated(tmp_path):
+    """One source: `personalization_assets/campaign/sample/` (shipped in the wheel). `data/` is what
+    `cpo generate-data --out data` writes from it; any edit of one without the other fails here."""
+    written = write_sample_data(tmp_path / "data")
+    committed = PROJECT_ROOT / "data"
+    generated_names = sorted(p.relative_to(tmp_path / "data").as_posix() for p in written.values())
+    committed_names = sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file())
+    assert committed_names == generated_names
+    for name in generated_names:
+        assert (committed / name).read_bytes() == (tmp_path / "data" / name).read_bytes(), name
