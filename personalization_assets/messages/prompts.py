@@ -153,7 +153,7 @@ def fill(template: str, values: Mapping[str, object]) -> str:
     return string.Template(template).safe_substitute({k: str(v) for k, v in values.items()})
 
 
-def render_messages(
+def prompt_messages(
     library: PromptLibrary,
     *,
     tone: ToneSpec,

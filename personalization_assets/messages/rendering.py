@@ -4,12 +4,13 @@ Variants are generated from segment-level facts only; the customer's own values 
 this machine, and never travel to a service. Rendering is vectorized per variant: a campaign has a
 few dozen variants, each filled for all of its customers in one column operation.
 
-Two renderers, one output. `render_messages` returns the emails as a DataFrame (small waves,
-tests). `export_messages` is what the pipeline runs: DuckDB fills the same templates in parallel
-and streams the emails to a Parquet file, so a million rendered bodies (about a gigabyte of text)
-never sit in Python memory or in the warehouse; the warehouse keeps the send list (who gets which
-variant, at which address) and the file keeps the emails, row for row what `render_messages`
-returns.
+One renderer, `export_messages`: DuckDB fills the templates in parallel and streams the emails
+to a Parquet file, so a million rendered bodies (about a gigabyte of text) never sit in Python
+memory or in the warehouse; the warehouse keeps the send list (who gets which variant, at which
+address) and the file keeps the emails. The merge rule: `{{field}}` takes the customer's value,
+trimmed; a missing or blank first name reads "there" (FALLBACK_VALUES); an unknown field stays
+visible as written (the safety screen blocks such variants); no value is ever read as a field or
+as SQL.
 """
 
 from __future__ import annotations
@@ -35,52 +36,14 @@ EXPORT_FILE = "personalized_messages.parquet"
 SEND_KEYS = ("wave", "segment", "arm", "variant_id")
 
 
-def fill_merge_fields(templates: pd.Series, values: pd.DataFrame) -> pd.Series:
-    """Fill `{{field}}` in each row's template with that row's value.
-
-    Vectorized per distinct template: a campaign has a few dozen templates and many rows, so each
-    template is split once and its pieces concatenated with whole value columns.
-    """
-    filled_values = {}
-    for name in MERGE_FIELDS:
-        column = values[name] if name in values.columns else pd.Series("", index=values.index)
-        cleaned = column.fillna("").astype(str).str.strip()
-        filled_values[name] = cleaned.where(cleaned != "", FALLBACK_VALUES[name])
-    result = pd.Series("", index=templates.index, dtype=object)
-    for template, rows in templates.groupby(templates, sort=False).groups.items():
-        pieces = MERGE_FIELD.split(str(template))  # text, field, text, field, ..., text
-        out = pd.Series(pieces[0], index=rows, dtype=object)
-        for name, text in zip(pieces[1::2], pieces[2::2]):
-            # An unknown field stays visible as written; safety screening blocks such variants.
-            value = filled_values[name].loc[rows] if name in filled_values else "{{" + name + "}}"
-            out = out + value + text
-        result.loc[rows] = out
-    return result
-
-
-def render_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
-    """One send-ready email per customer who is sent one; held-out customers get no row."""
-    sent = assignments.loc[assignments["sent"].astype(bool), ["wave", "customer_id", "segment", "arm", "variant_id"]]
-    merge_columns = ["customer_id", *[c for c in MERGE_FIELDS if c in customers.columns]]
-    frame = sent.merge(customers[merge_columns], on="customer_id", how="left", validate="one_to_one")
-    frame = frame.merge(
-        variants[["segment", "variant_id", "subject", "body"]], on=["segment", "variant_id"], how="left", validate="many_to_one"
-    )
-    frame["subject"] = fill_merge_fields(frame["subject"], frame)
-    frame["body"] = fill_merge_fields(frame["body"], frame)
-    if "email" not in frame.columns:
-        frame["email"] = ""
-    return frame[list(MESSAGE_COLUMNS)].reset_index(drop=True)
-
-
 def _template_sql(template: object, fields: dict[str, str], params: list[object]) -> str:
-    """A SQL expression that fills `template` like `fill_merge_fields`; its text goes to `params`.
+    """A SQL expression that fills `template` by the merge rule; its text goes to `params`.
 
     Text pieces are bound parameters and customer values are column references, so nothing a
     template or a customer value contains is ever interpreted as SQL or as another field.
     """
     if template is None or (isinstance(template, float) and np.isnan(template)):
-        params.append("")  # no variant matched: fill_merge_fields leaves such rows empty
+        params.append("")  # no variant matched: the row's text is empty
         return "?"
     pieces = MERGE_FIELD.split(str(template))
     parts = []
@@ -99,8 +62,8 @@ def _template_sql(template: object, fields: dict[str, str], params: list[object]
 def export_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame, path: Path | str) -> pd.DataFrame:
     """Render every sent customer's email into the Parquet file `path`; return the send list.
 
-    The file holds MESSAGE_COLUMNS, row for row what `render_messages` returns; the returned frame
-    is its SEND_LIST_COLUMNS. The file is written next to its final name and renamed into place,
+    The file holds MESSAGE_COLUMNS, one row per sent customer in the send list's order; the
+    returned frame is its SEND_LIST_COLUMNS. The file is written next to its final name and renamed into place,
     so a failed run never leaves a partial file behind.
     """
     import duckdb
@@ -142,14 +105,14 @@ def export_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants
             take(customers[name].to_numpy(dtype=object), rows, None) if name in customers.columns else np.full(len(rows), None, dtype=object)
         )
         if pd.api.types.infer_dtype(column, skipna=True) not in ("string", "empty"):
-            column = pd.Series(column, dtype=object).fillna("").astype(str).to_numpy(dtype=object)  # as fill_merge_fields
+            column = pd.Series(column, dtype=object).fillna("").astype(str).to_numpy(dtype=object)  # values as text, missing as ''
         source = f"v{index}"
         if column is email:
             source = "email"  # the send address itself: DuckDB reads the column once
         else:
             columns[source] = column
         fields[name] = f"v{index}"
-        # fill_merge_fields' cleaning in SQL: missing -> '', Python's str.strip(), then the fallback.
+        # The merge rule's cleaning in SQL: missing -> '', Python's str.strip(), then the fallback.
         # trim() with the whole whitespace set is slow, so it runs only where an end is whitespace.
         text = f"coalesce(CAST({source} AS VARCHAR), '')"
         stripped = f"CASE WHEN contains(?, left({text}, 1)) OR contains(?, right({text}, 1)) THEN trim({text}, ?) ELSE {text} END"

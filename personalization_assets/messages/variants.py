@@ -21,8 +21,8 @@ from personalization_assets.messages.prompts import (
     PromptDocument,
     PromptLibrary,
     ToneSpec,
+    prompt_messages,
     prompt_sha256,
-    render_messages,
 )
 from personalization_assets.messages.quality import (
     describe,
@@ -76,7 +76,7 @@ def _request(
     description: str,
     documents: tuple[PromptDocument, ...],
 ) -> VariantRequest:
-    messages = render_messages(
+    messages = prompt_messages(
         prompts,
         tone=tone,
         company_name=config.company.name,

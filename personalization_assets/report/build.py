@@ -10,7 +10,7 @@ import pandas as pd
 
 from personalization_assets.campaign.config import CampaignConfig
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
-from personalization_assets.experiment.results import OVERALL
+from personalization_assets.experiment.results import result_scopes
 from personalization_assets.report.explainability import explain_section
 from personalization_assets.report.formatting import DASH, interval, p_value, percent
 from personalization_assets.report.model import Report, ReportInputs
@@ -37,8 +37,7 @@ def build_report(inputs: ReportInputs) -> Report:
     version = inputs.code_version or code_version()
     freshness = inputs.freshness if inputs.freshness is not None else data_freshness(config, inputs.wave, source)
     segment_names = {s.segment_id: s.name for s in inputs.catalog.segments}
-    present = set(results["scope"])
-    scopes = [OVERALL, *[s for s in inputs.catalog.ids if s in present]]
+    scopes = result_scopes(inputs.catalog.ids, results["scope"])
     title = f"Campaign {config.campaign_id}: wave {inputs.wave}" + (" (SIMULATED ENGAGEMENT)" if simulated else "")
     subtitle = (f"Experiment {config.experiment_id} · primary metric {config.metrics.primary} · generated "
                 f"{generated.strftime('%Y-%m-%d %H:%M UTC')} · {version}")

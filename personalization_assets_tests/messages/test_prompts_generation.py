@@ -28,7 +28,7 @@ from personalization_assets.messages.prompts import (
     format_documents,
     load_prompts,
     prompt_sha256,
-    render_messages,
+    prompt_messages,
 )
 from personalization_assets.messages.variants import CONTROL_VARIANT_ID, plan_requests
 from personalization_assets_tests.pure_fixtures import (
@@ -51,7 +51,7 @@ DOCS = (
 
 def render(documents=DOCS, description="Customers who love the outdoors.", tone="friendly"):
     library = prompt_library()
-    return render_messages(
+    return prompt_messages(
         library, tone=library.tone(tone), company_name="Northwind", goal="Bring customers back.",
         segment_name="Outdoor fans", segment_description=description, documents=documents,
         body_length=BodyLength(min_chars=250, max_chars=1200),
@@ -114,7 +114,7 @@ def test_tone_file_without_front_matter_fields(tmp_path):
         load_prompts(folder, TONES)
 
 
-# --- render_messages ---------------------------------------------------------------------------------
+# --- prompt_messages ---------------------------------------------------------------------------------
 
 
 def test_render_messages_carries_description_and_documents_inside_the_tag():

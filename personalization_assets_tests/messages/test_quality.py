@@ -7,7 +7,7 @@ import pytest
 from personalization_assets.backends.local_generator import compose_local
 from personalization_assets.campaign.config import BodyLength
 from personalization_assets.messages.generation import GeneratedVariant
-from personalization_assets.messages.prompts import PromptDocument, render_messages
+from personalization_assets.messages.prompts import PromptDocument, prompt_messages
 from personalization_assets.messages.quality import quality_failures, sources_from
 from personalization_assets.messages.variants import generate_with_repair
 from personalization_assets_tests.pure_fixtures import (
@@ -140,8 +140,8 @@ def test_a_prompt_injection_in_a_document_changes_nothing():
         tone=library.tone("urgent"), company_name=config.company.name, goal=config.goal, segment_name="S",
         segment_description="D", body_length=BodyLength(min_chars=100, max_chars=1000),
     )
-    clean_messages = render_messages(library, documents=DOCS, **kwargs)
-    poisoned_messages = render_messages(library, documents=poisoned_docs, **kwargs)
+    clean_messages = prompt_messages(library, documents=DOCS, **kwargs)
+    poisoned_messages = prompt_messages(library, documents=poisoned_docs, **kwargs)
     assert poisoned_messages[0] == clean_messages[0]  # system rules untouched
     user = poisoned_messages[1]["content"]
     start, end = user.index("<documents>"), user.index("</documents>")

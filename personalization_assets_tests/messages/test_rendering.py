@@ -1,15 +1,27 @@
-"""Rendering send-ready emails: merge fields filled locally, one row per sent customer."""
+"""Rendering send-ready emails: merge fields filled locally, one row per sent customer.
+
+Every test runs the pipeline's renderer, `export_messages`, and reads its Parquet file back.
+"""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+import duckdb
 import numpy as np
 import pandas as pd
 
-from personalization_assets.messages.rendering import (
-    MESSAGE_COLUMNS,
-    fill_merge_fields,
-    render_messages,
-)
+from personalization_assets.messages.rendering import MESSAGE_COLUMNS, export_messages
+
+
+def rendered_emails(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame) -> pd.DataFrame:
+    """The emails `export_messages` writes for this wave, as a frame."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "emails.parquet"
+        export_messages(assignments, customers, variants, path)
+        with duckdb.connect() as connection:
+            return connection.execute("SELECT * FROM read_parquet(?)", [str(path)]).df()
 
 
 def variants() -> pd.DataFrame:
@@ -53,11 +65,11 @@ def assignments() -> pd.DataFrame:
 
 
 def rendered() -> pd.DataFrame:
-    return render_messages(assignments(), customers(), variants()).set_index("customer_id")
+    return rendered_emails(assignments(), customers(), variants()).set_index("customer_id")
 
 
 def test_one_row_per_sent_customer_with_the_contract_columns():
-    frame = render_messages(assignments(), customers(), variants())
+    frame = rendered_emails(assignments(), customers(), variants())
     assert list(frame.columns) == list(MESSAGE_COLUMNS)
     assert sorted(frame["customer_id"]) == ["A", "B", "C", "D", "E"]
     assert frame["customer_id"].is_unique
@@ -100,16 +112,17 @@ def test_unknown_field_stays_visible():
 
 
 def test_customers_without_merge_columns():
-    frame = render_messages(assignments(), customers()[["customer_id", "age"]], variants()).set_index("customer_id")
+    frame = rendered_emails(assignments(), customers()[["customer_id", "age"]], variants()).set_index("customer_id")
     assert frame.loc["A", "subject"] == "News for there"
     assert frame.loc["A", "body"] == "Hi there,\n\nWe write to  today.\n\nBye"
     assert (frame["email"] == "").all()
 
 
-def test_fill_merge_fields_does_not_reinterpret_values():
-    templates = pd.Series(["Hi {{first_name}}", "Hi {{first_name}}"], index=[10, 20])
-    values = pd.DataFrame({"first_name": ["{{email}}", "$name"], "email": ["x@y", "z@w"]}, index=[10, 20])
-    assert fill_merge_fields(templates, values).tolist() == ["Hi {{email}}", "Hi $name"]
+def test_merge_values_are_not_reinterpreted():
+    people = customers()
+    people["first_name"] = ["{{email}}", "$name", "Ana", "Wei", "Liam", "Zara"]
+    frame = rendered_emails(assignments(), people, variants()).set_index("customer_id")
+    assert [frame.loc["A", "subject"], frame.loc["B", "body"][:9]] == ["News for {{email}}", "Hi $name,"]
 
 
 def test_works_on_100k_rows():
@@ -122,7 +135,7 @@ def test_works_on_100k_rows():
     plan = pd.DataFrame({"wave": "w", "customer_id": ids, "segment": segment, "arm": arm,
                          "variant_id": np.where(arm == "control", "control", segment + ":friendly").astype(object),
                          "sent": np.arange(n) % 10 != 0, "hold_reason": None})
-    frame = render_messages(plan, people, variants())
+    frame = rendered_emails(plan, people, variants())
     assert len(frame) == int(plan["sent"].sum())
     assert frame["customer_id"].is_unique
     assert not frame["subject"].str.contains("{{first_name}}", regex=False).any()
