@@ -10,7 +10,7 @@ guarantee or urgency claim is backed), through the pipeline's own screening path
 (`safety.screening.screen` with the embedded backend's `analyze`, as the `safety_verdicts` asset
 runs it). Prints precision and recall per label and the block rates
 of harmful and benign texts. The test suite asserts on the same numbers
-(`personalization_assets_tests/test_safety.py`).
+(`personalization_assets_tests/safety/test_screening_and_rules.py`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ For each N, in a fresh temporary folder:
 
 1. `cpo generate-data --customers N` writes the campaign with the project's own generator (its own
    subprocess; not part of the wave's time or memory);
-2. a fresh interpreter runs `cpo run` itself (`personalization_assets.cli.commands(["run", ...])`:
+2. a fresh interpreter runs `cpo run` itself (`personalization_assets.cli.main(["run", ...])`:
    the `Session` code path, the content job then the wave job, the printed summary), with
    `CPO_HOME` and `DAGSTER_HOME` inside the temporary folder;
 3. the per-stage times are read back from that Dagster instance's event log (STEP_START,

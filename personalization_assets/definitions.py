@@ -42,14 +42,16 @@ def campaign_definitions(
     location's campaign), a warehouse file, and backends chosen from `environ`."""
     campaign_path = Path(campaign_path or CAMPAIGN_PATH).resolve()
     config = load_campaign(campaign_path)
-    if not matches_code_location(load_catalog(config.paths.segments).ids, config.first_wave):
+    # Built first: a mistake in the campaign or the environment is a ConfigError of its own, not
+    # an error wrapped by Dagster's loader.
+    resources = campaign_resources(campaign_path, warehouse=warehouse, environ=os.environ if environ is None else environ)
+    if not matches_code_location(load_catalog(config.paths.segments), config.first_wave):
         raise ConfigError(
             campaign_path,
             f"its segments or first wave differ from those of the loaded code location ({CAMPAIGN_PATH}); "
             f"load the definitions for it with {CAMPAIGN_ENV}={campaign_path}",
         )
     loaded = code_location()
-    resources = campaign_resources(campaign_path, warehouse=warehouse, environ=os.environ if environ is None else environ)
     return dg.Definitions(
         assets=loaded.assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs, schedules=loaded.schedules,
         sensors=loaded.sensors, resources=resources, executor=executor_def(),

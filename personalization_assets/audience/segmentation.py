@@ -10,17 +10,18 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
+from personalization_assets.campaign.config import NonBlank
 from personalization_assets.campaign.errors import ConfigError
-from personalization_assets.campaign.files import read_yaml
+from personalization_assets.campaign.files import StrictModel, read_yaml, validate
 
 CATCH_ALL = "all"
 SEGMENT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-SEGMENT_KEYS = frozenset({"id", "name", "description", "rule", "audiences"})
 OPERATORS = ("==", "!=", "<", "<=", ">", ">=", "in", "not_in", "between")
 
 
@@ -106,20 +107,29 @@ def _parse_condition(column: str, spec: Any, where: str, path: Path) -> list[Con
     return conditions
 
 
+class SegmentEntry(StrictModel):
+    """One entry of segments.yaml, as typed: no other keys, text where text is due, a list of audiences."""
+
+    id: str
+    name: NonBlank
+    description: NonBlank
+    audiences: tuple[NonBlank, ...] = Field(min_length=1)
+    rule: Literal["all"] | dict[str, dict[str, Any]]
+
+
+class CatalogFile(StrictModel):
+    segments: list[dict[str, Any]] = Field(min_length=1)
+
+
 def parse_catalog(raw: Any, path: Path) -> SegmentCatalog:
+    """The catalog, checked entry by entry: the rules a partition key and segmentation need first,
+    with messages in the catalog's own words, then every entry's types and keys (`SegmentEntry`)."""
     if not isinstance(raw, Mapping) or not isinstance(raw.get("segments"), list) or not raw["segments"]:
         raise ConfigError(path, "the catalog must have a non-empty 'segments' list")
-    unknown = sorted(set(raw) - {"segments"})
-    if unknown:
-        raise ConfigError(path, f"{unknown[0]}: unknown key (the catalog has only 'segments')")
+    validate(CatalogFile, raw, path)
     segments: list[Segment] = []
     for index, entry in enumerate(raw["segments"]):
         where = f"segments[{index}]"
-        if not isinstance(entry, Mapping):
-            raise ConfigError(path, f"{where} must be a mapping")
-        unknown = sorted(set(entry) - SEGMENT_KEYS)
-        if unknown:
-            raise ConfigError(path, f"{where}.{unknown[0]}: unknown key (a segment has {sorted(SEGMENT_KEYS)})")
         segment_id = str(entry.get("id", ""))
         if not SEGMENT_ID_PATTERN.match(segment_id):
             raise ConfigError(path, f"{where}: id {segment_id!r} must match {SEGMENT_ID_PATTERN.pattern} (it is a partition key)")
@@ -135,13 +145,14 @@ def parse_catalog(raw: Any, path: Path) -> SegmentCatalog:
             conditions = [c for column, spec in rule.items() for c in _parse_condition(column, spec, where, path)]
         else:
             raise ConfigError(path, f"{where}: 'rule' must be a mapping of column conditions or '{CATCH_ALL}'")
+        typed = validate(SegmentEntry, entry, path, prefix=f"segments[{index}]")
         segments.append(
             Segment(
                 segment_id=segment_id,
-                name=str(entry["name"]),
-                description=" ".join(str(entry["description"]).split()),
+                name=typed.name,
+                description=" ".join(typed.description.split()),
                 conditions=tuple(conditions),
-                audiences=tuple(str(a) for a in entry["audiences"]),
+                audiences=typed.audiences,
             )
         )
     ids = [s.segment_id for s in segments]

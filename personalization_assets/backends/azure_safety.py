@@ -12,7 +12,7 @@
   just as surely as one added last week.
 - Fail closed: a text whose analysis fails (after the retries) comes back with an error and no
   severities, which blocks its variant; a blocklist sync that fails raises, which blocks every
-  variant of the batch (`screening.screen_variants` turns the exception into errors).
+  variant of the batch (`safety/screening.screen` turns the exception into errors).
 
 The SDK's own retries are off (`retry_total=0`): text analysis is a POST, which azure-core does
 not retry on a 429 without `Retry-After`; `retry.call_with_retry` does it for every call.

@@ -141,7 +141,7 @@ def compose_local(request: VariantRequest) -> GeneratedVariant:
     tone = request.tone
     if not request.documents:
         return GeneratedVariant("", "", "", (), LOCAL_BACKEND, LOCAL_MODEL, refusal="no approved documents retrieved")
-    layout = LAYOUTS.get(tone.structure, LAYOUTS["plain"])
+    layout = LAYOUTS[tone.structure]
     primary = request.documents[0]
     candidates = request.documents[: max(len(layout.quotas), 1)]
     values = {"company_name": request.company_name, "title": primary.title}

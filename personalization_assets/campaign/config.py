@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 from pydantic import (
     Field,
     PrivateAttr,
+    StrictFloat,
     StrictInt,
     ValidationInfo,
     field_validator,
@@ -38,8 +39,11 @@ DEFAULT_TONES = ("urgent", "informational", "friendly")
 
 Metric = Literal["open_rate", "click_rate", "conversion_rate"]
 NonBlank = Annotated[str, Field(min_length=1, pattern=r"\S")]
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
-Effect = Annotated[float, Field(ge=0, le=10)]
+# A tone names its prompt file (prompts/tones/<tone>.md) and its variants (segment:tone).
+ToneName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
+# Numbers are YAML numbers: "0.05" (a quoted string) is as much a mistake as "three".
+Number = StrictFloat
+Effect = Annotated[StrictFloat, Field(ge=0, le=10)]
 
 
 class CompanySettings(StrictModel):
@@ -67,11 +71,14 @@ class RetrievalSettings(StrictModel):
     top_k: StrictInt = Field(3, ge=1, le=50, description="documents retrieved per segment and purpose")
 
 
+BODY_MIN_CHARS, BODY_MAX_CHARS = 200, 1500
+
+
 class BodyLength(StrictModel):
     """The length bounds of an email body, in characters: asked of every generator, checked on every variant."""
 
-    min_chars: StrictInt = Field(200, ge=1)
-    max_chars: StrictInt = Field(1500, ge=1)
+    min_chars: StrictInt = Field(BODY_MIN_CHARS, ge=1)
+    max_chars: StrictInt = Field(BODY_MAX_CHARS, ge=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> BodyLength:
@@ -87,8 +94,8 @@ class GenerationSettings(StrictModel):
     """How variants are generated, and the length bounds every variant is validated against."""
 
     max_concurrency: StrictInt = Field(4, ge=1, le=256)
-    body_min_chars: StrictInt = Field(200, ge=1)
-    body_max_chars: StrictInt = Field(1500, ge=1)
+    body_min_chars: StrictInt = Field(BODY_MIN_CHARS, ge=1)
+    body_max_chars: StrictInt = Field(BODY_MAX_CHARS, ge=1)
 
     @model_validator(mode="after")
     def _bounds(self) -> GenerationSettings:
@@ -101,10 +108,18 @@ class GenerationSettings(StrictModel):
 
 
 class SafetySettings(StrictModel):
-    pass_rate_threshold: float = Field(0.90, ge=0, le=1)
+    pass_rate_threshold: Number = Field(0.90, ge=0, le=1)
     block_severity: Literal[2, 4, 6] = Field(4, description="Azure severity levels: 2 low, 4 medium, 6 high")
     policy_version: NonBlank = "unversioned"
     blocklists: dict[NonBlank, tuple[NonBlank, ...]] = Field(default_factory=dict)
+
+    @field_validator("blocklists", mode="before")
+    @classmethod
+    def _empty_lists(cls, value: object) -> object:
+        # `banned_claims:` with nothing under it is an empty list, as it always was.
+        if isinstance(value, Mapping):
+            return {name: [] if terms is None else terms for name, terms in value.items()}
+        return value
 
 
 class SimulationEffects(StrictModel):
@@ -116,7 +131,7 @@ class SimulationSettings(StrictModel):
     """Ground truth of the engagement simulator, used only when a wave has no engagement file."""
 
     seed: StrictInt = 0
-    conversion_given_click: float = Field(0.1, ge=0, le=1)
+    conversion_given_click: Number = Field(0.1, ge=0, le=1)
     effects: SimulationEffects = Field(default_factory=SimulationEffects)
 
     def effect(self, segment: str, arm: str) -> float:
@@ -151,13 +166,13 @@ class CampaignConfig(StrictModel):
     goal: NonBlank
     company: CompanySettings = Field(default_factory=CompanySettings)
     first_wave: dt.date = dt.date(2026, 1, 5)
-    tones: tuple[Name, ...] = Field(DEFAULT_TONES, min_length=1)
-    arms: dict[str, Annotated[float, Field(ge=0, le=1e9)]] | None = Field(
+    tones: tuple[ToneName, ...] = Field(DEFAULT_TONES, min_length=1)
+    arms: dict[str, Annotated[StrictFloat, Field(ge=0, le=1e9)]] | None = Field(
         None, description="allocation weights by arm (control and tones); default: equal weights"
     )
     metrics: MetricSettings = Field(default_factory=MetricSettings)
-    alpha: float = Field(0.05, ge=1e-6, le=0.5)
-    minimum_lift: float = Field(0.10, ge=0, le=10)
+    alpha: Number = Field(0.05, ge=1e-6, le=0.5)
+    minimum_lift: Number = Field(0.10, ge=0, le=10)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
@@ -168,9 +183,21 @@ class CampaignConfig(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _experiment_defaults_to_campaign(cls, raw: object) -> object:
-        if isinstance(raw, Mapping) and raw.get("experiment_id") in (None, "") and "campaign_id" in raw:
-            return {**raw, "experiment_id": raw["campaign_id"]}
+    def _defaults(cls, raw: object) -> object:
+        if not isinstance(raw, Mapping):
+            return raw
+        raw = dict(raw)
+        # Ids are text; a number (`campaign_id: 2026`) reads as its digits, as it always did.
+        for key in ("campaign_id", "experiment_id"):
+            if isinstance(raw.get(key), int) and not isinstance(raw.get(key), bool):
+                raw[key] = str(raw[key])
+        if raw.get("experiment_id") in (None, "") and "campaign_id" in raw:
+            raw["experiment_id"] = raw["campaign_id"]
+        # An empty `paths:` or `arms:` means the defaults; paths are still resolved from the file's folder.
+        if raw.get("paths") is None:
+            raw["paths"] = {}
+        if raw.get("arms") in ({}, None):
+            raw["arms"] = None
         return raw
 
     @field_validator("goal")
@@ -204,18 +231,20 @@ class CampaignConfig(StrictModel):
             raise ValueError(f"'{CONTROL_ARM}' is the control arm, not a tone")
         return value
 
-    @model_validator(mode="after")
-    def _arms_match_tones(self) -> CampaignConfig:
-        if self.arms is None:
-            return self
-        unknown = sorted(set(self.arms) - {CONTROL_ARM, *self.tones})
+    @field_validator("arms")
+    @classmethod
+    def _arms_match_tones(cls, arms: dict[str, float] | None, info: ValidationInfo) -> dict[str, float] | None:
+        tones = info.data.get("tones")
+        if arms is None or tones is None:  # no arms (equal weights), or the tones are wrong themselves
+            return arms
+        unknown = sorted(set(arms) - {CONTROL_ARM, *tones})
         if unknown:
-            raise ValueError(f"arms {unknown} are neither '{CONTROL_ARM}' nor a configured tone {list(self.tones)}")
-        if self.arms.get(CONTROL_ARM, 0) <= 0:
-            raise ValueError(f"arms must give the '{CONTROL_ARM}' arm a positive weight")
-        if not any(self.arms.get(tone, 0) > 0 for tone in self.tones):
-            raise ValueError("arms must give at least one tone a positive weight")
-        return self
+            raise ValueError(f"arms {unknown} are neither '{CONTROL_ARM}' nor a configured tone {list(tones)}")
+        if arms.get(CONTROL_ARM, 0) <= 0:
+            raise ValueError(f"must give the '{CONTROL_ARM}' arm a positive weight")
+        if not any(arms.get(tone, 0) > 0 for tone in tones):
+            raise ValueError("must give at least one tone a positive weight")
+        return arms
 
     @property
     def path(self) -> Path:

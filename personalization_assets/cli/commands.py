@@ -291,9 +291,24 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         return args.handler(args)
-    except (ConfigError, DataContractError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        # A user's mistake can surface wrapped by Dagster (a definitions load error): the cause
+        # named in the chain is what the user must fix; anything else is a bug and is raised.
+        mistake = _user_mistake(exc)
+        if mistake is None:
+            raise
+        print(f"error: {mistake}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _user_mistake(exc: BaseException | None) -> ConfigError | DataContractError | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (ConfigError, DataContractError)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

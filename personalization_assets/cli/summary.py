@@ -13,8 +13,9 @@ from personalization_assets.campaign.paths import (
     exports_dir,
     reports_dir,
 )
+from personalization_assets.experiment.engagement import SOURCE_SIMULATED
 from personalization_assets.messages.rendering import EXPORT_FILE
-from personalization_assets.report import results_display
+from personalization_assets.report import REPORT_HTML, REPORT_PDF, results_display
 
 
 def _query(connection: duckdb.DuckDBPyConnection, sql: str, *params: object) -> pd.DataFrame:
@@ -35,7 +36,7 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         rollout = _query(connection, "SELECT scope, recommended_arm, reason FROM {schema}.rollout_recommendation WHERE wave = ?", wave)
         emails = int(_query(connection, "SELECT count(*) AS n FROM {schema}.personalized_messages WHERE wave = ?", wave)["n"].iloc[0])
     blocked = verdicts[verdicts["decision"] != "approved"]
-    simulated = bool((results["engagement_source"] == "simulated").any())
+    simulated = bool((results["engagement_source"] == SOURCE_SIMULATED).any())
     lines = [
         "segments (customers): " + ", ".join(f"{r.segment} {r.customers}" for r in sizes.itertuples()),
         f"variants: {len(verdicts) - len(blocked)} approved, {len(blocked)} blocked"
@@ -46,8 +47,8 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         "rollout: " + "; ".join(f"{r.scope} -> {r.recommended_arm}" for r in rollout.itertuples()),
         f"  overall: {rollout.loc[rollout['scope'] == 'overall', 'reason'].iloc[0]}" if len(rollout) else "",
         f"emails: {exports_dir() / wave / EXPORT_FILE} ({emails} rendered)",
-        f"report: {reports_dir() / wave / 'report.html'}",
-        f"report (PDF): {reports_dir() / wave / 'report.pdf'}",
+        f"report: {reports_dir() / wave / REPORT_HTML}",
+        f"report (PDF): {reports_dir() / wave / REPORT_PDF}",
     ]
     return "\n".join(line for line in lines if line)
 

@@ -12,7 +12,7 @@ import datetime as dt
 import dagster as dg
 
 from personalization_assets.audience.customers import NUMERIC_RULES
-from personalization_assets.audience.segmentation import load_catalog
+from personalization_assets.audience.segmentation import SegmentCatalog, load_catalog
 from personalization_assets.campaign.config import load_campaign
 from personalization_assets.campaign.paths import default_campaign_path
 
@@ -34,11 +34,17 @@ def wave_partitions_def(first_wave: dt.date) -> dg.WeeklyPartitionsDefinition:
 
 segment_partitions = dg.StaticPartitionsDefinition(CATALOG.ids)
 wave_partitions = wave_partitions_def(CAMPAIGN.first_wave)
-# The customer columns segmentation reads: the contract's numbers and tier, and every rule column.
-SEGMENTATION_COLUMNS = tuple(dict.fromkeys(
-    ["customer_id", "tier", *(rule.column for rule in NUMERIC_RULES),
-     *(condition.column for segment in CATALOG.segments for condition in segment.conditions)]
-))
+
+
+def segmentation_columns(catalog: SegmentCatalog) -> tuple[str, ...]:
+    """The customer columns segmentation reads: the contract's numbers and tier, and every rule column."""
+    return tuple(dict.fromkeys(
+        ["customer_id", "tier", *(rule.column for rule in NUMERIC_RULES),
+         *(condition.column for segment in catalog.segments for condition in segment.conditions)]
+    ))
+
+
+SEGMENTATION_COLUMNS = segmentation_columns(CATALOG)
 
 # Per-segment assets: a whole campaign runs all segments in one step (single-run backfill policy),
 # and a backfill of one segment replaces only that segment's rows.
@@ -59,6 +65,9 @@ def columns(*names: str) -> dg.AssetIn:
     return dg.AssetIn(metadata={"columns": list(names)})
 
 
-def matches_code_location(campaign_segments: list[str], first_wave: dt.date) -> bool:
-    """Whether another campaign file can run on these partitions (same segments, same first wave)."""
-    return campaign_segments == CATALOG.ids and first_wave == CAMPAIGN.first_wave
+def matches_code_location(catalog: SegmentCatalog, first_wave: dt.date) -> bool:
+    """Whether another campaign file can run on these definitions: the same segments (the
+    partitions), the same first wave, and rules over the same customer columns (what
+    `customer_segments` loads)."""
+    return (catalog.ids == CATALOG.ids and first_wave == CAMPAIGN.first_wave
+            and set(segmentation_columns(catalog)) == set(SEGMENTATION_COLUMNS))

@@ -32,7 +32,7 @@ from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.campaign.paths import (
     WAREHOUSE_SCHEMA,
     audit_dir,
-    cpo_home,
+    cache_dir,
     warehouse_path,
 )
 from personalization_assets.content.retrieval import SearchHit
@@ -166,6 +166,7 @@ class LocalSafety(SafetyResource):
 # them. Secrets are `dagster.EnvVar` fields: Dagster resolves them when a run starts and records
 # only the variable's name in the run's config, never the value.
 
+_TUNING_DEFAULTS = {name: field.default for name, field in ServiceTuning.model_fields.items()}
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The openai SDK needs some key; local servers (Ollama, vLLM) ignore it.
 NO_API_KEY = "not-needed"
@@ -192,10 +193,11 @@ def _require_https(url: str, variable: str) -> str:
 class RemoteServiceResource(dg.ConfigurableResource):
     """What every remote backend shares: concurrency, retries with backoff, timeouts, and counters."""
 
-    max_concurrency: int = 4
-    max_attempts: int = 6
-    max_backoff_seconds: float = 30.0
-    timeout_seconds: float = 60.0
+    # The same defaults as the environment tuning's (`campaign/environment.ServiceTuning`).
+    max_concurrency: int = _TUNING_DEFAULTS["max_concurrency"]
+    max_attempts: int = _TUNING_DEFAULTS["max_attempts"]
+    max_backoff_seconds: float = _TUNING_DEFAULTS["max_backoff_seconds"]
+    timeout_seconds: float = _TUNING_DEFAULTS["timeout_seconds"]
 
     _stats: ServiceStats = PrivateAttr(default_factory=ServiceStats)
     _backend: Any = PrivateAttr(default=None)
@@ -250,7 +252,7 @@ class _ChatGenerator(RemoteServiceResource, GeneratorResource, ABC):
         )
         from personalization_assets.backends.cache import ResponseCache
 
-        cache = ResponseCache(self.cache_dir or cpo_home() / "cache" / "generation") if self.use_cache else None
+        cache = ResponseCache(self.cache_dir or cache_dir() / "generation") if self.use_cache else None
         return ChatGenerator(
             completion_function(self._client()),
             self._settings(),

@@ -32,9 +32,7 @@ def safety_verdicts(
 ) -> pd.DataFrame:
     """A verdict for every variant: category severities, blocklists, compliance rules, fail closed."""
     settings = campaign.config.safety
-    policy = SafetyPolicy(
-        block_severity=settings.block_severity, blocklists=dict(settings.blocklists), policy_version=settings.policy_version
-    )
+    policy = SafetyPolicy.from_settings(settings)
     service_before = dict(safety.service_stats())
     frame = screen_variants(
         message_variants,

@@ -10,7 +10,7 @@ redone on the imported data, and its assignments and messages are left as they w
   acted on; a file whose content did not change (touched, or copied again) requests nothing.
 - Each request's run key names the wave, the content hash and the modification time, so the same
   file version never triggers twice, even if the cursor is reset.
-- A file whose name is not a wave partition key (`2026-11-23.csv`) is ignored and logged once;
+- A file whose name is not a wave partition key (`latest.csv`, a Tuesday's date) is ignored and logged once;
   hidden files (`.name`, as atomic writers use while copying) are not looked at.
 - A file for a wave that has not been assigned yet (no `assignments` materialization for it) is
   recorded without a request: the `engagement` step of that wave's own run, which comes after

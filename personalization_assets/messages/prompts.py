@@ -16,6 +16,7 @@ import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import model_validator
 
@@ -45,7 +46,7 @@ class ToneSpec:
     openers: tuple[str, ...]
     cta: str
     closing: str
-    structure: str = "plain"  # how the embedded generator lays the email out (generation.LAYOUTS)
+    structure: str = "plain"  # how the embedded generator lays the email out (backends/local_generator.LAYOUTS)
     bridges: tuple[str, ...] = ()  # optional second sentence after the opener
 
 
@@ -73,11 +74,15 @@ class PromptDocument:
     source_url: str
 
 
+# How the embedded generator lays an email out (`backends/local_generator.LAYOUTS`).
+LayoutName = Literal["plain", "brief", "detailed", "conversational"]
+
+
 class ToneFrontMatter(StrictModel):
     """The front matter of a tone (or control) prompt file: the embedded generator's phrase banks."""
 
     name: NonBlank | None = None
-    structure: str = "plain"
+    structure: LayoutName = "plain"
     subject_patterns: tuple[NonBlank, ...] = ()
     subject: NonBlank | None = None
     openers: tuple[NonBlank, ...] = ()

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from personalization_assets.campaign.config import SafetySettings
+
 CATEGORIES = ("Hate", "SelfHarm", "Sexual", "Violence")
 SAFE, LOW, MEDIUM, HIGH = 0, 2, 4, 6
 SEVERITY_LEVELS = (SAFE, LOW, MEDIUM, HIGH)
@@ -35,6 +37,11 @@ class SafetyPolicy:
                 raise ValueError(f"blocklist {list_name!r} must be a list of non-blank terms, got {terms!r}")
             frozen[str(list_name)] = tuple(str(term) for term in terms)
         object.__setattr__(self, "blocklists", MappingProxyType(frozen))
+
+    @classmethod
+    def from_settings(cls, settings: SafetySettings) -> SafetyPolicy:
+        """The policy a campaign's `safety` section sets."""
+        return cls(block_severity=settings.block_severity, blocklists=dict(settings.blocklists), policy_version=settings.policy_version)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,9 @@ def screen(
     """Screen each (subject, body) with the service, add its rule hits, decide. `analyze` takes one
     batch of texts and returns one analysis each; if it fails, or answers for the wrong number of
     texts, every pair is blocked."""
-    texts = [text for subject, body in zip(subjects, bodies, strict=True) for text in texts_to_screen(subject, body)]
+    if not len(subjects) == len(bodies) == len(rule_hits):
+        raise ValueError(f"{len(subjects)} subjects, {len(bodies)} bodies and {len(rule_hits)} rule-hit lists: one of each per text")
+    texts = [text for subject, body in zip(subjects, bodies) for text in texts_to_screen(subject, body)]
     try:
         analyses = analyze(texts)
         if len(analyses) != len(texts):
@@ -108,8 +110,6 @@ def screen(
         decision = decide(service.severities, list(service.blocklist_hits), hits, policy,
                           service_error="; ".join(service.errors) or None)
         screened.append(Screened(service.severities, service.blocklist_hits, tuple(hits), decision))
-    if len(screened) != len(subjects):
-        raise ValueError(f"{len(rule_hits)} rule-hit lists for {len(subjects)} texts")
     return screened
 
 

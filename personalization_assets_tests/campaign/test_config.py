@@ -31,8 +31,8 @@ CAMPAIGN_MISTAKES = [
     ("misspelt alpha", ("alpha: 0.05", "alpah: 0.05"), "alpah: unknown key"),
     ("misspelt minimum_lift", ("minimum_lift: 0.10", "minimun_lift: 0.10"), "minimun_lift: unknown key"),
     ("duplicate arm", ("  friendly: 0.25\n", "  friendly: 0.25\n  urgent: 0.25\n"), "duplicate key 'urgent'"),
-    ("arm without a tone", ("  friendly: 0.25\n", "  friendly: 0.25\n  playful: 0.25\n"), "arms ['playful'] are neither 'control' nor a configured tone"),
-    ("no control weight", ("  control: 0.25", "  control: 0"), "arms must give the 'control' arm a positive weight"),
+    ("arm without a tone", ("  friendly: 0.25\n", "  friendly: 0.25\n  playful: 0.25\n"), "arms: arms ['playful'] are neither 'control' nor a configured tone"),
+    ("no control weight", ("  control: 0.25", "  control: 0"), "arms: must give the 'control' arm a positive weight"),
     ("negative weight", ("  urgent: 0.25", "  urgent: -1"), "arms.urgent: Input should be greater than or equal to 0"),
     ("control as a tone", ("tones: [urgent, informational, friendly]", "tones: [urgent, control]"), "'control' is the control arm, not a tone"),
     ("first wave not a Monday", ('first_wave: "2026-01-05"', 'first_wave: "2026-01-06"'), "first_wave: must be a Monday"),
@@ -88,6 +88,7 @@ def test_cpo_run_exits_64_on_each_of_the_issues_campaign_mistakes(campaign_folde
         ("segments.yaml", "    name: VIP champions\n", "    name: VIP champions\n    descripton: typo\n", "segments[0].descripton: unknown key"),
         ("segments.yaml", "  - id: at_risk\n", "  - id: At Risk\n", "segments[1]: id 'At Risk' must match"),
         ("segments.yaml", "segments:\n", "segment:\n", "non-empty 'segments' list"),
+        ("segments.yaml", "    audiences: [High-Value, All]\n", "    audiences: High-Value\n", "segments[0].audiences: Input should be a valid tuple"),
     ],
 )
 def test_cpo_run_exits_64_on_segment_catalog_mistakes(campaign_folder, capsys, file, old, new, message):
@@ -127,3 +128,44 @@ def test_environment_tuning_is_typed(variable, value, message):
 def test_environment_tuning_defaults_and_switches():
     tuning = ServiceTuning.from_environment({"CPO_GENERATION_CACHE": "off", "CPO_HTTP_TIMEOUT_SECONDS": " 5 "}, max_concurrency=3)
     assert (tuning.max_concurrency, tuning.timeout_seconds, tuning.use_cache, tuning.max_attempts) == (3, 5.0, False, 6)
+
+
+MORE_MISTAKES = [
+    ("quoted number", ("alpha: 0.05", 'alpha: "0.05"'), "alpha: Input should be a valid number"),
+    ("quoted whole number", ("top_k: 3", 'top_k: "3"'), "retrieval.top_k: Input should be a valid integer"),
+    ("no tone weighted", ("  urgent: 0.25\n  informational: 0.25\n  friendly: 0.25\n", "  urgent: 0\n"),
+     "arms: must give at least one tone a positive weight"),
+    ("tones not a list", ("tones: [urgent, informational, friendly]", "tones: urgent"), "tones: Input should be a valid tuple"),
+]
+
+
+@pytest.mark.parametrize(("mistake", "edit", "message"), MORE_MISTAKES, ids=[m[0] for m in MORE_MISTAKES])
+def test_more_campaign_mistakes(tmp_path: Path, mistake, edit, message):
+    path = tmp_path / "campaign.yaml"
+    path.write_text(_edit(SAMPLE, *edit))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_campaign(path)
+
+
+def test_without_paths_every_path_is_relative_to_the_campaign_folder(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT)  # not the campaign's folder
+    start, end = SAMPLE.index("paths:"), SAMPLE.index("# Ground truth")
+    for section in ("", "paths:\n\n"):
+        path = tmp_path / "campaign.yaml"
+        path.write_text(SAMPLE[:start] + section + SAMPLE[end:])
+        config = load_campaign(path)
+        assert config.paths.customers == tmp_path / "customers.csv"
+        assert config.paths.prompts == (tmp_path / ".." / "prompts").resolve()
+
+
+def test_what_older_campaign_files_meant_still_reads_the_same(tmp_path: Path):
+    path = tmp_path / "campaign.yaml"
+    text = _edit(SAMPLE, "campaign_id: spring-outdoors-2026", "campaign_id: 2026")
+    text = _edit(text, "experiment_id: spring-outdoors-2026 ", "experiment_id: 123 ")
+    text = _edit(text, "banned_claims: [miracle, cure, risk-free, no risk, guaranteed results, lifetime guarantee]", "banned_claims:")
+    start, end = text.index("arms:"), text.index("metrics:")
+    path.write_text(text[:start] + "arms: {}\n\n" + text[end:])
+    config = load_campaign(path)
+    assert (config.campaign_id, config.experiment_id) == ("2026", "123")
+    assert config.safety.blocklists["banned_claims"] == ()
+    assert config.arm_weights == {arm: 0.25 for arm in (CONTROL_ARM, "urgent", "informational", "friendly")}

@@ -78,3 +78,23 @@ def test_plan_is_consistent_with_the_mde_it_reports():
     assert abs(at_plan.scopes["mde"].iloc[0] - config.minimum_lift) < 0.005
     assert bool(at_plan.scopes["enough"].iloc[0]) and not bool(first.scopes["enough"].iloc[0])
     assert first.scopes["mde"].iloc[0] > config.minimum_lift
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CPO_MAX_CONCURRENCY", "abc", "CPO_MAX_CONCURRENCY must be a number"),
+        ("AZURE_SEARCH_ENDPOINT", "https://search.example", "AZURE_SEARCH_API_KEY must be set too"),
+    ],
+)
+def test_an_environment_mistake_exits_64_in_a_fresh_process(campaign_folder, variable, value, message):
+    """In a new process the definitions load with the environment: its mistakes are exit 64 too."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "OPENAI_"))}
+    done = subprocess.run([sys.executable, "-m", "personalization_assets.cli", "run", "--campaign", str(campaign_folder.campaign)],
+                          env={**environ, variable: value}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == cli.EXIT_USAGE, done.stderr[-2000:]
+    assert message in done.stderr and "Traceback" not in done.stderr

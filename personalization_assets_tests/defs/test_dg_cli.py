@@ -47,10 +47,10 @@ def test_dg_list_and_check_and_dagster_validate_see_the_whole_graph(tmp_path):
 
 
 def test_dg_launch_backfills_one_segment(materialized_copy):
-    """The README's `dg launch --assets message_variants,safety_verdicts --partition <segment>`."""
+    """The README's `dg launch --assets retrieved_content,message_variants,safety_verdicts --partition <segment>`."""
     folder = materialized_copy
     before = read_table(folder.warehouse, "safety_verdicts")
-    launched = _run(DG, "launch", "--assets", "message_variants,safety_verdicts", "--partition", "loyal_frequent",
+    launched = _run(DG, "launch", "--assets", "retrieved_content,message_variants,safety_verdicts", "--partition", "loyal_frequent",
                     env=_environment(CPO_CAMPAIGN=str(folder.campaign), CPO_HOME=str(folder.home), DAGSTER_HOME=str(folder.dagster_home)))
     assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
     assert "RUN_SUCCESS" in launched.stdout + launched.stderr

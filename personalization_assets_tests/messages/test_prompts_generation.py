@@ -27,8 +27,8 @@ from personalization_assets.messages.prompts import (
     PromptDocument,
     format_documents,
     load_prompts,
-    prompt_sha256,
     prompt_messages,
+    prompt_sha256,
 )
 from personalization_assets.messages.variants import CONTROL_VARIANT_ID, plan_requests
 from personalization_assets_tests.pure_fixtures import (
@@ -338,3 +338,17 @@ def test_plan_requests_for_one_segment_matches_the_full_plan():
     one = plan_requests(campaign(), catalog(), prompt_library(), ["at_risk"], retrieved(), corpus())
     assert one == [r for r in requests() if r.segment_id == "at_risk"]
 
+
+
+def test_every_layout_a_prompt_may_name_is_one_the_local_generator_has(tmp_path):
+    import typing
+
+    from personalization_assets.backends.local_generator import LAYOUTS
+    from personalization_assets.campaign.errors import ConfigError
+    from personalization_assets.messages.prompts import LayoutName, _load_tone
+
+    assert set(typing.get_args(LayoutName)) == set(LAYOUTS)
+    tone = tmp_path / "urgent.md"
+    tone.write_text('---\nstructure: breif\nsubject: "S"\nopener: "O"\ncta: "Go"\n---\nWrite.\n')
+    with pytest.raises(ConfigError, match="front matter.structure: Input should be 'plain', 'brief', 'detailed' or 'conversational'"):
+        _load_tone(tone)

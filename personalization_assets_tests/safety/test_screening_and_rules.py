@@ -356,7 +356,7 @@ def test_decide_accepts_numpy_severities_read_back_from_a_table():
 VALID_SOURCE = {"approved_urls": (), "citations": ("DOC-001",), "retrieved_ids": ("DOC-001",), "source_text": ""}
 
 
-def screen_locally(subject: str, body: str, policy: SafetyPolicy = POLICY, **compliance_kwargs: object):
+def screen_one(subject: str, body: str, policy: SafetyPolicy = POLICY, **compliance_kwargs: object):
     """One variant through `screen` with the embedded `analyze`, as `safety_verdicts` runs it."""
     rule_hits = find_compliance_hits(subject, body, **compliance_kwargs)  # type: ignore[arg-type]
     (result,) = screen([subject], [body], [rule_hits], policy=policy,
@@ -365,7 +365,7 @@ def screen_locally(subject: str, body: str, policy: SafetyPolicy = POLICY, **com
 
 
 def test_screen_approves_clean_copy():
-    severities, blocklist_hits, rule_hits, decision = screen_locally(
+    severities, blocklist_hits, rule_hits, decision = screen_one(
         "Spring is here", "Hi {{first_name}}, the new tents are in.", POLICY, **VALID_SOURCE
     )
     assert (severities, blocklist_hits, rule_hits) == (CLEAN_SEVERITIES, (), ())
@@ -373,15 +373,15 @@ def test_screen_approves_clean_copy():
 
 
 def test_screen_takes_the_worst_of_subject_body_and_both():
-    assert screen_locally("I will kill you", "See you soon.", POLICY, **VALID_SOURCE).severities["Violence"] == 6
+    assert screen_one("I will kill you", "See you soon.", POLICY, **VALID_SOURCE).severities["Violence"] == 6
     # Harmless apart, a threat once subject and body are read together.
-    split = screen_locally("Next week I will kill", "you and your family.", POLICY, **VALID_SOURCE)
+    split = screen_one("Next week I will kill", "you and your family.", POLICY, **VALID_SOURCE)
     assert split.severities["Violence"] == 6
     assert split.decision.reasons == ("Violence severity 6 >= 4",)
 
 
 def test_screen_reports_blocklist_and_rule_hits():
-    result = screen_locally("Last chance", "Lighter than anything from Fjellhaus.", POLICY, **VALID_SOURCE)
+    result = screen_one("Last chance", "Lighter than anything from Fjellhaus.", POLICY, **VALID_SOURCE)
     assert result.blocklist_hits == ("competitor_names:Fjellhaus",)
     assert result.rule_hits == ("false_urgency",)
     assert result.decision.reasons == ("blocklist competitor_names:Fjellhaus", "rule false_urgency")
