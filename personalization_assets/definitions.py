@@ -48,7 +48,7 @@ def campaign_definitions(
     if not matches_code_location(load_catalog(config.paths.segments), config.first_wave):
         raise ConfigError(
             campaign_path,
-            f"its segments or first wave differ from those of the loaded code location ({CAMPAIGN_PATH}); "
+            f"its segments, first wave or rule columns differ from those of the loaded code location ({CAMPAIGN_PATH}); "
             f"load the definitions for it with {CAMPAIGN_ENV}={campaign_path}",
         )
     loaded = code_location()

@@ -3,8 +3,10 @@
 import datetime as dt
 
 import dagster as dg
+import pytest
 
 from personalization_assets.audience.segmentation import load_catalog
+from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.definitions import campaign_definitions
 from personalization_assets.defs.jobs import CONTENT_JOB, WAVE_JOB
 
@@ -91,3 +93,18 @@ def test_weekly_schedule_requests_the_current_wave(campaign_folder):
     assert len(requests) == 1
     assert requests[0].partition_key == "2026-11-23"
     assert schedule.cron_schedule == "0 0 * * 1"  # Mondays at midnight
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("  - id: at_risk\n", "  - id: lapsed\n"),  # another partition key
+        ("      last_engagement_days: {\">\": 120}\n", "      last_engagement_days: {\">\": 120}\n      location: {\"!=\": \"Nowhere\"}\n"),  # a rule column more
+    ],
+)
+def test_a_campaign_the_loaded_definitions_cannot_run_is_a_config_error(campaign_folder, old, new):
+    path = campaign_folder.data / "segments.yaml"
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(ConfigError, match="differ from those of the loaded code location"):
+        campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
