@@ -61,6 +61,13 @@ def _failed_checks(result) -> set[str]:
     return {evaluation.check_name for evaluation in result.get_asset_check_evaluations() if not evaluation.passed}
 
 
+def _check_metadata(result, check_name: str) -> dict:
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.check_name == check_name:
+            return dict(evaluation.metadata)
+    return {}
+
+
 def _check_lines(result) -> list[str]:
     lines = []
     for evaluation in result.get_asset_check_evaluations():
@@ -136,7 +143,10 @@ class Session:
         print(f"content run {result.run_id} ({', '.join(segments)}): {'succeeded' if result.success else 'FAILED'}")
         print("\n".join(_check_lines(result)))
         if "safety_pass_rate" in _failed_checks(result):
-            print("error: the safety gate failed; nobody is assigned or sent anything. See the blocked variants above.", file=sys.stderr)
+            blocked = _check_metadata(result, "safety_pass_rate").get("blocked_reasons")
+            listed = blocked.value if blocked is not None else "none recorded"
+            print("error: the safety gate failed; nobody is assigned or sent anything. Blocked variants and why:\n"
+                  + listed, file=sys.stderr)
             return EXIT_SAFETY_GATE
         if not result.success:
             print(f"error: {_run_error(result)}", file=sys.stderr)

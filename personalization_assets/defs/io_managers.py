@@ -1,7 +1,16 @@
-"""The warehouse IO manager: Dagster's DuckDB pandas IO manager, without re-reading within a run.
+"""The warehouse IO manager: Dagster's DuckDB pandas IO manager, atomic, typed, without re-reading.
 
-Every asset's table is written to the warehouse exactly as `DuckDBPandasIOManager` writes it (one
-table per asset, partitions replaced in place). What changes is reading inside one run: a step
+Every asset's table is written to the warehouse as `DuckDBPandasIOManager` writes it (one table per
+asset, partitions replaced in place), with two guarantees it does not give by itself:
+
+- **Atomic**: a partition's delete and insert run in one transaction. A failure or a kill at any
+  point leaves the partition as it was (DuckDB discards an uncommitted transaction on recovery),
+  never deleted and not yet written.
+- **Typed**: a text column whose values are all missing (the `hold_reason` of a wave in which
+  nobody is held out) is stored as VARCHAR, not as DuckDB's type "NULL", which no later wave's
+  text could be inserted into; a table stored with such a column before is altered to VARCHAR.
+
+The other change is reading inside one run: a step
 whose input was stored earlier in the same process and run gets that frame back (the columns it
 asked for, as a copy) instead of reading the table it was just written to. At a million customers
 a round trip through DuckDB costs about a second per wide table per reader, and the wave has a
@@ -16,12 +25,15 @@ qualify; a frame with a categorical, datetime or pandas extension column is alwa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from dagster_duckdb_pandas import DuckDBPandasIOManager
+from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
+from dagster_duckdb.io_manager import DuckDbClient
+from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
 _PLAIN_KINDS = frozenset("Obiuf")
 
@@ -82,9 +94,80 @@ class _RunCache(dg.IOManager):
         return (frame[list(columns)] if columns else frame).copy()
 
 
+class TransactionalDuckDbClient(DuckDbClient):
+    """Dagster's DuckDB client, with every connection's work (a partition's delete, then its insert)
+    in one transaction: committed when the work succeeds, rolled back when it raises."""
+
+    @staticmethod
+    @contextmanager
+    def connect(context, table_slice) -> Iterator:
+        with DuckDbClient.connect(context, table_slice) as connection:
+            try:
+                connection.execute("BEGIN TRANSACTION")
+                try:
+                    yield connection
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+            finally:
+                # Dagster's client closes the connection only when the work succeeded; a connection
+                # left open would keep the database file locked for the rest of the process.
+                connection.close()
+
+    @staticmethod
+    def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
+        # Asked first rather than tried: inside a transaction, a failed DELETE on a table that does
+        # not exist yet would abort the transaction (Dagster's client catches the error instead).
+        exists = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [table_slice.schema, table_slice.table],
+        ).fetchone()[0]
+        if exists:
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
+
+
+def _text_where_all_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each object column whose values are all missing typed as text, so DuckDB
+    stores it as VARCHAR (an all-None object column would become DuckDB's type "NULL")."""
+    empty = [name for name, dtype in frame.dtypes.items() if dtype == object and frame[name].isna().all()]
+    if not empty:
+        return frame
+    return frame.assign(**{name: pd.Series(pd.NA, index=frame.index, dtype="string") for name in empty})
+
+
+class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
+    """DuckDB's pandas handler, never storing a column of type "NULL", and repairing a table that
+    an earlier version stored with one."""
+
+    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
+        table = f"{table_slice.schema}.{table_slice.table}"
+        untyped = connection.execute(
+            # DuckDB spells the type with quotes in information_schema ('"NULL"').
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+            """AND data_type IN ('NULL', '"NULL"')""",
+            [table_slice.schema, table_slice.table],
+        ).fetchall()
+        for (column,) in untyped:
+            connection.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE VARCHAR')
+        return super().handle_output(context, table_slice, _text_where_all_missing(obj), connection)
+
+
 class WarehouseIOManager(DuckDBPandasIOManager):
-    """`DuckDBPandasIOManager` (same configuration, same tables) that does not re-read, within a
-    run and process, the frames that run has just stored."""
+    """`DuckDBPandasIOManager` (same configuration, same tables), whose writes are atomic per
+    partition and typed, and which does not re-read, within a run and process, the frames that run
+    has just stored."""
+
+    @staticmethod
+    def type_handlers() -> Sequence:
+        return [TypedDuckDBPandasTypeHandler()]
 
     def create_io_manager(self, context) -> dg.IOManager:
-        return _RunCache(super().create_io_manager(context))
+        return _RunCache(DbIOManager(
+            db_client=TransactionalDuckDbClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="DuckDBIOManager",
+        ))

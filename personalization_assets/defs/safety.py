@@ -64,7 +64,7 @@ def safety_verdicts(
 def safety_pass_rate(campaign: CampaignResource, warehouse: DuckDBResource) -> dg.AssetCheckResult:
     # The whole campaign's verdicts, every segment: a one-segment backfill is judged in context.
     with warehouse.get_connection() as connection:
-        verdicts = connection.execute(f"SELECT variant_id, segment, decision FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
+        verdicts = connection.execute(f"SELECT variant_id, segment, decision, reasons FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
     gate = evaluate_safety_gate(verdicts, campaign.config.safety.pass_rate_threshold)
     return dg.AssetCheckResult(
         passed=gate.passed,
@@ -76,5 +76,7 @@ def safety_pass_rate(campaign: CampaignResource, warehouse: DuckDBResource) -> d
             "variants": gate.n_variants,
             "blocked": gate.n_blocked,
             "blocked_variants": ", ".join(gate.blocked_variants) or "none",
+            # Every blocked variant with its reasons, per segment: the UI and `cpo run` list them.
+            "blocked_reasons": dg.MetadataValue.md("\n".join(f"- {line}" for line in gate.blocked_lines(verdicts)) or "none"),
         },
     )

@@ -20,6 +20,12 @@ class SafetyGate:
     n_blocked: int
     blocked_variants: tuple[str, ...]
 
+    def blocked_lines(self, verdicts: pd.DataFrame) -> list[str]:
+        """Each blocked variant with each segment's reasons: what to fix before the gate can pass."""
+        blocked = verdicts[verdicts["variant_id"].astype(str).isin(self.blocked_variants) & verdicts["decision"].ne("approved")]
+        return [f"{row.variant_id} ({row.segment}): {row.reasons or 'blocked'}"
+                for row in blocked.sort_values(["variant_id", "segment"]).itertuples()]
+
     def summary(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
         return (

@@ -29,6 +29,10 @@ def test_cpo_run_exits_2_when_the_safety_gate_fails(campaign_folder, capsys):
     assert code == cli.EXIT_SAFETY_GATE
     assert "safety gate failed" in captured.err
     assert "wave run" not in captured.out
+    # Every blocked variant is listed with its reasons (here: all 24 verdicts of 19 variants).
+    listed = [line for line in captured.err.splitlines() if line.startswith("- ")]
+    assert len(listed) == 24 and all("blocklist test_list:Northwind Outfitters" in line for line in listed)
+    assert "- control (at_risk): " in captured.err and "- vip_champions:urgent (vip_champions): " in captured.err
 
 
 def test_cpo_run_reports_a_bad_campaign_file(campaign_folder, capsys):

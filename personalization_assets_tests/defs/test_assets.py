@@ -119,6 +119,7 @@ def test_safety_pass_rate_reads_every_segment_from_the_warehouse(materialized_ca
     result = safety_pass_rate(campaign=campaign, warehouse=DuckDBResource(database=str(materialized_campaign.warehouse)))
     assert result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     assert result.metadata["variants"].value == 19  # 6 segments x 3 tones + the shared control
+    assert result.metadata["blocked_reasons"].value == "none"
 
 
 def test_assignments_alone_equals_the_stored_wave_and_reports_srm(campaign, audit, stored):

@@ -301,3 +301,17 @@ def test_gate_and_rollout_agree_on_the_overall_scope():
                                           minimum_lift=config.minimum_lift, alpha=config.alpha).iloc[0]
         assert overall["has_reliable_winner"] == gate.passed
         assert dataclasses.asdict(gate)["best_arm"] == overall["best_arm"]
+
+
+def test_the_safety_gate_lists_every_blocked_variant_with_its_reasons():
+    verdicts = pd.DataFrame({
+        "variant_id": ["control", "control", "s1:urgent", "s2:friendly"],
+        "segment": ["s1", "s2", "s1", "s2"],
+        "decision": ["approved", "blocked", "blocked", "approved"],
+        "reasons": ["", "rule false_urgency", "Violence severity 6 >= 4; rule missing_cta", ""],
+    })
+    gate = evaluate_safety_gate(verdicts, 0.9)
+    assert not gate.passed and gate.blocked_variants == ("control", "s1:urgent")
+    # The control is blocked because one segment's screen blocked it: that segment's reasons show.
+    assert gate.blocked_lines(verdicts) == ["control (s2): rule false_urgency",
+                                            "s1:urgent (s1): Violence severity 6 >= 4; rule missing_cta"]
