@@ -59,7 +59,7 @@ DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 RESPONSE_CATEGORY_ORDER = ("Violence", "Sexual", "Hate", "SelfHarm")
 FAULT_KINDS = frozenset(
     {"429", "500", "502", "503", "latency", "timeout", "drop", "malformed", "content-filter", "content-filter-finish",
-     "not-json", "unsafe"}
+     "not-json", "unsafe", "401-echo"}
 )
 # Kinds that only make sense on some endpoints; elsewhere they are skipped.
 _CHAT_ONLY = {"content-filter", "content-filter-finish", "not-json"}
@@ -317,6 +317,10 @@ class AzureDouble:
                 raise self._fault_reply(fault)
             if fault is not None and fault.kind == "content-filter":
                 raise _Reply(400, _content_filter_error())
+            if fault is not None and fault.kind == "401-echo":  # a server that quotes the key it refused
+                sent = headers.get("api-key") or headers.get("ocp-apim-subscription-key") or headers.get("authorization", "")
+                raise _Reply(401, {"error": {"code": "invalid_api_key", "message": f"Incorrect API key provided: {sent}. "
+                                             f"Masked: {sent[:10]}****{sent[-4:]}"}})
             status, payload = route(path=path, query=query, body=body, headers=headers, fault=fault)
             if fault is not None and fault.kind == "malformed":  # the answer's body cut in half
                 if status == 204:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from personalization_assets.backends import local_safety, local_search
 from personalization_assets.backends.local_generator import compose_local
 from personalization_assets.backends.local_search import BM25Index
 from personalization_assets.backends.retry import RetryPolicy, ServiceStats
+from personalization_assets.backends.secrets import Scrubber
 from personalization_assets.campaign.config import CampaignConfig, load_campaign
 from personalization_assets.campaign.environment import ServiceTuning
 from personalization_assets.campaign.errors import ConfigError
@@ -223,6 +226,23 @@ class RemoteServiceResource(dg.ConfigurableResource):
                 self._backend = self._make_backend()
             return self._backend
 
+    def scrubber(self) -> Scrubber:
+        """Removes this resource's key, and any echo of it, from what the service says back."""
+        key = getattr(self, "api_key", None)
+        return Scrubber([_resolved(key)] if key else [])
+
+    @contextmanager
+    def scrubbed_errors(self) -> Iterator[Scrubber]:
+        """Any exception raised inside becomes a ServiceError with the key scrubbed from its message,
+        and without the original as its cause (Dagster would store the cause's message too)."""
+        scrub = self.scrubber()
+        try:
+            yield scrub
+        except ConfigError:
+            raise  # our own words about the configuration (an endpoint, a variable), never a service's
+        except Exception as exc:
+            raise scrub.error(exc) from None
+
 
 class _ChatGenerator(RemoteServiceResource, GeneratorResource, ABC):
     """Chat-completion generation with a response cache; subclasses say how to reach the service."""
@@ -263,7 +283,10 @@ class _ChatGenerator(RemoteServiceResource, GeneratorResource, ABC):
         )
 
     def generate(self, requests: Sequence[VariantRequest]) -> list[GeneratedVariant]:
-        return self._get_backend().generate(requests)
+        with self.scrubbed_errors() as scrub:
+            variants = self._get_backend().generate(requests)
+        # A refusal quotes what the service said, which may quote the key.
+        return [replace(v, refusal=scrub(v.refusal)) if v.refusal else v for v in variants]
 
 
 class AzureOpenAIGenerator(_ChatGenerator):
@@ -338,12 +361,15 @@ class AzureAISearch(RemoteServiceResource, SearchResource):
         )
 
     def index_corpus(self, corpus: pd.DataFrame) -> dict[str, object]:
-        return self._get_backend().sync_corpus(corpus)
+        with self.scrubbed_errors():
+            return self._get_backend().sync_corpus(corpus)
 
     def search(self, corpus: pd.DataFrame, query: str, audiences: Sequence[str], top_k: int) -> list[SearchHit]:
         # Only documents of this run's corpus: an index can lag behind a withdrawn document.
         known = set(corpus["document_id"])
-        hits = [hit for hit in self._get_backend().search(query, audiences, top_k) if hit.document_id in known]
+        with self.scrubbed_errors():
+            found = self._get_backend().search(query, audiences, top_k)
+        hits = [hit for hit in found if hit.document_id in known]
         return [SearchHit(hit.document_id, hit.score, rank) for rank, hit in enumerate(hits, 1)]
 
 
@@ -369,7 +395,10 @@ class AzureContentSafety(RemoteServiceResource, SafetyResource):
         )
 
     def analyze(self, texts: list[str], blocklists: dict[str, tuple[str, ...]]) -> list[TextAnalysis]:
-        return self._get_backend().analyze(texts, blocklists)
+        with self.scrubbed_errors() as scrub:
+            analyses = self._get_backend().analyze(texts, blocklists)
+        # A failed text's error quotes what the service said, which may quote the key.
+        return [replace(a, error=scrub(a.error)) if a.error else a for a in analyses]
 
 
 def _required(env: Mapping[str, str], selector: str, *names: str) -> None:

@@ -337,6 +337,45 @@ def warehouse_text(database: Path) -> str:
     return "\n".join(parts)
 
 
+def _stored_text(home: Path, warehouse: Path) -> str:
+    """Everything a run leaves behind as text: warehouse tables, audit trail, Dagster's storage."""
+    files = [path.read_bytes().decode("utf-8", "replace") for path in home.rglob("*")
+             if path.is_file() and path.suffix != ".duckdb" and path.stat().st_size < 50_000_000]
+    return (warehouse_text(warehouse) if warehouse.exists() else "") + "\n".join(files)
+
+
+@pytest.mark.parametrize("service", ["search", "openai", "safety"])
+def test_a_server_that_echoes_the_key_never_gets_it_stored(campaign_folder, azure_env, service, capfd):
+    """A 401 whose message quotes the key (whole and masked) fails or blocks as any failure does,
+    and the key is in no table, audit record, Dagster run or event, or printed log."""
+    double = azure_env
+    double.inject("401-echo", service=service, times=1)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    (campaign_folder.root / "home" / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(tempdir=str(campaign_folder.root / "home" / "dagster")) as instance:
+        content = materialize_segments(defs, instance, segment_ids(defs))
+        events = "\n".join(repr(record) for run in instance.get_runs() for record in instance.all_logs(run.run_id))
+    assert any(r.status == 401 for r in double.recorded(service))
+    key = {"search": SEARCH_KEY, "openai": OPENAI_KEY, "safety": SAFETY_KEY}[service]
+    stored = _stored_text(campaign_folder.root / "home", campaign_folder.warehouse) + events + "\n".join(capfd.readouterr())
+    for echo in (key, key[:10], key[-8:]):
+        assert echo not in stored, echo
+    assert "[redacted]" in stored  # the failure itself is still told
+    if service == "search":
+        assert not content.success  # no index, no retrieval: the run stops at content_index
+        assert "ServiceError" in events and "Incorrect API key provided: [redacted]" in events
+    elif service == "openai":  # the refused variant says why, and is blocked as refused
+        variants = read_table(campaign_folder.warehouse, "message_variants")
+        refused = variants[variants["refusal"] != ""]
+        # One request refused: one variant (the control is one request for every segment).
+        assert refused["variant_id"].nunique() == 1 and "Incorrect API key provided: [redacted]" in refused["refusal"].iloc[0]
+        verdicts = read_table(campaign_folder.warehouse, "safety_verdicts").set_index("variant_id")
+        assert (verdicts.loc[[refused["variant_id"].iloc[0]], "decision"] == "blocked").all()
+    else:  # the variant whose text was refused is blocked, fail closed, and says why
+        blocked = read_table(campaign_folder.warehouse, "safety_verdicts").query("decision == 'blocked'")
+        assert len(blocked) >= 1 and blocked["reasons"].str.contains("Incorrect API key provided: [redacted]", regex=False).any()
+
+
 def test_no_customer_value_in_any_request(azure_wave):
     run, double = azure_wave, azure_wave.double
     # The canaries went all the way through: the send list addresses them, the rendered emails
