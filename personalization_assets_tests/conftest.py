@@ -5,6 +5,7 @@ that only read it share it, and `materialized_copy` gives a test its own copy (w
 reports, audit trail and Dagster instance) to change, for the price of a folder copy.
 """
 
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,9 +64,12 @@ class CampaignFolder:
 
 
 @pytest.fixture(autouse=True)
-def _campaign_env_restored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`cpo` commands point CPO_CAMPAIGN at their campaign; no test leaks that to the next."""
+def _campaign_env_restored(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`cpo` commands point CPO_CAMPAIGN at their campaign; no test leaks that to the next. Every
+    test starts with a CPO_HOME of its own (caches included), never the working directory's."""
     monkeypatch.delenv("CPO_CAMPAIGN", raising=False)
+    if not os.environ.get("CPO_HOME"):  # a module's fixture may have set one for all its tests
+        monkeypatch.setenv("CPO_HOME", str(tmp_path_factory.mktemp("cpo-home")))
 
 
 def _write_campaign(root: Path) -> CampaignFolder:

@@ -38,6 +38,7 @@ from azure.ai.contentsafety.models import (
 from azure.core.credentials import AzureKeyCredential
 
 from personalization_assets.backends.azure_errors import classify_azure_error
+from personalization_assets.backends.cache import ResponseCache, request_key
 from personalization_assets.backends.concurrency import bounded_map
 from personalization_assets.backends.retry import (
     RetryPolicy,
@@ -102,11 +103,17 @@ class AzureSafetyBackend:
         max_concurrency: int,
         timeout: float = 60.0,
         sleep: Callable[[float], Any] = time.sleep,
+        cache: ResponseCache | None = None,
     ):
         credential = AzureKeyCredential(api_key)
+        self.endpoint = endpoint
+        # Analyses that succeeded, by text and blocklists: a re-run re-screens only what failed.
+        self.cache = cache
         options = {"retry_total": 0, "connection_timeout": min(timeout, 10.0), "read_timeout": timeout}
         self.client = ContentSafetyClient(endpoint, credential, **options)
         self.blocklist_client = BlocklistClient(endpoint, credential, **options)
+        # The service's answer depends on its API version: a cached analysis is only of the same one.
+        self.api_version = str(getattr(getattr(self.client, "_config", None), "api_version", "unknown"))
         self.policy = policy
         self.stats = stats
         self.max_concurrency = max_concurrency
@@ -181,11 +188,20 @@ class AzureSafetyBackend:
         local_hits = find_blocklist_hits(text, blocklists)
         if not text.strip():
             return TextAnalysis(dict.fromkeys(CATEGORIES, SAFE), tuple(local_hits))  # nothing to screen
-        try:
-            pieces = [self._analyze_piece(piece, list(blocklists)) for piece in text_chunks(text)]
-        except Exception as exc:
-            self.stats.count("failed_texts")
-            return TextAnalysis(None, tuple(local_hits), error=" ".join(str(exc).split())[:400])
+        key = request_key({"service": AZURE_SAFETY_BACKEND, "endpoint": self.endpoint, "api_version": self.api_version, "text": text,
+                           "blocklists": {name: sorted(set(map(str, terms))) for name, terms in blocklists.items()}})
+        cached = self.cache.get(key) if self.cache is not None else None
+        if cached is not None:
+            self.stats.count("cache_hits")
+            pieces = [(dict(severities), list(hits)) for severities, hits in cached["pieces"]]
+        else:
+            try:
+                pieces = [self._analyze_piece(piece, list(blocklists)) for piece in text_chunks(text)]
+            except Exception as exc:
+                self.stats.count("failed_texts")
+                return TextAnalysis(None, tuple(local_hits), error=" ".join(str(exc).split())[:400])
+            if self.cache is not None:
+                self.cache.put(key, {"pieces": [[severities, hits] for severities, hits in pieces]})
         severities: dict[str, int] = {}
         for piece_severities, _ in pieces:
             for category, severity in piece_severities.items():

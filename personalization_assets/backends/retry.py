@@ -10,6 +10,10 @@ A server-requested wait (`retry-after-ms`, then `Retry-After` in seconds or as a
 honoured as given, plus a little jitter, never less; above `max_retry_after` the call gives up
 rather than sleep for minutes. Without one, the wait is exponential with full jitter, capped at
 `max_backoff`.
+
+A call is retried within a time budget (`budget_seconds`, from its first attempt): a throttled
+service is waited out, not given up on after a handful of tries; `max_attempts` only caps a call
+that fails fast for ever. A retry whose wait would end past the budget is not made.
 """
 
 from __future__ import annotations
@@ -31,16 +35,17 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6  # attempts in all, the first one included
+    max_attempts: int = 20  # attempts in all, the first one included
     base_backoff: float = 0.5  # seconds before the first retry (before jitter)
     max_backoff: float = 30.0  # cap of the exponential backoff
     max_retry_after: float = 120.0  # longest server-requested wait honoured (as the openai SDK)
+    budget_seconds: float = 60.0  # time a call may take, its retries included
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.base_backoff < 0 or self.max_backoff < 0 or self.max_retry_after < 0:
-            raise ValueError("backoff settings must be >= 0")
+        if self.base_backoff < 0 or self.max_backoff < 0 or self.max_retry_after < 0 or self.budget_seconds < 0:
+            raise ValueError("backoff and budget settings must be >= 0")
 
     def delay(self, retry_number: int, retry_after: float | None, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before retry `retry_number` (1 for the first retry)."""
@@ -61,10 +66,11 @@ class Failure:
 
 
 class RetriesExhausted(RuntimeError):
-    def __init__(self, what: str, attempts: int, last: Failure, cause: BaseException):
+    def __init__(self, what: str, attempts: int, last: Failure, cause: BaseException, elapsed: float = 0.0):
         self.attempts = attempts
         self.last = last
-        super().__init__(f"{what}: gave up after {attempts} attempts, last failure {last.reason}: {_short(cause)}")
+        super().__init__(f"{what}: gave up after {attempts} attempts, last failure {last.reason}: {_short(cause)} "
+                         f"({elapsed:.1f} s after the first attempt)")
 
 
 class ServiceStats:
@@ -136,6 +142,7 @@ def call_with_retry(
     what: str = "request",
     sleep: Callable[[float], Any] = time.sleep,
     rng: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run `operation` until it succeeds, a failure is not retryable, or the attempts run out.
 
@@ -143,6 +150,7 @@ def call_with_retry(
     going to get better); otherwise the call is retried after `policy.delay`.
     """
     attempt = 0
+    started = clock()
     while True:
         attempt += 1
         if stats:
@@ -156,11 +164,12 @@ def call_with_retry(
                     stats.count("failed_calls")
                 raise
             too_long = failure.retry_after is not None and failure.retry_after > policy.max_retry_after
-            if attempt >= policy.max_attempts or too_long:
+            delay = policy.delay(attempt, failure.retry_after, rng)
+            elapsed = clock() - started
+            if attempt >= policy.max_attempts or too_long or elapsed + delay > policy.budget_seconds:
                 if stats:
                     stats.count("failed_calls")
-                raise RetriesExhausted(what, attempt, failure, exc) from exc
-            delay = policy.delay(attempt, failure.retry_after, rng)
+                raise RetriesExhausted(what, attempt, failure, exc, elapsed) from exc
             if stats:
                 stats.retried(failure.reason, delay)
             sleep(delay)

@@ -1,7 +1,7 @@
 """Environment tuning of the remote service backends, as a typed model.
 
 `CPO_MAX_CONCURRENCY`, `CPO_RETRY_MAX_ATTEMPTS`, `CPO_RETRY_MAX_BACKOFF_SECONDS`,
-`CPO_HTTP_TIMEOUT_SECONDS` and `CPO_GENERATION_CACHE` tune every remote backend (Azure OpenAI,
+`CPO_HTTP_TIMEOUT_SECONDS`, `CPO_RETRY_BUDGET_SECONDS` and `CPO_GENERATION_CACHE` tune every remote backend (Azure OpenAI,
 an OpenAI-compatible server, Azure AI Search, Azure AI Content Safety); the campaign's
 `generation.max_concurrency` is the default concurrency. A malformed value is a ConfigError naming
 the variable, never a traceback and never a silent default.
@@ -21,6 +21,7 @@ VARIABLES = {
     "CPO_RETRY_MAX_ATTEMPTS": "max_attempts",
     "CPO_RETRY_MAX_BACKOFF_SECONDS": "max_backoff_seconds",
     "CPO_HTTP_TIMEOUT_SECONDS": "timeout_seconds",
+    "CPO_RETRY_BUDGET_SECONDS": "retry_budget_seconds",
     "CPO_GENERATION_CACHE": "use_cache",
 }
 _OFF = frozenset({"off", "0", "false", "no"})
@@ -29,9 +30,10 @@ _ON = frozenset({"on", "1", "true", "yes"})
 
 class ServiceTuning(StrictModel):
     max_concurrency: int = Field(4, gt=0)
-    max_attempts: int = Field(6, gt=0)
+    max_attempts: int = Field(20, gt=0)
     max_backoff_seconds: float = Field(30.0, ge=0)
     timeout_seconds: float = Field(60.0, gt=0)
+    retry_budget_seconds: float = Field(60.0, gt=0)
     use_cache: StrictBool = True
 
     @field_validator("use_cache", mode="before")
@@ -64,4 +66,5 @@ class ServiceTuning(StrictModel):
 
     def resource_fields(self) -> dict[str, object]:
         return {"max_concurrency": self.max_concurrency, "max_attempts": self.max_attempts,
-                "max_backoff_seconds": self.max_backoff_seconds, "timeout_seconds": self.timeout_seconds}
+                "max_backoff_seconds": self.max_backoff_seconds, "timeout_seconds": self.timeout_seconds,
+                "retry_budget_seconds": self.retry_budget_seconds}

@@ -201,6 +201,7 @@ class RemoteServiceResource(dg.ConfigurableResource):
     max_attempts: int = _TUNING_DEFAULTS["max_attempts"]
     max_backoff_seconds: float = _TUNING_DEFAULTS["max_backoff_seconds"]
     timeout_seconds: float = _TUNING_DEFAULTS["timeout_seconds"]
+    retry_budget_seconds: float = _TUNING_DEFAULTS["retry_budget_seconds"]
 
     _stats: ServiceStats = PrivateAttr(default_factory=ServiceStats)
     _backend: Any = PrivateAttr(default=None)
@@ -211,6 +212,7 @@ class RemoteServiceResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             base_backoff=min(0.5, self.max_backoff_seconds),
             max_backoff=self.max_backoff_seconds,
+            budget_seconds=self.retry_budget_seconds,
         )
 
     def service_stats(self) -> Mapping[str, float]:
@@ -378,6 +380,8 @@ class AzureContentSafety(RemoteServiceResource, SafetyResource):
 
     endpoint: str
     api_key: str
+    use_cache: bool = True  # analyses that succeeded are kept: a re-run re-screens only what failed
+    cache_dir: str | None = None  # default: $CPO_HOME/cache/safety
 
     @property
     def backend(self) -> str:
@@ -387,11 +391,13 @@ class AzureContentSafety(RemoteServiceResource, SafetyResource):
 
     def _make_backend(self) -> Any:
         from personalization_assets.backends.azure_safety import AzureSafetyBackend
+        from personalization_assets.backends.cache import ResponseCache
 
         return AzureSafetyBackend(
             endpoint=_require_https(self.endpoint, "AZURE_CONTENT_SAFETY_ENDPOINT"), api_key=_resolved(self.api_key),
             policy=self.retry_policy(), stats=self._stats, max_concurrency=self.max_concurrency,
             timeout=self.timeout_seconds,
+            cache=ResponseCache(self.cache_dir or cache_dir() / "safety") if self.use_cache else None,
         )
 
     def analyze(self, texts: list[str], blocklists: dict[str, tuple[str, ...]]) -> list[TextAnalysis]:

@@ -13,7 +13,9 @@ CLEAN = "Our Ridgeline 2 tent pitches in under five minutes."
 
 
 def safety_resource(double, **options) -> AzureContentSafety:
-    return AzureContentSafety(endpoint=double.url, api_key=SAFETY_KEY, max_backoff_seconds=0.01, **options)
+    # No analysis cache unless a test gives one: each test asks the double afresh.
+    return AzureContentSafety(endpoint=double.url, api_key=SAFETY_KEY, max_backoff_seconds=0.01,
+                              **{"use_cache": "cache_dir" in options, **options})
 
 
 def test_analyze_text_on_the_wire_and_categories_read_by_name(azure_double):
@@ -100,3 +102,19 @@ def test_missing_categories_stay_missing_and_long_texts_are_split():
     assert read_severities([Item("violence", 2), Item("Hate", None), Item("Unknown", 6)]) == {"Violence": 2}
     pieces = text_chunks("word " * 5000, limit=10_000)
     assert len(pieces) == 3 and all(len(p) <= 10_000 for p in pieces)
+
+
+def test_a_rerun_rescreens_only_the_texts_that_failed(azure_double, tmp_path):
+    """Analyses that succeeded are kept (by text, blocklists, endpoint and API version); a text
+    whose analysis failed is asked again on the next run, and only it."""
+    texts = [CLEAN, "Fresh boots for the spring trails.", "Our guides pick the best routes."]
+    azure_double.inject("503", service="safety", match="spring trails")
+    first = safety_resource(azure_double, max_attempts=2, cache_dir=str(tmp_path / "cache")).analyze(texts, BLOCKLISTS)
+    assert [a.error is None for a in first] == [True, False, True]
+    azure_double.clear_faults()
+    azure_double.reset_records()
+    again = safety_resource(azure_double, cache_dir=str(tmp_path / "cache")).analyze(texts, BLOCKLISTS)
+    assert all(a.error is None for a in again)
+    asked = [r.json()["text"] for r in azure_double.recorded("safety", "analyze")]
+    assert asked == ["Fresh boots for the spring trails."]
+    assert [a.severities for a in again][::2] == [a.severities for a in first][::2]

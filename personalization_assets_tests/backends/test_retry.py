@@ -112,3 +112,18 @@ def test_status_failures():
     for status in (400, 401, 403, 404, 409, 413):
         assert not status_failure(status, {}).retryable, status
     assert status_failure(429, {"retry-after-ms": "20"}).retry_after == 0.02
+
+
+def test_a_call_is_retried_within_its_time_budget_not_past_it():
+    """Throttled for longer than a few attempts, a call is waited out within its budget; a retry
+    whose wait would end past the budget is not made, and the error says how long it tried."""
+    now = [0.0]
+    flaky = Flaky(*[Failure(True, "429", retry_after=10.0)] * 30)
+    with pytest.raises(RetriesExhausted, match=r"gave up after 4 attempts, last failure 429: .* \(30\.0 s after the first attempt\)"):
+        call_with_retry(flaky, policy=RetryPolicy(max_attempts=50, budget_seconds=35.0), classify=classify,
+                        sleep=lambda s: now.__setitem__(0, now[0] + s), rng=lambda: 0.0, clock=lambda: now[0])
+    # Four attempts at 0, 10, 20 and 30 s: a fifth would start at 40 s, past the 35 s budget.
+    assert flaky.calls == 4
+    now[0] = 0.0
+    assert call_with_retry(Flaky(*[Failure(True, "503")] * 12), policy=RetryPolicy(base_backoff=0.01, max_backoff=0.01),
+                           classify=classify, sleep=lambda s: None) == "ok"  # twelve failures in a row: still waited out

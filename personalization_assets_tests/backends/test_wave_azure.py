@@ -266,6 +266,28 @@ def test_throttling_and_server_errors_lose_and_duplicate_nothing(campaign_folder
     assert len(read_table(campaign_folder.warehouse, "assignments")) == len(read_table(campaign_folder.warehouse, "customer_segments"))
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_throttling_with_the_default_retry_budget_blocks_no_variant(campaign_folder, azure_env, monkeypatch, seed):
+    """30% 429 (half with Retry-After) and 10% 500 on every service, at the default attempts and
+    budget (only the backoff shortened for the test): every variant is generated and screened."""
+    double = azure_env
+    double.seed = seed
+    point_at_double(monkeypatch, double, CPO_RETRY_MAX_BACKOFF_SECONDS="0.005")
+    monkeypatch.delenv("CPO_RETRY_MAX_ATTEMPTS", raising=False)
+    double.inject("429", rate=0.15)
+    double.inject("429", rate=0.15, retry_after_ms=5, retry_after=1)
+    double.inject("500", rate=0.10)
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    content = materialize_segments(defs, dg.DagsterInstance.ephemeral(), segment_ids(defs))
+    assert content.success
+    faults = sum(1 for r in double.requests if r.fault)
+    assert faults > 0.25 * len(double.requests)
+    variants = read_table(campaign_folder.warehouse, "message_variants")
+    verdicts = read_table(campaign_folder.warehouse, "safety_verdicts")
+    assert (variants["refusal"] == "").all()
+    assert set(verdicts["decision"]) == {"approved"}, verdicts.loc[verdicts["decision"] != "approved", "reasons"].tolist()
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -118,6 +118,7 @@ def test_cpo_run_exits_64_when_a_tone_has_no_prompt(campaign_folder, capsys):
         ("CPO_MAX_CONCURRENCY", "0", "CPO_MAX_CONCURRENCY input should be greater than 0, got '0'"),
         ("CPO_RETRY_MAX_BACKOFF_SECONDS", "-1", "CPO_RETRY_MAX_BACKOFF_SECONDS input should be greater than or equal to 0"),
         ("CPO_GENERATION_CACHE", "maybe", "CPO_GENERATION_CACHE must be one of"),
+        ("CPO_RETRY_BUDGET_SECONDS", "0", "CPO_RETRY_BUDGET_SECONDS input should be greater than 0"),
     ],
 )
 def test_environment_tuning_is_typed(variable, value, message):
@@ -127,7 +128,7 @@ def test_environment_tuning_is_typed(variable, value, message):
 
 def test_environment_tuning_defaults_and_switches():
     tuning = ServiceTuning.from_environment({"CPO_GENERATION_CACHE": "off", "CPO_HTTP_TIMEOUT_SECONDS": " 5 "}, max_concurrency=3)
-    assert (tuning.max_concurrency, tuning.timeout_seconds, tuning.use_cache, tuning.max_attempts) == (3, 5.0, False, 6)
+    assert (tuning.max_concurrency, tuning.timeout_seconds, tuning.use_cache, tuning.max_attempts) == (3, 5.0, False, 20)
 
 
 MORE_MISTAKES = [
