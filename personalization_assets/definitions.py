@@ -44,7 +44,7 @@ def campaign_definitions(
     config = load_campaign(campaign_path)
     # Built first: a mistake in the campaign or the environment is a ConfigError of its own, not
     # an error wrapped by Dagster's loader.
-    resources = campaign_resources(campaign_path, warehouse=warehouse, environ=os.environ if environ is None else environ)
+    resources = campaign_resources(config, warehouse=warehouse, environ=os.environ if environ is None else environ)
     if not matches_code_location(load_catalog(config.paths.segments), config.first_wave):
         raise ConfigError(
             campaign_path,

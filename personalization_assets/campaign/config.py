@@ -99,7 +99,7 @@ class GenerationSettings(StrictModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> GenerationSettings:
-        BodyLength(min_chars=self.body_min_chars, max_chars=self.body_max_chars)
+        self.body_length  # BodyLength checks the bounds' order  # noqa: B018
         return self
 
     @property

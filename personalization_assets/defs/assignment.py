@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from personalization_assets.defs.partitions import ALL_SEGMENTS, PER_WAVE, columns
+from personalization_assets.defs.partitions import ALL_SEGMENTS, columns, per_wave
 from personalization_assets.defs.resources import AuditResource, CampaignResource
 from personalization_assets.defs.types import SCHEMAS, AssignmentsFrame
 from personalization_assets.experiment.assignment import build_assignments
@@ -12,7 +12,7 @@ from personalization_assets.safety.gate import evaluate_safety_gate
 
 
 @dg.asset(
-    **{**PER_WAVE, "metadata": {**PER_WAVE["metadata"], "dagster/column_schema": SCHEMAS["assignments"]}},
+    **per_wave(SCHEMAS["assignments"]),
     ins={"message_variants": ALL_SEGMENTS, "safety_verdicts": ALL_SEGMENTS, "customer_segments": columns("customer_id", "segment")},
     check_specs=[dg.AssetCheckSpec("sample_ratio_mismatch", asset="assignments", description="Chi-square of arm counts vs weights; flagged at p < 0.001")],
     dagster_type=AssignmentsFrame,

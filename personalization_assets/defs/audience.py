@@ -15,10 +15,10 @@ from personalization_assets.audience.segmentation import (
     segment_sizes,
 )
 from personalization_assets.defs.partitions import (
-    PER_WAVE,
     SEGMENTATION_COLUMNS,
     WAVE_GROUP,
     columns,
+    per_wave,
 )
 from personalization_assets.defs.resources import CampaignResource
 from personalization_assets.defs.types import SCHEMAS, CustomersFrame
@@ -43,7 +43,7 @@ def customers(context: dg.AssetExecutionContext, campaign: CampaignResource) -> 
     return frame
 
 
-@dg.asset(**PER_WAVE, ins={"customers": columns(*SEGMENTATION_COLUMNS)})
+@dg.asset(**per_wave(), ins={"customers": columns(*SEGMENTATION_COLUMNS)})
 def customer_segments(context: dg.AssetExecutionContext, campaign: CampaignResource, customers: pd.DataFrame) -> pd.DataFrame:
     """This wave's snapshot of customers, each with its segment (first matching rule wins): the
     columns later assets read (SEGMENT_COLUMNS), not every column of the file."""

@@ -9,7 +9,7 @@ from personalization_assets.content.retrieval import (
     segment_query,
 )
 from personalization_assets.defs.metadata import segment_metadata, service_metadata
-from personalization_assets.defs.partitions import CONTENT_GROUP, PER_SEGMENT
+from personalization_assets.defs.partitions import CONTENT_GROUP, per_segment
 from personalization_assets.defs.resources import CampaignResource, SearchResource
 
 
@@ -26,7 +26,7 @@ def content_index(context: dg.AssetExecutionContext, campaign: CampaignResource,
     return corpus
 
 
-@dg.asset(**PER_SEGMENT)
+@dg.asset(**per_segment())
 def retrieved_content(
     context: dg.AssetExecutionContext, campaign: CampaignResource, search: SearchResource, content_index: pd.DataFrame
 ) -> pd.DataFrame:

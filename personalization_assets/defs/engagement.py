@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from personalization_assets.defs.partitions import PER_WAVE, columns
+from personalization_assets.defs.partitions import columns, per_wave
 from personalization_assets.defs.resources import CampaignResource
 from personalization_assets.experiment.engagement import (
     import_engagement,
@@ -13,7 +13,7 @@ from personalization_assets.experiment.joins import COVARIATES, sent_customers
 
 
 @dg.asset(
-    **PER_WAVE,
+    **per_wave(),
     # Engagement follows the send: the emails are rendered before any engagement is taken.
     deps=[dg.AssetKey("personalized_messages")],
     ins={

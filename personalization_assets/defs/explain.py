@@ -3,11 +3,11 @@
 import dagster as dg
 import pandas as pd
 
-from personalization_assets.defs.partitions import PER_WAVE
+from personalization_assets.defs.partitions import per_wave
 from personalization_assets.explain.models import explore_clusters
 
 
-@dg.asset(**PER_WAVE)
+@dg.asset(**per_wave())
 def segment_exploration(context: dg.AssetExecutionContext, customer_segments: pd.DataFrame) -> pd.DataFrame:
     """k-means on the customer features (k by silhouette, on a seeded sample) and a depth-3 tree
     that explains the clusters: proposes segments, does not drive the partitions."""

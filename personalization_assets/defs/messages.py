@@ -5,7 +5,7 @@ import pandas as pd
 
 from personalization_assets.audit.trail import variant_records
 from personalization_assets.defs.metadata import segment_metadata, service_metadata
-from personalization_assets.defs.partitions import PER_SEGMENT
+from personalization_assets.defs.partitions import per_segment
 from personalization_assets.defs.resources import (
     AuditResource,
     CampaignResource,
@@ -20,7 +20,7 @@ from personalization_assets.messages.variants import (
 )
 
 
-@dg.asset(**{**PER_SEGMENT, "metadata": {**PER_SEGMENT["metadata"], "dagster/column_schema": SCHEMAS["message_variants"]}},
+@dg.asset(**per_segment(SCHEMAS["message_variants"]),
           dagster_type=MessageVariantsFrame)
 def message_variants(
     context: dg.AssetExecutionContext,

@@ -46,16 +46,23 @@ def segmentation_columns(catalog: SegmentCatalog) -> tuple[str, ...]:
 
 SEGMENTATION_COLUMNS = segmentation_columns(CATALOG)
 
-# Per-segment assets: a whole campaign runs all segments in one step (single-run backfill policy),
-# and a backfill of one segment replaces only that segment's rows.
-PER_SEGMENT = dict(
-    partitions_def=segment_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    metadata={"partition_expr": "segment"},
-    group_name=CONTENT_GROUP,
-)
-# Per-wave assets: each wave is its own partition, so next week never overwrites this week.
-PER_WAVE = dict(partitions_def=wave_partitions, metadata={"partition_expr": WAVE_PARTITION_EXPR}, group_name=WAVE_GROUP)
+def _metadata(partition_expr: str, schema: dg.TableSchema | None) -> dict[str, object]:
+    return {"partition_expr": partition_expr, **({"dagster/column_schema": schema} if schema is not None else {})}
+
+
+def per_segment(schema: dg.TableSchema | None = None) -> dict[str, object]:
+    """The `@asset` arguments of a per-segment asset: a whole campaign runs all segments in one step
+    (single-run backfill policy), and a backfill of one segment replaces only that segment's rows."""
+    return dict(partitions_def=segment_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+                metadata=_metadata("segment", schema), group_name=CONTENT_GROUP)
+
+
+def per_wave(schema: dg.TableSchema | None = None) -> dict[str, object]:
+    """The `@asset` arguments of a per-wave asset: each wave is its own partition, so next week
+    never overwrites this week."""
+    return dict(partitions_def=wave_partitions, metadata=_metadata(WAVE_PARTITION_EXPR, schema), group_name=WAVE_GROUP)
+
+
 # Wave assets read every segment's content rows.
 ALL_SEGMENTS = dg.AssetIn(partition_mapping=dg.AllPartitionMapping())
 

@@ -5,12 +5,12 @@ import pandas as pd
 
 from personalization_assets.audience.customers import OPTIONAL_TEXT_COLUMNS
 from personalization_assets.campaign.paths import exports_dir
-from personalization_assets.defs.partitions import ALL_SEGMENTS, PER_WAVE, columns
+from personalization_assets.defs.partitions import ALL_SEGMENTS, columns, per_wave
 from personalization_assets.messages.rendering import EXPORT_FILE, export_messages
 
 
 @dg.asset(
-    **PER_WAVE,
+    **per_wave(),
     ins={
         "message_variants": ALL_SEGMENTS,
         "assignments": columns("wave", "customer_id", "segment", "arm", "variant_id", "sent"),

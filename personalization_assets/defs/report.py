@@ -4,12 +4,12 @@ import dagster as dg
 import pandas as pd
 
 from personalization_assets.campaign.paths import reports_dir
-from personalization_assets.defs.partitions import ALL_SEGMENTS, PER_WAVE
+from personalization_assets.defs.partitions import ALL_SEGMENTS, per_wave
 from personalization_assets.defs.resources import CampaignResource
 from personalization_assets.report import ReportInputs, write_report
 
 
-@dg.asset(**PER_WAVE, ins={"safety_verdicts": ALL_SEGMENTS, "message_variants": ALL_SEGMENTS})
+@dg.asset(**per_wave(), ins={"safety_verdicts": ALL_SEGMENTS, "message_variants": ALL_SEGMENTS})
 def experiment_report(
     context: dg.AssetExecutionContext,
     campaign: CampaignResource,

@@ -40,7 +40,7 @@ from personalization_assets.campaign.paths import (
 )
 from personalization_assets.content.retrieval import SearchHit
 from personalization_assets.defs.io_managers import WarehouseIOManager
-from personalization_assets.defs.partitions import CAMPAIGN_PATH
+from personalization_assets.defs.partitions import CAMPAIGN
 from personalization_assets.messages.generation import GeneratedVariant, VariantRequest
 from personalization_assets.messages.prompts import PromptLibrary, load_prompts
 from personalization_assets.safety.screening import TextAnalysis
@@ -469,11 +469,10 @@ def select_backends(environ: Mapping[str, str] | None = None, *, max_concurrency
 
 
 def campaign_resources(
-    campaign_path: Path | str, *, warehouse: Path | None = None, environ: Mapping[str, str] | None = None
+    config: CampaignConfig, *, warehouse: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Every resource a campaign's assets need: the campaign, its audit trail, the three service
     roles (from the environment, else embedded), and the DuckDB warehouse under `CPO_HOME`."""
-    config = load_campaign(campaign_path)
     database = str(warehouse or warehouse_path())
     return {
         "campaign": CampaignResource(campaign_path=str(config.path)),
@@ -488,4 +487,4 @@ def campaign_resources(
 @dg.definitions
 def resources() -> dg.Definitions:
     """The code location's resources, for its campaign (`defs/partitions.py`)."""
-    return dg.Definitions(resources=campaign_resources(CAMPAIGN_PATH))
+    return dg.Definitions(resources=campaign_resources(CAMPAIGN))

@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from personalization_assets.defs.partitions import PER_WAVE, columns
+from personalization_assets.defs.partitions import columns, per_wave
 from personalization_assets.defs.resources import CampaignResource
 from personalization_assets.defs.types import SCHEMAS, ExperimentResultsFrame
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
@@ -18,7 +18,7 @@ from personalization_assets.experiment.results import (
 
 
 @dg.asset(
-    **{**PER_WAVE, "metadata": {**PER_WAVE["metadata"], "dagster/column_schema": SCHEMAS["experiment_results"]}},
+    **per_wave(SCHEMAS["experiment_results"]),
     ins={
         "assignments": columns("customer_id", "segment", "arm", "sent"),
         "engagement": columns("customer_id", "opened", "clicked", "converted", "source"),
@@ -56,7 +56,7 @@ def experiment_results(
     )
 
 
-@dg.asset(**PER_WAVE, ins={"assignments": columns("arm")})
+@dg.asset(**per_wave(), ins={"assignments": columns("arm")})
 def rollout_recommendation(
     context: dg.AssetExecutionContext, campaign: CampaignResource, experiment_results: pd.DataFrame, assignments: pd.DataFrame
 ) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 from personalization_assets.audit.trail import verdict_records
 from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
 from personalization_assets.defs.metadata import segment_metadata, service_metadata
-from personalization_assets.defs.partitions import PER_SEGMENT
+from personalization_assets.defs.partitions import per_segment
 from personalization_assets.defs.resources import (
     AuditResource,
     CampaignResource,
@@ -19,7 +19,7 @@ from personalization_assets.safety.policy import SafetyPolicy
 from personalization_assets.safety.screening import screen_variants
 
 
-@dg.asset(**{**PER_SEGMENT, "metadata": {**PER_SEGMENT["metadata"], "dagster/column_schema": SCHEMAS["safety_verdicts"]}},
+@dg.asset(**per_segment(SCHEMAS["safety_verdicts"]),
           dagster_type=SafetyVerdictsFrame)
 def safety_verdicts(
     context: dg.AssetExecutionContext,

@@ -68,9 +68,9 @@ def _pandas_column(name: str) -> PandasColumn:
 
 def table_schema(columns: Sequence[str]) -> dg.TableSchema:
     """The schema the UI shows for a table (`dagster/column_schema`)."""
+    described = {name: _COLUMN_KINDS.get(name, (TEXT, "")) for name in columns}
     return dg.TableSchema(columns=[
-        dg.TableColumn(name, _COLUMN_KINDS.get(name, (TEXT, ""))[0][0], description=_COLUMN_KINDS.get(name, ((), None))[1] or None)
-        for name in columns
+        dg.TableColumn(name, dtypes[0], description=meaning or None) for name, (dtypes, meaning) in described.items()
     ])
 
 
