@@ -122,6 +122,15 @@ class SafetySettings(StrictModel):
         return value
 
 
+class AudienceSettings(StrictModel):
+    """Who may be emailed, beyond the suppression file (`audience/eligibility.py`)."""
+
+    consent_column: NonBlank | None = Field(
+        None, description="a customer column recording consent to email (yes/no); customers without it are held out"
+    )
+    merge_value_max_chars: StrictInt = Field(100, ge=1, le=10_000, description="longer merge values hold the customer out")
+
+
 class SimulationEffects(StrictModel):
     default: dict[str, Effect] = Field(default_factory=dict)
     segments: dict[str, dict[str, Effect]] = Field(default_factory=dict)
@@ -149,10 +158,13 @@ class PathSettings(StrictModel):
     content: Path = Path("content")
     engagement: Path = Path("engagement")
     prompts: Path = Path("../prompts")
+    suppression: Path | None = Field(None, description="CSV of customer_id and/or email, reason, date: never emailed")
 
     @field_validator("*", mode="after")
     @classmethod
-    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
         base = (info.context or {}).get("base")
         return (Path(base) / value).resolve() if base is not None else value.resolve()
 
@@ -176,6 +188,7 @@ class CampaignConfig(StrictModel):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
+    audience: AudienceSettings = Field(default_factory=AudienceSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
 

@@ -159,15 +159,37 @@ def generate_customers(n: int, seed: int = DEFAULT_SEED) -> pd.DataFrame:
     }, columns=CUSTOMER_COLUMNS)
 
 
+SUPPRESSION_SHARE = 0.015
+SUPPRESSION_REASONS = {"unsubscribed": 0.6, "bounced": 0.25, "complained": 0.15}
+
+
+def generate_suppression(customers: pd.DataFrame, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+    """A SIMULATED suppression list: a seeded 1.5% of the customers, each listed by id or by
+    address (as ESP exports list them), with a reason and the date it was recorded."""
+    rng = np.random.default_rng([seed, 1])
+    listed = np.sort(rng.choice(len(customers), size=int(round(len(customers) * SUPPRESSION_SHARE)), replace=False))
+    by_id = rng.random(len(listed)) < 0.5
+    ids = customers["customer_id"].to_numpy(dtype=object)[listed]
+    emails = customers["email"].to_numpy(dtype=object)[listed]
+    days = rng.integers(0, 365, size=len(listed))
+    return pd.DataFrame({
+        "customer_id": np.where(by_id, ids, ""),
+        "email": np.where(by_id, "", emails),
+        "reason": rng.choice(list(SUPPRESSION_REASONS), size=len(listed), p=list(SUPPRESSION_REASONS.values())),
+        "date": (np.datetime64("2025-01-01") + days.astype("timedelta64[D]")).astype(str),
+    })
+
+
 def write_sample_data(
     out_dir: Path, n_customers: int = 20000, seed: int = DEFAULT_SEED
 ) -> dict[str, Path]:
-    """Write a complete sample data folder: customers, content corpus, segments and campaign.
+    """Write a complete sample data folder: customers, their (simulated) suppression list, content
+    corpus, segments and campaign.
 
     The content, segment catalog and campaign config are packaged with the code and copied as
     they are, so the folder can be edited freely without touching the package. Returns the path
     of every file written, keyed by a short name (``customers``, ``segments``, ``campaign`` and
-    ``content/<document id>``).
+    ``suppression``, ``content/<document id>``).
     """
     out_dir = Path(out_dir)
     content_dir = out_dir / "content"
@@ -175,8 +197,11 @@ def write_sample_data(
 
     written: dict[str, Path] = {}
     customers_path = out_dir / "customers.csv"
-    generate_customers(n_customers, seed).to_csv(customers_path, index=False)
+    customers = generate_customers(n_customers, seed)
+    customers.to_csv(customers_path, index=False)
     written["customers"] = customers_path
+    written["suppression"] = out_dir / "suppression.csv"
+    generate_suppression(customers, seed).to_csv(written["suppression"], index=False)
 
     for name in ("segments", "campaign"):
         written[name] = Path(shutil.copy2(SAMPLE_DIR / f"{name}.yaml", out_dir / f"{name}.yaml"))

@@ -77,14 +77,22 @@ def _check_lines(result) -> list[str]:
     return lines
 
 
-def _run_error(result) -> str:
+USER_MISTAKES = (ConfigError, DataContractError)
+
+
+def _run_error(result) -> tuple[str, int]:
+    """The failed step and its error, and the exit code: 64 for a user's input mistake (a bad
+    customers or suppression file), which is named without the exception's module path."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error
             while error.cause is not None:  # the user's exception, not Dagster's wrapper
                 error = error.cause
-            return f"{event.step_key}: {error.message.strip()}"
-    return "the run failed"
+            message = error.message.strip()
+            if error.cls_name in {cls.__name__ for cls in USER_MISTAKES}:
+                return f"{event.step_key}: {message.split(': ', 1)[1] if ': ' in message else message}", EXIT_USAGE
+            return f"{event.step_key}: {message}", EXIT_RUN_FAILED
+    return "the run failed", EXIT_RUN_FAILED
 
 
 @dataclass
@@ -149,8 +157,9 @@ class Session:
                   + listed, file=sys.stderr)
             return EXIT_SAFETY_GATE
         if not result.success:
-            print(f"error: {_run_error(result)}", file=sys.stderr)
-            return EXIT_RUN_FAILED
+            message, code = _run_error(result)
+            print(f"error: {message}", file=sys.stderr)
+            return code
         return None
 
     def run_wave(self, wave: str) -> int:
@@ -160,8 +169,9 @@ class Session:
         result = self.execute(WAVE_JOB, partition_key=wave)
         print(f"wave run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
         if not result.success:
-            print(f"error: {_run_error(result)}", file=sys.stderr)
-            return EXIT_RUN_FAILED
+            message, code = _run_error(result)
+            print(f"error: {message}", file=sys.stderr)
+            return code
         print_wave_summary(warehouse_path(), self.config, wave)
         print("checks:")
         print("\n".join(_check_lines(result)))

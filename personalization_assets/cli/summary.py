@@ -32,6 +32,8 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
             "FROM {schema}.assignments WHERE wave = ? GROUP BY arm ORDER BY arm",
             wave,
         )
+        holds = _query(connection, "SELECT hold_reason, count(*) AS customers FROM {schema}.assignments WHERE wave = ? AND NOT sent "
+                               "GROUP BY hold_reason ORDER BY customers DESC, hold_reason", wave)
         results = _query(connection, "SELECT * FROM {schema}.experiment_results WHERE wave = ?", wave)
         rollout = _query(connection, "SELECT scope, recommended_arm, reason FROM {schema}.rollout_recommendation WHERE wave = ?", wave)
         emails = int(_query(connection, "SELECT count(*) AS n FROM {schema}.personalized_messages WHERE wave = ?", wave)["n"].iloc[0])
@@ -42,6 +44,7 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         f"variants: {len(verdicts) - len(blocked)} approved, {len(blocked)} blocked"
         + "".join(f"\n  blocked {r.variant_id}: {r.reasons}" for r in blocked.itertuples()),
         "arms: " + ", ".join(f"{r.arm} {r.assigned} assigned / {r.sent} sent / {r.held_out} held" for r in arms.itertuples()),
+        ("held out (not sent, not analysed): " + ", ".join(f"{r.hold_reason} {r.customers}" for r in holds.itertuples())) if len(holds) else "",
         f"lift, overall{' (engagement SIMULATED)' if simulated else ''}:",
         results_display(results, "overall", (config.metrics.primary,)).to_string(index=False),
         "rollout: " + "; ".join(f"{r.scope} -> {r.recommended_arm}" for r in rollout.itertuples()),

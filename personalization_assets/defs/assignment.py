@@ -13,7 +13,7 @@ from personalization_assets.safety.gate import evaluate_safety_gate
 
 @dg.asset(
     **per_wave(SCHEMAS["assignments"]),
-    ins={"message_variants": ALL_SEGMENTS, "safety_verdicts": ALL_SEGMENTS, "customer_segments": columns("customer_id", "segment")},
+    ins={"message_variants": ALL_SEGMENTS, "safety_verdicts": ALL_SEGMENTS, "customer_segments": columns("customer_id", "segment", "contact_hold")},
     check_specs=[dg.AssetCheckSpec("sample_ratio_mismatch", asset="assignments", description="Chi-square of arm counts vs weights; flagged at p < 0.001")],
     dagster_type=AssignmentsFrame,
 )

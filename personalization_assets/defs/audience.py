@@ -9,6 +9,7 @@ from personalization_assets.audience.customers import (
     OPTIONAL_TEXT_COLUMNS,
     load_customers,
 )
+from personalization_assets.audience.eligibility import with_contact_holds
 from personalization_assets.audience.segmentation import (
     assign_segments,
     check_rules_against_columns,
@@ -26,31 +27,36 @@ from personalization_assets.defs.types import SCHEMAS, CustomersFrame
 # customer_segments keeps what later assets read, not a copy of the customer file: the segment and
 # the contract's tier and numbers (analysis covariates, explainability). Free text (names, emails,
 # locations, extra columns) stays in `customers`, read from there by the one asset that needs it.
-SEGMENT_COLUMNS = ("wave", "customer_id", "segment", "tier", *(rule.column for rule in NUMERIC_RULES))
+SEGMENT_COLUMNS = ("wave", "customer_id", "segment", "contact_hold", "tier", *(rule.column for rule in NUMERIC_RULES))
 
 
 @dg.asset(group_name=WAVE_GROUP, dagster_type=CustomersFrame, metadata={"dagster/column_schema": SCHEMAS["customers"]})
 def customers(context: dg.AssetExecutionContext, campaign: CampaignResource) -> pd.DataFrame:
-    """The customer file, validated against its contract; a bad file stops the wave here."""
-    path = campaign.config.paths.customers
+    """The customer file, validated against its contract, with each customer's contact hold
+    (suppressed, no consent, no or invalid address, an unsafe merge value); a bad file stops the wave here."""
+    config = campaign.config
+    path = config.paths.customers
     frame = load_customers(path)
     # A rule on a column the file lacks fails here, before anything is stored.
     check_rules_against_columns(campaign.catalog, frame.columns)
     for column in OPTIONAL_TEXT_COLUMNS:  # optional merge fields: empty when the file has none
         if column not in frame.columns:
             frame[column] = ""
-    context.add_output_metadata({"dagster/row_count": len(frame), "source": str(path)})
+    frame = with_contact_holds(frame, config.audience, config.paths.suppression, source=path)
+    held = frame["contact_hold"].dropna().value_counts()
+    context.add_output_metadata({"dagster/row_count": len(frame), "source": str(path), "contact_holds": int(held.sum()),
+                                 **{f"held_{reason}": int(n) for reason, n in held.items()}})
     return frame
 
 
-@dg.asset(**per_wave(), ins={"customers": columns(*SEGMENTATION_COLUMNS)})
+@dg.asset(**per_wave(), ins={"customers": columns(*SEGMENTATION_COLUMNS, "contact_hold")})
 def customer_segments(context: dg.AssetExecutionContext, campaign: CampaignResource, customers: pd.DataFrame) -> pd.DataFrame:
     """This wave's snapshot of customers, each with its segment (first matching rule wins): the
     columns later assets read (SEGMENT_COLUMNS), not every column of the file."""
     segments = assign_segments(customers, campaign.catalog)
     labels = np.asarray(segments.cat.categories, dtype=object)[segments.cat.codes.to_numpy()]
     data = {"wave": context.partition_key, "customer_id": customers["customer_id"].to_numpy(), "segment": labels}
-    for column in SEGMENT_COLUMNS[3:]:
+    for column in SEGMENT_COLUMNS[3:]:  # the contact hold, the tier and the numbers
         data[column] = customers[column].to_numpy()
     frame = pd.DataFrame(data, columns=list(SEGMENT_COLUMNS))
     sizes = segment_sizes(segments, campaign.catalog)

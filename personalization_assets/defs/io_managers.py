@@ -9,6 +9,8 @@ asset, partitions replaced in place), with two guarantees it does not give by it
 - **Typed**: a text column whose values are all missing (the `hold_reason` of a wave in which
   nobody is held out) is stored as VARCHAR, not as DuckDB's type "NULL", which no later wave's
   text could be inserted into; a table stored with such a column before is altered to VARCHAR.
+  Rows are inserted by column name, and a table stored by an earlier version gains the columns
+  it lacks (Dagster's handler inserts by position).
 
 The other change is reading inside one run: a step
 whose input was stored earlier in the same process and run gets that frame back (the columns it
@@ -31,6 +33,7 @@ from contextlib import contextmanager
 import dagster as dg
 import numpy as np
 import pandas as pd
+from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
@@ -137,20 +140,37 @@ def _text_where_all_missing(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
-    """DuckDB's pandas handler, never storing a column of type "NULL", and repairing a table that
-    an earlier version stored with one."""
+    """DuckDB's pandas handler, never storing a column of type "NULL" (and repairing a table that
+    an earlier version stored with one), and inserting by column name: a table stored by an
+    earlier version gains the columns it lacks, rather than taking values in the wrong columns
+    (Dagster's handler inserts by position)."""
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
+        if obj.empty:
+            return super().handle_output(context, table_slice, obj, connection)  # skipped, with Dagster's warning
         table = f"{table_slice.schema}.{table_slice.table}"
-        untyped = connection.execute(
-            # DuckDB spells the type with quotes in information_schema ('"NULL"').
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-            """AND data_type IN ('NULL', '"NULL"')""",
+        stored = dict(connection.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
             [table_slice.schema, table_slice.table],
-        ).fetchall()
-        for (column,) in untyped:
-            connection.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE VARCHAR')
-        return super().handle_output(context, table_slice, _text_where_all_missing(obj), connection)
+        ).fetchall())
+        obj = _text_where_all_missing(obj)
+        if not stored:
+            connection.execute(f"CREATE TABLE {table} AS SELECT * FROM obj")
+        else:
+            for column, data_type in stored.items():
+                if data_type in ("NULL", '"NULL"'):  # DuckDB spells the type with quotes in information_schema
+                    connection.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE VARCHAR')
+            for column in [c for c in obj.columns if c not in stored]:
+                data_type = connection.execute(f'SELECT typeof("{column}") FROM obj LIMIT 1').fetchone()[0]
+                connection.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {data_type}')
+            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM obj")
+        context.add_output_metadata({
+            **(TableMetadataSet(partition_row_count=len(obj), storage_kind="duckdb") if context.has_partition_key
+               else TableMetadataSet(row_count=len(obj), storage_kind="duckdb")),
+            "dataframe_columns": dg.MetadataValue.table_schema(
+                dg.TableSchema(columns=[dg.TableColumn(name=name, type=str(dtype)) for name, dtype in obj.dtypes.items()])
+            ),
+        })
 
 
 class WarehouseIOManager(DuckDBPandasIOManager):

@@ -139,7 +139,9 @@ def build_assignments(
     """Each customer's arm and variant, and whether they are sent it.
 
     A customer whose variant was blocked is held out (`sent = False`, `hold_reason`), never sent
-    anything else in its place: swapping in another message would bias the arm comparison.
+    anything else in its place: swapping in another message would bias the arm comparison. A
+    customer with a contact hold (`customer_segments.contact_hold`: suppressed, no consent, no
+    address, ...) keeps its arm and is held out with that reason, which comes first.
     """
     arms = assign_arms(customer_segments["customer_id"], experiment_id, weights)
     # Customer-level work is done on integer codes: each customer's (segment, arm) cell indexes a
@@ -169,6 +171,9 @@ def build_assignments(
         raise ValueError(f"no variant for (segment, arm) pairs {pairs}: check the campaign's tones and arms")
     # An unscreened variant (no verdict) counts as blocked: fail closed.
     approved = table["decision"].eq("approved").to_numpy()[cell]
+    contact_hold = (customer_segments["contact_hold"].to_numpy(dtype=object) if "contact_hold" in customer_segments.columns
+                    else np.full(len(cell), None, dtype=object))
+    contactable = pd.isna(contact_hold)
     frame = pd.DataFrame(
         {
             "wave": wave,
@@ -176,8 +181,8 @@ def build_assignments(
             "segment": segment,
             "arm": arm,
             "variant_id": variant_id,
-            "sent": approved,
-            "hold_reason": np.where(approved, None, HOLD_VARIANT_BLOCKED),
+            "sent": approved & contactable,
+            "hold_reason": np.where(contactable, np.where(approved, None, HOLD_VARIANT_BLOCKED), contact_hold),
         }
     )
     return frame[list(ASSIGNMENT_COLUMNS)]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from personalization_assets.audience.eligibility import hold_explanation
 from personalization_assets.campaign.config import CONTROL_ARM, METRIC_COVARIATES
 from personalization_assets.experiment.results import OVERALL, sample_ratio_mismatch
 from personalization_assets.report.charts import Estimate, ForestRow, forest_plot
@@ -199,10 +200,10 @@ def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
     if len(held):
         reasons = held["hold_reason"].fillna("unknown").astype(str).value_counts()
         blocks.append(Table("held_out", ["reason", "customers", "what it means"],
-                            [[r, count(n), HOLD_EXPLANATIONS.get(r, "")] for r, n in reasons.items()], left=(0, 2),
+                            [[r, count(n), HOLD_EXPLANATIONS.get(r) or hold_explanation(r)] for r, n in reasons.items()], left=(0, 2),
                             col_keys=["hold_reason", "customers", "explanation"]))
     else:
-        blocks.append(Para("Nobody was held out: every assigned customer's variant was approved and sent."))
+        blocks.append(Para("Nobody was held out: every assigned customer could be emailed and their variant was approved and sent."))
     blocks.append(Subhead("Customers per segment and arm (assigned; held out in parentheses)"))
     segments = assignments["segment"].astype(str)
     arm_values = assignments["arm"].astype(str)

@@ -37,3 +37,24 @@ def compile_phrase(phrase: str, placeholders: Mapping[str, str] | None = None) -
     phrase = phrase.replace(" ?", r"\s*").replace(" ", r"\s+")
     # Lookarounds rather than \b: some phrases start or end with an apostrophe or a hyphen.
     return re.compile(r"(?<!\w)(?:" + phrase + r")(?!\w)", re.IGNORECASE)
+
+
+# What must never reach an email from a content document or a customer value, whatever the screen
+# says of its words: markup a mail client would render (a link, a script, a tracking image),
+# control characters (CR/LF would start a new header line), bidi and invisible characters (U+202E
+# shows text reversed, hiding what it says) and template syntax (a renderer would fill it).
+UNSAFE_TEXT_PATTERNS: dict[str, str] = {
+    "markup": r"<[/!?]?[A-Za-z]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z]+);",
+    "control_character": r"[\x00-\x08\x0b-\x1f\x7f-\x9f]",
+    "bidi_or_invisible": "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]",
+    "template_syntax": r"\{\{|\}\}|\{%|%\}|\{#|#\}|\$\{",
+}
+_UNSAFE_TEXT = {kind: re.compile(pattern) for kind, pattern in UNSAFE_TEXT_PATTERNS.items()}
+
+
+def unsafe_text_kinds(text: str, *, allowed_merge_fields: tuple[str, ...] = ()) -> list[str]:
+    """Which kinds of unsafe text (UNSAFE_TEXT_PATTERNS) `text` holds; `{{field}}` for an allowed
+    merge field is a variant's own merge syntax, not template syntax smuggled in."""
+    for field in allowed_merge_fields:
+        text = re.sub(r"\{\{\s*" + re.escape(field) + r"\s*\}\}", " ", text)
+    return [kind for kind, pattern in _UNSAFE_TEXT.items() if pattern.search(text)]

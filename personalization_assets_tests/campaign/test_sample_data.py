@@ -210,7 +210,11 @@ def test_write_sample_data_writes_a_complete_folder(tmp_path):
     copied = sorted(path.name for path in (out_dir / "content").glob("*.json"))
     assert copied == packaged
     assert all(path.exists() for path in written.values())
-    assert len(written) == len(packaged) + 3
+    assert len(written) == len(packaged) + 4
+    suppression = pd.read_csv(written["suppression"], dtype=str, keep_default_na=False)
+    assert len(suppression) == round(300 * 0.015) and set(suppression["reason"]) <= {"unsubscribed", "bounced", "complained"}
+    listed = (suppression["customer_id"] != "") ^ (suppression["email"] != "")  # each entry by id or by address
+    assert listed.all() and set(suppression["customer_id"]) - {""} <= set(loaded["customer_id"])
 
 
 def test_the_committed_data_folder_is_the_packaged_sample_generated(tmp_path):

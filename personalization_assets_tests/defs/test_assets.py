@@ -125,7 +125,7 @@ def test_safety_pass_rate_reads_every_segment_from_the_warehouse(materialized_ca
 def test_assignments_alone_equals_the_stored_wave_and_reports_srm(campaign, audit, stored):
     outputs = list(assignments(
         dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign, audit=audit,
-        customer_segments=stored("customer_segments")[["customer_id", "segment"]],
+        customer_segments=stored("customer_segments")[["customer_id", "segment", "contact_hold"]],
         message_variants=stored("message_variants"), safety_verdicts=stored("safety_verdicts"),
     ))
     output, check = outputs

@@ -120,15 +120,17 @@ def test_a_wave_with_a_held_out_customer_after_a_clean_wave(materialized_copy):
     """The issue's sequence: a first wave in which every variant was approved (nobody held out),
     then a variant blocked (18 of 19 approved: the gate still passes) and the next waves run."""
     folder = materialized_copy
+    folder.edit_campaign(paths__suppression=None)  # nobody suppressed: a wave in which nobody is held out
+    defs = folder.definitions()
+    assert materialize_wave(defs, dg.DagsterInstance.ephemeral(), TEST_WAVE).success
     assert read_table(folder.warehouse, "assignments")["hold_reason"].isna().all()
     with duckdb.connect(str(folder.warehouse)) as connection:
         connection.execute("UPDATE personalization.safety_verdicts SET decision = 'blocked' WHERE variant_id = 'at_risk:urgent'")
-    defs = folder.definitions()
     for wave in ("2026-11-09", TEST_WAVE):  # a new wave, and the clean wave re-run in place
         assert materialize_wave(defs, dg.DagsterInstance.ephemeral(), wave).success, wave
     assignments = read_table(folder.warehouse, "assignments")
     assert assignments.groupby("wave").size().to_dict() == {"2026-11-09": TEST_CUSTOMERS, TEST_WAVE: TEST_CUSTOMERS}
     held = assignments[assignments["variant_id"] == "at_risk:urgent"]
-    assert len(held) > 0 and not held["sent"].any() and held["hold_reason"].notna().all()
+    assert len(held) > 0 and not held["sent"].any() and held["hold_reason"].eq("variant_blocked").all()
     assert len(read_table(folder.warehouse, "personalized_messages", f"wave = '{TEST_WAVE}'")) == int(
         assignments.loc[assignments["wave"] == TEST_WAVE, "sent"].sum())

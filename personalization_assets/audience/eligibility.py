@@ -1,0 +1,179 @@
+"""Who may be emailed: suppression, consent, an address, and merge values that are safe to render.
+
+Decided when the customers load, whole columns at a time, as one `contact_hold` per customer: None
+when the customer may be emailed, else the reason (CONTACT_HOLD_ORDER gives the precedence when
+several apply). A held customer keeps its arm (the assignment hash ignores holds, so the arms stay
+balanced) but is sent nothing and is left out of the analysis.
+
+A merge value that could change what the email says or does (a link or a tag in a first name, CR/LF
+that would start a header line, bidi characters, template syntax, an overlong value) holds that one
+customer out rather than rejecting the file: one bad row among a million should not stop a
+campaign, and the value never reaches an email. The reason names the field, so the CLI and the
+report count them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from personalization_assets.campaign.config import AudienceSettings
+from personalization_assets.campaign.errors import (
+    DataContractError,
+    offending_rows,
+    read_csv_as_text,
+)
+from personalization_assets.messages.prompts import MERGE_FIELDS
+from personalization_assets.safety.text import UNSAFE_TEXT_PATTERNS
+
+HOLD_SUPPRESSED = "suppressed"  # written as suppressed:<reason>, e.g. suppressed:unsubscribed
+HOLD_NO_CONSENT = "no_consent"
+HOLD_NO_EMAIL = "no_email"
+HOLD_INVALID_EMAIL = "invalid_email"
+HOLD_UNSAFE_MERGE_VALUE = "unsafe_merge_value"  # written as unsafe_merge_value:<field>
+CONTACT_HOLD_ORDER = (HOLD_SUPPRESSED, HOLD_NO_CONSENT, HOLD_NO_EMAIL, HOLD_INVALID_EMAIL, HOLD_UNSAFE_MERGE_VALUE)
+CONTACT_HOLD_EXPLANATIONS = {
+    HOLD_SUPPRESSED: "listed in the suppression file (unsubscribed, bounced, complained, ...); never emailed",
+    HOLD_NO_CONSENT: "the consent column does not record consent to email",
+    HOLD_NO_EMAIL: "no email address on file",
+    HOLD_INVALID_EMAIL: "the email address is not a single valid address",
+    HOLD_UNSAFE_MERGE_VALUE: "a merge value holds markup, a URL, control or bidi characters, template syntax, "
+    "or is longer than the campaign allows; it would change what the email says",
+}
+
+SUPPRESSION_COLUMNS = ("customer_id", "email", "reason", "date")
+_REASON = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+# One address, no display name, no whitespace or header separators: what an SMTP RCPT TO takes.
+_EMAIL = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+EMAIL_MAX_CHARS = 254  # RFC 5321's limit on a forward path
+_URL_LIKE = r"(?i:://|\bwww\.|\b[a-z0-9-]+\.(?:com|net|org|info|biz|io|ru|cn|xyz|top|ly|co|me|link|click)\b)"
+# Merge values are one line of plain text: everything UNSAFE_TEXT_PATTERNS names, any line break,
+# and anything that reads as a link.
+_UNSAFE_MERGE_VALUE = "|".join(
+    [*(f"(?:{p})" for p in UNSAFE_TEXT_PATTERNS.values()), r"[\n\r\u2028\u2029\x85]", f"(?:{_URL_LIKE})"]
+)
+CONSENT_TRUE = ("true", "yes", "y", "1", "opted_in", "opt-in")
+CONSENT_FALSE = ("false", "no", "n", "0", "opted_out", "opt-out", "")
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """The suppression file's entries: each customer id and (lower-cased) address, with its reason."""
+
+    by_customer_id: pd.Series  # reason, indexed by customer_id
+    by_email: pd.Series  # reason, indexed by lower-cased email
+
+    @classmethod
+    def empty(cls) -> Suppression:
+        return cls(pd.Series(dtype=object), pd.Series(dtype=object))
+
+    def __len__(self) -> int:
+        return len(self.by_customer_id) + len(self.by_email)
+
+
+def load_suppression(path: Path | None) -> Suppression:
+    """The suppression file (CSV: customer_id and/or email, reason, date), validated; none configured: empty."""
+    if path is None:
+        return Suppression.empty()
+    if not path.is_file():
+        raise DataContractError(path, None, "the suppression file named by paths.suppression must exist")
+    raw = read_csv_as_text(path, row_name="suppression entry")
+    unknown = [c for c in raw.columns if c not in SUPPRESSION_COLUMNS]
+    if unknown:
+        raise DataContractError(path, unknown[0], f"unknown column (allowed: {list(SUPPRESSION_COLUMNS)})")
+    for column in ("reason", "date"):
+        if column not in raw.columns:
+            raise DataContractError(path, column, f"required column missing (found: {list(raw.columns)})")
+    if "customer_id" not in raw.columns and "email" not in raw.columns:
+        raise DataContractError(path, None, "needs a customer_id or an email column (or both)")
+    frame = raw.reindex(columns=list(SUPPRESSION_COLUMNS)).apply(lambda c: c.astype("string").str.strip())
+    _reject(frame, frame["customer_id"].isna() & frame["email"].isna(), path, "customer_id", "each entry needs a customer_id or an email")
+    _reject(frame, ~frame["reason"].fillna("").str.match(_REASON.pattern), path, "reason",
+            "must be a lower-case word such as unsubscribed, bounced, complained")
+    dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
+    _reject(frame, dates.isna(), path, "date", "must be an ISO date (YYYY-MM-DD)")
+    by_id = frame.dropna(subset=["customer_id"]).drop_duplicates("customer_id")
+    by_email = frame.dropna(subset=["email"]).assign(email=lambda f: f["email"].str.lower()).drop_duplicates("email")
+    return Suppression(
+        pd.Series(by_id["reason"].to_numpy(dtype=object), index=by_id["customer_id"].to_numpy(dtype=object)),
+        pd.Series(by_email["reason"].to_numpy(dtype=object), index=by_email["email"].to_numpy(dtype=object)),
+    )
+
+
+def _reject(frame: pd.DataFrame, mask: pd.Series, path: Path, column: str, rule: str) -> None:
+    mask = mask.fillna(False).astype(bool)
+    if mask.any():
+        raise DataContractError(path, column, rule, offending_rows(frame, mask, list(SUPPRESSION_COLUMNS)), int(mask.sum()))
+
+
+def consent_given(values: pd.Series, *, source: Path | str, column: str, customer_ids: pd.Series) -> np.ndarray:
+    """Whether each customer's consent column records consent; a value that is neither yes nor no is an error."""
+    text = values.astype("string").fillna("").str.strip().str.lower()
+    known = text.isin(CONSENT_TRUE + CONSENT_FALSE)
+    if not known.all():
+        bad = pd.DataFrame({"customer_id": customer_ids.to_numpy(), column: values.to_numpy()}, index=values.index)
+        raise DataContractError(source, column, f"must be one of {list(CONSENT_TRUE)} (consent) or {list(CONSENT_FALSE[:-1])} "
+                                f"or empty (no consent)", offending_rows(bad, ~known, ["customer_id", column]), int((~known).sum()))
+    return text.isin(CONSENT_TRUE).to_numpy()
+
+
+def contact_holds(
+    customers: pd.DataFrame,
+    suppression: Suppression,
+    *,
+    consent: np.ndarray | None,
+    merge_fields: tuple[str, ...],
+    merge_value_max_chars: int,
+) -> np.ndarray:
+    """Each customer's contact hold (None: may be emailed), in CONTACT_HOLD_ORDER's precedence."""
+    n = len(customers)
+    ids = customers["customer_id"].astype(str)
+    email = customers["email"].fillna("").astype(str).str.strip() if "email" in customers.columns else pd.Series([""] * n)
+    email = email.reset_index(drop=True)
+    candidates: list[tuple[np.ndarray, np.ndarray | str]] = []  # (applies, reason), in precedence order
+
+    by_id = ids.map(suppression.by_customer_id).to_numpy(dtype=object) if len(suppression.by_customer_id) else np.full(n, None, object)
+    by_email = email.str.lower().map(suppression.by_email).to_numpy(dtype=object) if len(suppression.by_email) else np.full(n, None, object)
+    reason = np.where(pd.isna(by_id), by_email, by_id)
+    suppressed = ~pd.isna(reason)
+    candidates.append((suppressed, np.where(suppressed, HOLD_SUPPRESSED + ":" + reason.astype(str), None)))
+    if consent is not None:
+        candidates.append((~consent, HOLD_NO_CONSENT))
+    no_email = (email == "").to_numpy()
+    candidates.append((no_email, HOLD_NO_EMAIL))
+    valid_email = email.str.match(_EMAIL).to_numpy() & (email.str.len() <= EMAIL_MAX_CHARS).to_numpy()
+    candidates.append((~no_email & ~valid_email, HOLD_INVALID_EMAIL))
+    for field in merge_fields:
+        if field == "email" or field not in customers.columns:
+            continue  # the address has its own rule above
+        values = customers[field].fillna("").astype(str).reset_index(drop=True)
+        unsafe = values.str.contains(_UNSAFE_MERGE_VALUE, regex=True).to_numpy() | (values.str.len() > merge_value_max_chars).to_numpy()
+        candidates.append((unsafe, f"{HOLD_UNSAFE_MERGE_VALUE}:{field}"))
+
+    holds = np.full(n, None, dtype=object)
+    for applies, why in reversed(candidates):  # the first reason in precedence order wins
+        holds = np.where(applies, why, holds)
+    return holds
+
+
+def hold_explanation(hold_reason: str) -> str:
+    """What a contact hold means, for the report: `suppressed:bounced` explains as `suppressed`."""
+    return CONTACT_HOLD_EXPLANATIONS.get(hold_reason.split(":", 1)[0], "")
+
+
+def with_contact_holds(customers: pd.DataFrame, settings: AudienceSettings, suppression_path: Path | None, *, source: Path | str) -> pd.DataFrame:
+    """The validated customers with their `contact_hold` column, by the campaign's audience settings."""
+    consent = None
+    if settings.consent_column is not None:
+        if settings.consent_column not in customers.columns:
+            raise DataContractError(source, settings.consent_column, "the consent column named by audience.consent_column must exist "
+                                    f"(found: {list(customers.columns)})")
+        consent = consent_given(customers[settings.consent_column], source=source, column=settings.consent_column,
+                                customer_ids=customers["customer_id"])
+    holds = contact_holds(customers, load_suppression(suppression_path), consent=consent, merge_fields=MERGE_FIELDS,
+                          merge_value_max_chars=settings.merge_value_max_chars)
+    return customers.assign(contact_hold=holds)
