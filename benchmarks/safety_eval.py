@@ -1,8 +1,16 @@
-"""Measure the embedded safety screen on the labelled fixture set.
+"""Measure the embedded safety screen: on the held-out half of the evaluation set, and on the fixture.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/safety_eval.py
+    .venv/bin/python benchmarks/safety_eval.py            # held-out half, then the fixture
+    .venv/bin/python benchmarks/safety_eval.py --split tune
+
+The evaluation set (`benchmarks/data/safety_eval_set.csv`, 492 texts written for this project by
+someone who did not read the screen's rules) was split once, per label, by the SHA-256 of each
+text: `tune` (247) and `held_out` (245). Rules, lexicon, classifier training and its threshold
+were tuned on the tune half only (the classifier's threshold by 5-fold cross-validation within
+it); the held-out half is the honest figure (docs/safety.md). Each text is screened as a body,
+exactly as the fixture below. A text counts as caught when the screen blocks it, for any reason.
 
 Every fixture text is screened as the body of a variant with an empty subject, under the sample
 campaign's blocklists, with a valid citation, no approved URLs and no source text (so no
@@ -27,6 +35,8 @@ from personalization_assets.safety.rules import find_compliance_hits
 from personalization_assets.safety.screening import Screened, screen
 
 FIXTURE_PATH = Path(__file__).resolve().parents[1] / "personalization_assets_tests" / "fixtures" / "safety_labelled.csv"
+EVAL_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_set.csv"
+HARM_LABELS = ("Hate", "SelfHarm", "Sexual", "Violence")
 FIXTURE_POLICY = SafetyPolicy(
     blocklists={
         "competitor_names": ("Southpaw Gear", "Fjellhaus", "TrailKing"),
@@ -138,7 +148,68 @@ def format_report(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def load_eval_set(split: str, path: Path = EVAL_SET_PATH) -> list[tuple[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [(row["text"], row["label"]) for row in csv.DictReader(handle) if row["split"] == split]
+
+
+@dataclass(frozen=True)
+class BlockRates:
+    """Per label: texts blocked of texts labelled; and the totals by kind."""
+
+    per_label: dict[str, tuple[int, int]]
+
+    def total(self, labels: Iterable[str]) -> tuple[int, int]:
+        pairs = [self.per_label[label] for label in labels if label in self.per_label]
+        return sum(b for b, _ in pairs), sum(n for _, n in pairs)
+
+    @property
+    def harmful(self) -> tuple[int, int]:
+        return self.total(HARM_LABELS)
+
+    @property
+    def compliance(self) -> tuple[int, int]:
+        return self.total(label for label in self.per_label if label.startswith("compliance:"))
+
+    @property
+    def benign(self) -> tuple[int, int]:
+        return self.per_label.get(BENIGN, (0, 0))
+
+
+def block_rates(labelled: Iterable[tuple[str, str]], policy: SafetyPolicy = FIXTURE_POLICY,
+                compliance_kwargs: Mapping[str, object] = FIXTURE_COMPLIANCE_KWARGS) -> BlockRates:
+    """How many texts of each label the screen blocks (for any reason), through the pipeline's path."""
+    labelled = list(labelled)
+    texts = [text for text, _ in labelled]
+    rule_hits = [find_compliance_hits("", text, **compliance_kwargs) for text in texts]  # type: ignore[arg-type]
+    screened = screen([""] * len(texts), texts, rule_hits, policy=policy,
+                      analyze=lambda batch: local_safety.analyze(batch, policy.blocklists))
+    per_label: dict[str, tuple[int, int]] = {}
+    for (_, label), result in zip(labelled, screened, strict=True):
+        blocked, total = per_label.get(label, (0, 0))
+        per_label[label] = (blocked + result.decision.blocked, total + 1)
+    return BlockRates(dict(sorted(per_label.items())))
+
+
+def format_block_rates(rates: BlockRates, title: str) -> str:
+    lines = [title, f"{'label':<38}{'blocked':>9}{'n':>5}{'rate':>8}"]
+    for label, (blocked, n) in rates.per_label.items():
+        lines.append(f"{label:<38}{blocked:>9}{n:>5}{blocked / n:>8.1%}")
+    for name, (blocked, n) in (("harmful (4 categories)", rates.harmful), ("compliance (5 rules)", rates.compliance),
+                               ("benign (false positives)", rates.benign)):
+        lines.append(f"{name:<38}{blocked:>9}{n:>5}{blocked / n:>8.1%}")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--split", choices=("held_out", "tune"), default="held_out")
+    args = parser.parse_args()
+    print(format_block_rates(block_rates(load_eval_set(args.split)), f"evaluation set, {args.split} half:"))
+    print()
+    print("fixture (personalization_assets_tests/fixtures/safety_labelled.csv; part of the classifier's training texts):")
     print(format_report(evaluate(load_labelled())))
 
 

@@ -18,10 +18,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from personalization_assets.backends import local_safety_model
 from personalization_assets.safety.policy import CATEGORIES, HIGH, LOW, MEDIUM, SAFE
 from personalization_assets.safety.rules import find_blocklist_hits
 from personalization_assets.safety.screening import TextAnalysis
-from personalization_assets.safety.text import compile_phrase, normalize
+from personalization_assets.safety.text import compile_phrase, deobfuscate, normalize
 
 BACKEND = "local-safety"
 
@@ -33,11 +34,14 @@ _PROTECTED_GROUPS = (
     "hispanics", "mexicans", "arabs", "africans", "indians", "chinese people", "roma", "gypsies",
     "gay people", "gays", "lesbians", "homosexuals", "bisexuals", "trans people",
     "transgender people", "queer people", "women", "girls", "disabled people", "the disabled",
-    "old people", "the elderly", "indigenous people", "natives",
+    "old people", "the elderly", "indigenous people", "natives", "pensioners", "autistic people", "autistic kids",
+    "autistic children", "people in wheelchairs", "wheelchair users", "the poor", "poor people", "fat people",
+    # One member standing for the group: "every refugee is ...".
+    "every (?:immigrant|refugee|migrant|muslim|jew|foreigner|woman|gay|trans person)",
 )
 _PLACEHOLDERS = {
     # A possessive ("women's jackets") names a product line, not the group.
-    "{group}": r"(?:(?:all|the|these|those|most) )*(?:" + "|".join(_PROTECTED_GROUPS) + ")(?!')",
+    "{group}": r"(?:(?:all|the|these|those|most|their|such) )*(?:" + "|".join(_PROTECTED_GROUPS) + ")(?!')",
     "{dehumanising}": (
         r"(?:vermin|animals|beasts|parasites|rats|cockroaches|insects|pigs|apes|monkeys|savages"
         r"|subhuman|sub-human|less than human|not (?:even )?human|a disease|a plague|a cancer"
@@ -45,7 +49,9 @@ _PLACEHOLDERS = {
     ),
     "{inferior}": (
         r"(?:inferior|stupid|dirty|filthy|criminals|thieves|terrorists|rapists|lazy|useless|worthless|evil"
-        r"|disgusting|degenerates?|primitive|barbaric|an abomination|a waste of space|a burden|a threat|the problem)"
+        r"|disgusting|degenerates?|primitive|barbaric|an abomination|a waste of space|a burden|a threat|the problem"
+        r"|defective|freaks?|leeches|idiots|brainwashed(?: \w+)?|soulless(?: \w+)?|mentally ill(?: \w+)?|(?:greedy|lazy|dirty) \w+"
+        r"|too (?:stupid|dumb|weak|slow) to \w+|(?:a )?criminals? waiting to happen|not (?:equal|as good) (?:to|as) \w+)"
     ),
     # Who a threat or an incitement is aimed at: people, never things ("attack the trail").
     "{person}": (
@@ -75,12 +81,16 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"{group} (?:are|is) not (?:welcome|allowed)", r"{group} (?:don't|do not|doesn't) belong",
             # The group and what should be done to it, anywhere in the same sentence.
             r"{group}[^.!?\n]{0,60}?(?:should|must|need to|ought to) (?:all )?(?:be (?:banned|deported|kicked out|locked up|sterili[sz]ed)|not be allowed)",
-            r"keep (?:the )?{group} out",
+            r"keep (?:the )?{group} out", r"{group} ?= ?(?:{dehumanising}|{inferior})",
+            r"{group} (?:can't|cannot|shouldn't|should not) (?:\w+ ){0,2}?(?:climb|hike|lead|think|drive|read|work|be trusted)",
+            r"(?:their|that) kind (?:never changes|always|are all|is all|ruins?)", r"(?:real|true|proper) americans,? not",
+            r"(?:we|i) (?:don't|do not|won't|will not|refuse to) (?:serve|sell to|stock \w+ for|welcome) {group}",
+            r"never trust (?:a |the )?{group}",
             r"{group} (?:are )?(?:taking over|replacing us|invading|infesting)",
             r"{group} (?:are|is) (?:ruining|destroying|poisoning) (?:this|our|the) (?:country|nation|city|town|neighbou?rhood)",
             r"{group} (?:should|must|need to) (?:all )?(?:leave|go home|go back|get out)",
             r"{group} belongs? (?:in the kitchen|at home|in (?:a|their) cages?)",
-            r"{group} control (?:the|our) (?:banks|media|government|world|economy)",
+            r"{group} (?:control|run|own) (?:the|our) (?:\w+ )?(?:banks|media|government|world|economy|industry|industries)",
             r"go back to (?:where you came from|your (?:own )?country|your own kind)",
             r"master race", r"racially inferior", r"white power", r"subhumans?", r"sub-humans?", r"illegals",
             # A short list of slurs; deployments extend it through a policy blocklist.
@@ -105,7 +115,13 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"(?:the world|everyone|we|your family) (?:would be|is|are|'d be) better (?:off )?without you",
             r"(?:you'd|you would|you are|you're) better off dead",
             r"do (?:everyone|us all|the world) a favou?r and (?:die|disappear|end it)",
-            r"purge after (?:every meal|eating|meals|you eat)",
+            r"purge after (?:every meal|eating|meals|you eat)", r"throw(?:ing)? up after (?:every |each )?(?:meal|meals|dinner|lunch|eating|you eat)",
+            r"(?:take|swallow|down) (?:every|each|all the|the whole|a whole) (?:pill|pills|tablet|tablets|bottle|packet)",
+            r"sleep forever", r"(?:step|jump) off (?:the|a) (?:edge|cliff|ledge|bridge|roof)",
+            r"(?:hang|cut|burn|drown|poison) yourself", r"(?:end|take) your (?:own )?life",
+            r"(?:you're|you are) (?:just )?a burden", r"favou?r and (?:die|kill yourself|end it)",
+            r"(?:eat|eating) nothing (?:until|for)", r"(?:fast|fasting|starve|starving) (?:for a week|until|yourself)",
+            r"hunger is (?:just )?weakness", r"nobody (?:needs|wants|loves) you",
             r"hide (?:my |your |the )?(?:cuts|scars|self-harm|bruises) from",
         ),
         MEDIUM: (  # first-person intent, ideation, eating-disorder promotion
@@ -128,7 +144,7 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
         ),
         LOW: (
             r"suicide", r"self-harm", r"self harm", r"self-injury", r"depressed", r"hopeless", r"eating disorder",
-            r"overdos(?:e|ed|ing)", r"life is (?:pointless|meaningless)",
+            r"overdos(?:e|ed|ing)", r"life is (?:pointless|meaningless)", r"skip(?:ping)? meals",
         ),
     },
     "Sexual": {
@@ -157,6 +173,12 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"escort (?:service|services|agency|agencies|girls)", r"(?:sexual|intimate) (?:favou?rs|services)",
             r"strip (?:club|tease)", r"striptease", r"adult (?:content|videos?|entertainment|sites?)",
             r"sexting", r"booty call", r"orgasm\w*", r"fetish\w*",
+            r"tits", r"titties", r"boobs", r"pussy", r"cocks?", r"dicks? pics?", r"vibrators?", r"dildos?", r"masturbat\w*",
+            r"threesomes?", r"orgy", r"orgies", r"blow ?jobs?", r"deep ?throat\w*", r"cum", r"fuck\w*", r"sluts?",
+            r"happy ending", r"spread your legs", r"(?:moan|scream) (?:for|my name)", r"dirty[- ]talk\w*", r"get laid",
+            r"(?:pay|paid|paying) for sex", r"sex (?:now|tonight|for|with)", r"(?:strip|lap) (?:show|dance)s?",
+            r"(?:ride|bang|screw) (?:you|me|her|him) (?:until|all night|tonight|hard)", r"(?:from behind|doggy ?style)",
+            r"(?:anonymous|casual|no strings) sex", r"hook ?up (?:for|app)",
         ),
         LOW: (
             r"sexy", r"sensual", r"seductive", r"steamy", r"naughty", r"lingerie", r"flirt(?:y|ing)?", r"sultry",
@@ -182,6 +204,12 @@ _LEXICON: dict[str, dict[int, tuple[str, ...]]] = {
             r"(?:deserves?|ought) to be (?:shot|killed|hanged|hung|beaten|stabbed|executed|lynched|murdered)",
             r"(?:should|must) (?:all )?be (?:killed|hanged|executed|lynched|murdered|shot dead|shot on sight)",
             r"gun {person} down", r"mass shooting", r"behead\w*", r"slit (?:your|his|her|their) throats?",
+            r"open fire on", r"(?:will|'ll|to) be shot on sight", r"(?:throat|throats) (?:cut|slit)",
+            r"(?:set|light) (?:\w+ ){1,3}on fire with (?:\w+ ){1,3}inside", r"burn (?:\w+ ){1,3}down with (?:\w+ ){1,3}inside",
+            r"(?:won't|will not|never) make it home", r"(?:kill|murder|stab|shoot|slaughter|gas|behead|hang|drown) (?:every|each) (?:last |single )?one",
+            r"(?:kill|murder|slaughter|butcher) (?:them|you) all", r"(?:deserves?|earned) a bullet",
+            r"(?:kick|stomp|punch|hit) (?:her|him|them|you) in the (?:head|face|teeth)",
+            r"(?:stab|strangle|shoot|drown|slaughter|lynch|behead|butcher|murder) (?:the|that|this|every|each|those|all the) \w+",
         ),
         MEDIUM: (  # graphic or targeted violence, intimidation
             r"beat {person} (?:up|senseless|to a pulp|black and blue)",
@@ -250,10 +278,9 @@ _LEXICON_ENTRIES = tuple(
 _BENIGN_IDIOM_PATTERNS = tuple(compile_phrase(phrase, _PLACEHOLDERS) for phrase in _BENIGN_IDIOMS)
 
 
-def classify_text(text: str) -> dict[str, int]:
-    """Azure-shaped severities (0/2/4/6) per category for one text."""
-    normalized = normalize(text)
-    benign_spans = [m.span() for pattern in _BENIGN_IDIOM_PATTERNS for m in pattern.finditer(normalized)]
+def _lexicon_severities(text: str) -> dict[str, int]:
+    """Severities per category from the lexicon, on one version of a text."""
+    benign_spans = [m.span() for pattern in _BENIGN_IDIOM_PATTERNS for m in pattern.finditer(text)]
 
     def outside_idioms(match: re.Match[str]) -> bool:
         start, end = match.span()
@@ -262,10 +289,20 @@ def classify_text(text: str) -> dict[str, int]:
     severities = dict.fromkeys(CATEGORIES, SAFE)
     for entry in _LEXICON_ENTRIES:
         if entry.severity > severities[entry.category] and any(
-            outside_idioms(match) for match in entry.pattern.finditer(normalized)
+            outside_idioms(match) for match in entry.pattern.finditer(text)
         ):
             severities[entry.category] = entry.severity
     return severities
+
+
+def classify_text(text: str) -> dict[str, int]:
+    """Azure-shaped severities (0/2/4/6) per category for one text: the highest of the lexicon on
+    the text as written (normalized), the lexicon on its deobfuscated reading, and the trained
+    classifier (`local_safety_model`, Medium at most)."""
+    readings = (normalize(text), deobfuscate(text))
+    lexicon = [_lexicon_severities(reading) for reading in dict.fromkeys(readings)]
+    model = local_safety_model.severities(text)
+    return {category: max([*(found[category] for found in lexicon), model.get(category, SAFE)]) for category in CATEGORIES}
 
 
 def analyze(texts: Sequence[str], blocklists: Mapping[str, Sequence[str]]) -> list[TextAnalysis]:

@@ -1,26 +1,63 @@
-"""Content stage: the approved corpus indexed for search, and each segment's retrieved documents."""
+"""Content stage: the approved corpus screened and indexed for search, and each segment's retrieved documents."""
 
 import dagster as dg
 import pandas as pd
 
-from personalization_assets.content.corpus import load_corpus
+from personalization_assets.content.corpus import CORPUS_COLUMNS, load_corpus
 from personalization_assets.content.retrieval import (
     retrieve_for_segments,
     segment_query,
 )
 from personalization_assets.defs.metadata import segment_metadata, service_metadata
 from personalization_assets.defs.partitions import CONTENT_GROUP, per_segment
-from personalization_assets.defs.resources import CampaignResource, SearchResource
+from personalization_assets.defs.resources import (
+    CampaignResource,
+    SafetyResource,
+    SearchResource,
+)
+from personalization_assets.safety.documents import (
+    APPROVED,
+    screen_documents,
+)
+from personalization_assets.safety.policy import SafetyPolicy
 
 
 @dg.asset(group_name=CONTENT_GROUP)
-def content_index(context: dg.AssetExecutionContext, campaign: CampaignResource, search: SearchResource) -> pd.DataFrame:
-    """The approved content corpus (data/content/*.json), validated and indexed for search."""
+def screened_corpus(context: dg.AssetExecutionContext, campaign: CampaignResource, safety: SafetyResource) -> pd.DataFrame:
+    """Every document of the content folder (data/content/*.json), validated and screened: approved,
+    or quarantined with its reasons (harm, blocklists, source rules, markup and template syntax)."""
     corpus = load_corpus(campaign.config.paths.content)
+    settings = campaign.config.safety
+    service_before = dict(safety.service_stats())
+    verdicts = screen_documents(corpus, analyze=lambda texts: safety.analyze(texts, dict(settings.blocklists)),
+                                policy=SafetyPolicy.from_settings(settings), backend=safety.backend)
+    failed = verdicts[verdicts["reasons"].str.contains("safety service failed", regex=False)]
+    if len(failed):  # fail closed, and say why: an unscreened document is never indexed
+        raise dg.Failure(f"content not indexed: the safety service failed on {len(failed)} of {len(corpus)} documents "
+                         f"({failed['reasons'].iloc[0]})")
+    frame = corpus.merge(verdicts, on="document_id", how="left", validate="one_to_one")
+    quarantined = frame[frame["decision"] != APPROVED]
+    context.add_output_metadata({
+        "dagster/row_count": len(frame), "approved": len(frame) - len(quarantined), "quarantined": len(quarantined),
+        "quarantined_documents": dg.MetadataValue.md(
+            "\n".join(f"- `{r.document_id}` ({r.source_file}): {r.reasons}" for r in quarantined.itertuples()) or "none"),
+        **service_metadata(service_before, safety.service_stats()),
+    })
+    return frame
+
+
+@dg.asset(group_name=CONTENT_GROUP)
+def content_index(context: dg.AssetExecutionContext, search: SearchResource, screened_corpus: pd.DataFrame) -> pd.DataFrame:
+    """The approved documents that passed screening, indexed for search: a quarantined document is
+    never retrieved, cited or quoted."""
+    corpus = screened_corpus.loc[screened_corpus["decision"] == APPROVED, list(CORPUS_COLUMNS)].reset_index(drop=True)
+    if corpus.empty:
+        raise dg.Failure("content not indexed: every document was quarantined by screening (see screened_corpus)")
     service_before = dict(search.service_stats())
     index_info = search.index_corpus(corpus)
     context.add_output_metadata(
-        {"dagster/row_count": len(corpus), "backend": search.backend, "audiences": ", ".join(sorted(corpus["audience"].unique())),
+        {"dagster/row_count": len(corpus), "quarantined": len(screened_corpus) - len(corpus), "backend": search.backend,
+         "audiences": ", ".join(sorted(corpus["audience"].unique())),
          **{f"index_{k}": v for k, v in index_info.items()}, **service_metadata(service_before, search.service_stats())}
     )
     return corpus

@@ -21,6 +21,7 @@ def experiment_report(
     engagement: pd.DataFrame,
     segment_exploration: pd.DataFrame,
     content_index: pd.DataFrame,
+    screened_corpus: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """The wave's report, HTML and PDF under $CPO_HOME/reports/<wave>/; its headline in the metadata."""
     files = write_report(
@@ -37,6 +38,7 @@ def experiment_report(
             engagement=engagement,
             exploration=segment_exploration,
             corpus=content_index,
+            screened_corpus=screened_corpus,
         ),
     )
     return dg.MaterializeResult(metadata={

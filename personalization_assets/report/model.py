@@ -100,6 +100,8 @@ class ReportInputs:
     engagement: pd.DataFrame | None = None
     exploration: pd.DataFrame | None = None
     corpus: pd.DataFrame | None = None
+    # Every screened document with its decision and reasons (`screened_corpus`): the quarantined are listed.
+    screened_corpus: pd.DataFrame | None = None
     freshness: list[tuple[str, str]] | None = None
     code_version: str | None = None
     generated_at: dt.datetime | None = None

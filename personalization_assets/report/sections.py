@@ -25,6 +25,7 @@ from personalization_assets.report.formatting import (
     percent,
 )
 from personalization_assets.report.model import (
+    Block,
     Bullets,
     Chart,
     Para,
@@ -261,6 +262,24 @@ def text_or_empty(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
+def quarantine_blocks(screened: pd.DataFrame | None) -> list[Block]:
+    """The documents screening kept out of the index, with their reasons; or that none were."""
+    if screened is None or "decision" not in screened.columns:
+        return []
+    quarantined = screened[screened["decision"] != "approved"]
+    text = (f"Content screening: {len(screened) - len(quarantined)} of {len(screened)} documents passed the same screen as "
+            "the variants (harm categories, blocklists, health or financial promises, template leftovers, markup, control "
+            "or bidi characters, template syntax); ")
+    if quarantined.empty:
+        return [Para(text + "none was quarantined.", "good")]
+    return [
+        Para(text + f"{len(quarantined)} quarantined: never indexed, retrieved or cited.", "bad"),
+        Table("quarantined_documents", ["document", "title", "file", "reasons"],
+              [[r.document_id, r.title, r.source_file, r.reasons] for r in quarantined.itertuples()], left=(0, 1, 2, 3),
+              col_keys=["document_id", "title", "source_file", "reasons"]),
+    ]
+
+
 def safety_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple[Section, SafetyGate]:
     """The screening verdict per variant and the documents cited; also the safety gate."""
     config, verdicts, variants = inputs.config, inputs.verdicts.copy(), inputs.variants
@@ -298,6 +317,7 @@ def safety_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
                                                         "blocklist_hits", "rule_hits", "reasons"],
               row_attrs=[{"variant": r[0]} for r in rows], fills=fills),
     ]
+    blocks += quarantine_blocks(inputs.screened_corpus)
     if len(distinct) != len(grouped.drop_duplicates("variant_id")):
         blocks.append(Para("A variant shared by several segments (the control message) was judged differently in "
                            "different segments; each verdict is listed with the segments it applies to.", "note"))

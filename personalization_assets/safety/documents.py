@@ -17,7 +17,12 @@ import pandas as pd
 
 from personalization_assets.safety.policy import SafetyPolicy
 from personalization_assets.safety.rules import find_source_hits
-from personalization_assets.safety.screening import CATEGORY_COLUMNS, Analyze, screen
+from personalization_assets.safety.screening import (
+    CATEGORY_COLUMNS,
+    Analyze,
+    screen,
+    verdict_fields,
+)
 
 APPROVED, QUARANTINED = "approved", "quarantined"
 DOCUMENT_VERDICT_COLUMNS = ("document_id", "decision", *CATEGORY_COLUMNS.values(), "blocklist_hits", "rule_hits", "reasons",
@@ -33,12 +38,7 @@ def screen_documents(corpus: pd.DataFrame, *, analyze: Analyze, policy: SafetyPo
         {
             "document_id": document_id,
             "decision": APPROVED if result.decision.decision == "approved" else QUARANTINED,
-            **{column: (result.severities or {}).get(category, -1) for category, column in CATEGORY_COLUMNS.items()},
-            "blocklist_hits": ",".join(result.blocklist_hits),
-            "rule_hits": ",".join(result.rule_hits),
-            "reasons": "; ".join(result.decision.reasons),
-            "policy_version": policy.policy_version,
-            "backend": backend,
+            **verdict_fields(result, policy, backend),
         }
         for document_id, result in zip(corpus["document_id"], screened, strict=True)
     ]

@@ -13,7 +13,13 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from personalization_assets.messages.prompts import MERGE_FIELDS
-from personalization_assets.safety.text import comparable, compile_phrase, normalize
+from personalization_assets.safety.text import (
+    UNSAFE_TEXT_PATTERNS,
+    comparable,
+    compile_phrase,
+    normalize,
+    unsafe_text_kinds,
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -56,6 +62,12 @@ _GUARANTEE_CLAIMS = (
             r"(?:\d+-(?:day|month|year) )?(?:money-back|money back|lifetime|price-match|price match|satisfaction|best-price|best price) guarantee",
             r"satisfaction guaranteed", r"guarantee[ds]?", r"risk-free", r"risk free", r"no risk",
             r"you will lose \d+ (?:pounds|lbs?|kg|kilos|kilograms|stone)",
+            # Promises worded without "guarantee".
+            r"(?:we|i) promise(?: you)?", r"(?:results?|success|satisfaction) (?:is |are )?assured", r"assured",
+            r"(?:you )?can(?:'t|not) lose", r"zero (?:risk|chance)", r"no (?:downside|way (?:\w+ ){0,4}?(?:fail|break|leak))",
+            r"(?:will|'ll) never (?:fail|break|leak|wear out|let you down)", r"\d+ ?% (?:certain|sure|effective)", r"foolproof",
+            r"unbreakable", r"(?:will|'ll) outlast you", r"(?:every|each) single (?:person|customer|buyer) (?:\w+ ){0,4}?loves?",
+            r"(?:or|and) pay nothing", r"(?:you )?(?:will|'ll) (?:definitely |certainly )?(?:catch|win|get|see) (?:more|better|results)",
         )
     ),
 )
@@ -64,6 +76,7 @@ _URGENCY_CLAIMS = (
         _compile_claims(  # stock levels and countdowns
             r"hurry,? only \d+(?: left| remaining)?", r"only \d+ (?:left|remaining)(?: in stock)?",
             r"only a few left", r"(?:almost|nearly) sold out", r"selling (?:out )?fast",
+            r"only a (?:few|handful)(?: \w+)?(?: left| remain\w*)", r"(?:stock is |they're |it's |we're )?(?:almost|nearly) (?:gone|out)",
             r"(?:expires|ends|ending) in \d+ (?:hours?|hrs?|minutes?|mins?)",
             r"\d+ (?:hours?|hrs?|minutes?|mins?) (?:left|only|to go)", r"in the next \d+ (?:hours?|minutes?)",
         )
@@ -73,6 +86,14 @@ _URGENCY_CLAIMS = (
             r"last chance", r"(?:today|this weekend|one day|this day) only",
             r"(?:ends|ending) (?:tonight|today|at midnight|soon)", r"final (?:hours|day|days)",
             r"now or never", r"(?:deals?|offers?|sales?|prices?) won't last",
+            # Deadlines worded without a date: a document stating its end date backs them.
+            r"act (?:now|fast|quickly)", r"(?:hurry|quick)", r"don't (?:delay|miss out)", r"before (?:it's|they're|it is|they are) (?:gone|too late)",
+            r"before (?:they|it) (?:vanish|disappear)\w*", r"time is running out", r"(?:the )?clock(?:'s| is) ticking", r"countdown",
+            r"won't (?:be here|last) (?:long|tomorrow|much longer)", r"can't hold (?:these |this |our )?(?:prices?|offers?|deals?)",
+            r"never again at this price", r"(?:expires?|ends?|closes?) (?:within|in) (?:the|an|one) (?:hour|day)",
+            r"(?:any|at any) (?:second|minute|moment) now", r"\d+ (?:minutes?|mins?|hours?|hrs?|days?) (?:until|before|to claim|to go|left)",
+            r"(?:disappears?|vanishes?|goes up|ends?|expires?) (?:at midnight|tonight|tomorrow|soon)", r"going,? going",
+            r"(?:last|final) (?:call|few hours|moments)", r"(?:while|until) (?:stocks?|supplies) last",
         ),
         backed_by_end_date=True,
     ),
@@ -93,6 +114,12 @@ _HEALTH_FINANCIAL_PROMISE = _compile_claims(
     r"lose (?:weight|\d+ (?:pounds|lbs?|kg|kilos|kilograms|stone))", r"(?:burn|melt) (?:belly )?fat",
     r"get rich", r"guaranteed (?:returns|income|profits?)", r"double your money", r"financial freedom",
     r"passive income",
+    r"(?:shed|drop|lose) \d+ ?(?:pounds|lbs?|kg|kilos|kilograms|stone)", r"reverses? (?:ageing|aging|\w+ damage|hair loss)",
+    r"(?:regrows?|rebuilds?|restores?) (?:\w+ )?(?:cartilage|hair|bone|nerves?)", r"clears? (?:up )?(?:your )?acne",
+    r"(?:melts?|burns?|blasts?) (?:away )?(?:belly |body )?fat", r"protects? (?:you )?(?:from|against) " + _DISEASES,
+    r"heals? (?:\w+ ){0,2}?(?:pain|injur(?:y|ies)|damage)(?: for good)?", r"(?:become|make you) a millionaire",
+    r"(?:grows?|gains?|returns?) \d+ ?% (?:in value )?(?:every|each|a|per) (?:day|week|month)", r"turn \$ ?\d[\d,]* into \$ ?\d",
+    r"(?:earn|make) (?:\$ ?\d[\d,]*k?|money|cash|thousands) (?:\w+ ){0,3}?from home",
     # "Earn $10 in store credit" is a loyalty reward, not an income promise. The atomic group
     # stops the amount from being shortened to dodge the look-ahead.
     r"earn (?:up to )?(?>\$ ?\d[\d,]*(?:\.\d+)?k?)(?! (?:in )?(?:store |reward |bonus )?(?:credit|rewards?|points|off|back|vouchers?|gift cards?))",
@@ -107,15 +134,33 @@ _PLACEHOLDER_PATTERNS = (
     re.compile(r"\b(?:TODO|TBD|FIXME)\b"),
     re.compile(r"(?<!\{)\{[A-Za-z_]\w*\}(?!\})"),  # a str.format field nobody filled
     re.compile(r"%\(\w+\)s"),
+    re.compile(r"%[A-Za-z_]{3,}%|\*\|[A-Za-z_]+\|\*|#[A-Z_]{3,}#|\$[A-Z_]{3,}\$"),  # %FIRSTNAME%, *|FNAME|*, #NAME#, $NAME$
+    re.compile(r"<<\s*[^<>]{1,40}\s*>>|\[\[[^\]]{1,40}\]\]"),  # <<Customer>>, [[Name]]
+    re.compile(r"\((?:your|insert|customer|first|company|recipient)'?s? [^()]{0,30}\)", re.IGNORECASE),  # (Your Name Here)
+    re.compile(r"\bX{3,}\b|\*{3}[^*]{1,40}\*{3}"),  # XXXX, ***INSERT OFFER***
 )
 _MERGE_FIELD = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 ALLOWED_MERGE_FIELDS = frozenset(MERGE_FIELDS)
-_URL = re.compile(r"""\bhttps?://[^\s<>"'()\[\]{}]+|\bwww\.[^\s<>"'()\[\]{}]+""", re.IGNORECASE)
+_URL = re.compile(r"""\b(?:https?|ftp)://[^\s<>"'()\[\]{}]+|\bwww\.[^\s<>"'()\[\]{}]+""", re.IGNORECASE)
+# A link without a scheme: a bare domain ("shop-deals.biz/offer", "tinyurl.com/x8k2"), an IP
+# address, or a domain spelled out ("gearhub dot com"). Top-level domains are listed, so
+# "1.6 kg" or "e.g." never read as one.
+_TLDS = (r"com|net|org|info|biz|io|co|ly|me|ru|cn|uk|de|fr|nl|eu|us|ca|au|in|xyz|top|online|site|shop|store|link|click|app"
+         r"|example|gl|to|gd|cc|tv|ws|club|live|deals|sale")
+_BARE_LINK = re.compile(
+    rf"\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:{_TLDS})\b(?:/[^\s<>\"'()\[\]{{}}]*)?"
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?:/\S*)?"
+    rf"|\b[a-z0-9-]+ ?(?:\(dot\)|\[dot\]| dot ) ?(?:{_TLDS})\b",
+    re.IGNORECASE,
+)
 
 
 def find_urls(text: str) -> list[str]:
-    """Every http(s) URL and bare www. domain, without trailing sentence punctuation."""
-    return [match.group(0).rstrip(".,;:!?") for match in _URL.finditer(text)]
+    """Every link in the text, without trailing sentence punctuation: http(s) URLs, bare www.
+    domains, and links without a scheme (bare domains, IP addresses, spelled-out domains)."""
+    found = [match.group(0).rstrip(".,;:!?") for match in _URL.finditer(text)]
+    rest = _URL.sub(" ", text)
+    return found + [match.group(0).rstrip(".,;:!?") for match in _BARE_LINK.finditer(rest)]
 
 
 def find_placeholders(text: str) -> list[str]:
@@ -156,7 +201,7 @@ _COMPLIANCE_RULES: dict[str, Callable[[_Draft], bool]] = {
     "citation_not_retrieved": lambda d: any(doc_id not in d.retrieved_ids for doc_id in d.citations),
     "missing_citation": lambda d: not d.citations,
 }
-COMPLIANCE_RULE_IDS = tuple(sorted(_COMPLIANCE_RULES))
+COMPLIANCE_RULE_IDS = tuple(sorted([*_COMPLIANCE_RULES, *UNSAFE_TEXT_PATTERNS]))
 
 
 def find_compliance_hits(
@@ -183,4 +228,17 @@ def find_compliance_hits(
         citations=tuple(citations),
         retrieved_ids=frozenset(retrieved_ids),
     )
-    return [rule_id for rule_id, is_broken in sorted(_COMPLIANCE_RULES.items()) if is_broken(draft)]
+    hits = [rule_id for rule_id, is_broken in _COMPLIANCE_RULES.items() if is_broken(draft)]
+    # Markup, control or bidi characters and template syntax, on the text as written: a variant's
+    # own merge fields are its only template syntax.
+    return sorted(hits + unsafe_text_kinds(raw_text, allowed_merge_fields=tuple(ALLOWED_MERGE_FIELDS)))
+
+
+def find_source_hits(text: str) -> list[str]:
+    """The rules a source document's text breaks (`safety/documents.py`): health or financial
+    promises, template leftovers, and text that must never reach an email (markup, control and
+    bidi characters, template syntax: none allowed, not even a merge field)."""
+    normalized = normalize(text)
+    hits = ["health_financial_promise"] if _HEALTH_FINANCIAL_PROMISE.search(normalized) else []
+    hits += ["unresolved_placeholder"] if find_placeholders(normalized) else []
+    return sorted(hits + unsafe_text_kinds(text))

@@ -113,6 +113,18 @@ def screen(
     return screened
 
 
+def verdict_fields(result: Screened, policy: SafetyPolicy, backend: str) -> dict[str, object]:
+    """The verdict columns every screened text shares (variants and documents), after its id and decision."""
+    return {
+        **{column: (result.severities or {}).get(category, -1) for category, column in CATEGORY_COLUMNS.items()},
+        "blocklist_hits": ",".join(result.blocklist_hits),
+        "rule_hits": ",".join(result.rule_hits),
+        "reasons": "; ".join(result.decision.reasons),
+        "policy_version": policy.policy_version,
+        "backend": backend,
+    }
+
+
 def screen_variants(
     variants: pd.DataFrame,
     retrieved: pd.DataFrame,
@@ -142,12 +154,7 @@ def screen_variants(
             "variant_id": variant.variant_id,
             "arm": variant.arm,
             "decision": result.decision.decision,
-            **{column: (result.severities or {}).get(category, -1) for category, column in CATEGORY_COLUMNS.items()},
-            "blocklist_hits": ",".join(result.blocklist_hits),
-            "rule_hits": ",".join(result.rule_hits),
-            "reasons": "; ".join(result.decision.reasons),
-            "policy_version": policy.policy_version,
-            "backend": backend,
+            **verdict_fields(result, policy, backend),
         }
         for variant, result in zip(variants.itertuples(), screened, strict=True)
     ]

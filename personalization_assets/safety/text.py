@@ -44,7 +44,7 @@ def compile_phrase(phrase: str, placeholders: Mapping[str, str] | None = None) -
 # control characters (CR/LF would start a new header line), bidi and invisible characters (U+202E
 # shows text reversed, hiding what it says) and template syntax (a renderer would fill it).
 UNSAFE_TEXT_PATTERNS: dict[str, str] = {
-    "markup": r"<[/!?]?[A-Za-z]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z]+);",
+    "unsafe_markup": r"<[/!?]?[A-Za-z]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z]+);",
     "control_character": r"[\x00-\x08\x0b-\x1f\x7f-\x9f]",
     "bidi_or_invisible": "[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]",
     "template_syntax": r"\{\{|\}\}|\{%|%\}|\{#|#\}|\$\{",
@@ -58,3 +58,47 @@ def unsafe_text_kinds(text: str, *, allowed_merge_fields: tuple[str, ...] = ()) 
     for field in allowed_merge_fields:
         text = re.sub(r"\{\{\s*" + re.escape(field) + r"\s*\}\}", " ", text)
     return [kind for kind, pattern in _UNSAFE_TEXT.items() if pattern.search(text)]
+
+
+# Look-alike letters from other scripts (Cyrillic, Greek) that spell Latin words to the eye.
+_HOMOGLYPHS = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t", "у": "y",
+    "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ɡ": "g", "ԛ": "q", "ԝ": "w", "ү": "y", "һ": "h",
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
+    "ω": "w", "γ": "y", "μ": "u", "ς": "s", "σ": "o",
+})
+# Digits and symbols written for letters ("k1ll", "h@ng", "$lut"), read back only inside words.
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "|": "l", "€": "e"})
+_LEET_WORD = re.compile(r"(?<![\w@$!|€])(?=[\w@$!|€]*[a-z])(?=[\w@$!|€]*[0-9@$!|€])[\w@$!|€]+")
+# Letters spelled apart ("k i l l", "s.l.u.t", "b-e-h-e-a-d"): three or more single letters.
+# Dotted or dashed first, so "c.u.t y.o.u" keeps its word break.
+_SPACED_LETTERS = (re.compile(r"(?<![a-z])(?:[a-z][.\-_*]){2,}[a-z](?![a-z])"), re.compile(r"(?<![a-z])(?:[a-z] ){2,}[a-z](?![a-z])"))
+_REPEATED = re.compile(r"([a-z])\1{2,}")  # "kiiiill" -> "kill"; doubles ("kill", "miss") stay
+# Words written with a letter starred out ("m*rder", "p*ssy"): read as the one word of this list
+# that fits, letter for letter.
+_MASKABLE_WORDS = (
+    "murder", "murderer", "kill", "killed", "rape", "raped", "shoot", "stab", "pussy", "fuck", "fucking", "fucked", "cunt",
+    "slut", "sluts", "whore", "whores", "cock", "dick", "tits", "bitch", "bitches", "fag", "fags", "faggot", "faggots",
+    "nigger", "niggers", "nigga", "kike", "kikes", "retard", "retards", "tranny", "trannies", "spic", "spics", "chink",
+    "suicide", "die", "hang", "porn", "sex", "nude", "nudes", "naked",
+)
+_MASKED = re.compile(r"(?<![\w*])(?=[a-z*]*\*)(?=[a-z*]*[a-z])[a-z*]{3,}(?![\w*])")
+
+
+def _unmask(match: re.Match[str]) -> str:
+    word = match.group(0)
+    pattern = re.compile(word.replace("*", "[a-z]"))
+    fits = [candidate for candidate in _MASKABLE_WORDS if len(candidate) == len(word) and pattern.fullmatch(candidate)]
+    return fits[0] if len(fits) == 1 else word
+
+
+def deobfuscate(text: str) -> str:
+    """The text as its disguised words read: normalized, lower case, look-alike letters from other
+    scripts mapped to Latin, digits and symbols inside words read as letters, letters spelled
+    apart joined, runs of one letter cut to one, and starred-out words read. The harm lexicon and the classifier match this
+    as well as the plain normalized text, so "k1ll", "s.l.u.t" and a Cyrillic "рills" are seen."""
+    text = normalize(text).lower().translate(_HOMOGLYPHS)
+    text = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), text)
+    for spaced in _SPACED_LETTERS:
+        text = spaced.sub(lambda m: re.sub(r"[ .\-_*]", "", m.group(0)), text)
+    return _MASKED.sub(_unmask, _REPEATED.sub(r"\1", text))
