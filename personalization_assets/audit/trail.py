@@ -27,6 +27,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from personalization_assets.safety.approval import (
+    MODE_REVIEWER,
+    content_hashes,
+    reviews_from,
+)
+
 GENESIS_HASH = "0" * 64
 CHAIN_FILE = "chain.jsonl"
 DECISION_FIELDS = ("wave", "customer_id", "segment", "arm", "variant_id", "sent", "hold_reason")
@@ -286,6 +292,13 @@ def explain(log: AuditLog, customer_id: str, wave: str | None = None) -> str:
                 f"severities {verdict.get('severities')}; rule hits {verdict.get('rule_hits') or 'none'}; "
                 f"reasons: {verdict.get('reasons') or 'none'}"
             )
+            if verdict.get("approval_mode") == MODE_REVIEWER and variant:
+                earlier = [r for r in log.records() if r["seq"] < decision.seq]
+                review = reviews_from(earlier).get((decision.variant_id, str(variant.get("content_hash"))))
+                lines.append(f"  approval: {review.decision} by {review.by} (audit record {review.seq})" if review
+                             else "  approval: NONE RECORDED for this exact text before this decision")
+            else:
+                lines.append("  approval: by the automated screen (approval.mode: screen; no person reviewed the text)")
         else:
             lines.append("  verdict: NONE RECORDED before this decision")
     return "\n".join(lines)
@@ -295,11 +308,14 @@ def variant_records(variants: pd.DataFrame, run_id: str) -> list[dict]:
     """Chain records for generated variants (one each)."""
     columns = ["segment", "variant_id", "arm", "subject", "citations", "backend", "model", "prompt_sha256", "refusal", "validation_failures"]
     present = [c for c in columns if c in variants.columns]
-    return [{"kind": "variant", "run_id": run_id, **row} for row in variants[present].to_dict("records")]
+    # The hash of the exact text (subject, body, CTA, citations) binds the record to what can be sent.
+    rows = variants[present].assign(content_hash=content_hashes(variants))
+    return [{"kind": "variant", "run_id": run_id, **row} for row in rows.to_dict("records")]
 
 
-def verdict_records(verdicts: pd.DataFrame, run_id: str) -> list[dict]:
-    """Chain records for safety verdicts (one each), severities by Azure category name."""
+def verdict_records(verdicts: pd.DataFrame, run_id: str, *, approval_mode: str) -> list[dict]:
+    """Chain records for safety verdicts (one each), severities by Azure category name, and how
+    an approved verdict becomes sendable: by the screen alone, or after a reviewer's approval."""
     severity_columns = {"hate": "Hate", "self_harm": "SelfHarm", "sexual": "Sexual", "violence": "Violence"}
     records = []
     for row in verdicts.to_dict("records"):
@@ -311,6 +327,7 @@ def verdict_records(verdicts: pd.DataFrame, run_id: str) -> list[dict]:
                 "severities": {name: int(row[column]) for column, name in severity_columns.items()},
                 "blocklist_hits": row["blocklist_hits"],
                 "rule_hits": row["rule_hits"],
+                "approval_mode": approval_mode,
             }
         )
     return records

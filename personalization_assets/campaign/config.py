@@ -122,6 +122,14 @@ class SafetySettings(StrictModel):
         return value
 
 
+class ApprovalSettings(StrictModel):
+    """Who approves a message before it can be sent (`safety/approval.py`)."""
+
+    mode: Literal["screen", "reviewer"] = Field(
+        "screen", description="screen: what the automated screen approves; reviewer: a person approves each exact text too"
+    )
+
+
 class AudienceSettings(StrictModel):
     """Who may be emailed, beyond the suppression file (`audience/eligibility.py`)."""
 
@@ -188,6 +196,7 @@ class CampaignConfig(StrictModel):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     safety: SafetySettings = Field(default_factory=SafetySettings)
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     audience: AudienceSettings = Field(default_factory=AudienceSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     paths: PathSettings = Field(default_factory=PathSettings)

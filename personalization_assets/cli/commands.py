@@ -32,6 +32,7 @@ EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_SAFETY_GATE = 2
 EXIT_AUDIT_BROKEN = 3
+EXIT_AWAITING_APPROVAL = 4
 EXIT_USAGE = 64
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
@@ -156,6 +157,12 @@ class Session:
             print("error: the safety gate failed; nobody is assigned or sent anything. Blocked variants and why:\n"
                   + listed, file=sys.stderr)
             return EXIT_SAFETY_GATE
+        if "reviewer_approval" in _failed_checks(result):
+            waiting = _check_metadata(result, "reviewer_approval").get("pending_variants")
+            print("the variants below await a reviewer (approval.mode: reviewer); nobody is assigned or sent anything until "
+                  "each is approved or rejected: read them with `cpo review`, record with `cpo approve VARIANT ... --by NAME`, "
+                  "then run again.\n" + (waiting.value if waiting is not None else ""), file=sys.stderr)
+            return EXIT_AWAITING_APPROVAL
         if not result.success:
             message, code = _run_error(result)
             print(f"error: {message}", file=sys.stderr)
@@ -243,6 +250,29 @@ def command_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def command_review(args: argparse.Namespace) -> int:
+    from personalization_assets.audit.trail import AuditLog
+    from personalization_assets.campaign.paths import audit_dir
+    from personalization_assets.cli.review import review_text
+
+    config = load_campaign(args.campaign or default_campaign_path())
+    if config.approval.mode != "reviewer":
+        print(f"note: approval.mode is {config.approval.mode}: the automated screen approves; reviews are recorded, not required")
+    print(review_text(config, warehouse_path(), AuditLog(audit_dir()), show_all=args.all))
+    return EXIT_OK
+
+
+def command_approve(args: argparse.Namespace) -> int:
+    from personalization_assets.audit.trail import AuditLog
+    from personalization_assets.campaign.paths import audit_dir
+    from personalization_assets.cli.review import approve
+
+    config = load_campaign(args.campaign or default_campaign_path())
+    print(approve(config, warehouse_path(), AuditLog(audit_dir()), args.variant_ids, by=args.by,
+                  all_pending=args.all_pending, reject=args.reject, reason=args.reason))
+    return EXIT_OK
+
+
 def command_generate_data(args: argparse.Namespace) -> int:
     from personalization_assets.campaign.sample_data import write_sample_data
 
@@ -297,6 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
     explain_parser.add_argument("--wave", help="any date in the wave's week, YYYY-MM-DD (default: every wave)")
     audit.set_defaults(handler=command_audit)
 
+    review = sub.add_parser("review", help="show each variant awaiting a reviewer: text, verdict, cited documents, diff")
+    review.add_argument("--campaign", default=None, help="campaign file (default: CPO_CAMPAIGN or data/campaign.yaml)")
+    review.add_argument("--all", action="store_true", help="show every variant, not only the pending ones")
+    review.set_defaults(handler=command_review)
+    approve_parser = sub.add_parser("approve", help="record a reviewer's approval (or rejection) of variants' exact text")
+    approve_parser.add_argument("variant_ids", nargs="*", help="variant ids, e.g. at_risk:urgent control")
+    approve_parser.add_argument("--by", required=True, help="the reviewer's name (recorded in the audit trail)")
+    approve_parser.add_argument("--all-pending", action="store_true", help="every variant awaiting review")
+    approve_parser.add_argument("--reject", action="store_true", help="reject instead: the variant's customers are held out")
+    approve_parser.add_argument("--reason", default="", help="why (required with --reject)")
+    approve_parser.add_argument("--campaign", default=None, help="campaign file (default: CPO_CAMPAIGN or data/campaign.yaml)")
+    approve_parser.set_defaults(handler=command_approve)
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) with the CLI's instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

@@ -8,6 +8,11 @@ from personalization_assets.defs.resources import AuditResource, CampaignResourc
 from personalization_assets.defs.types import SCHEMAS, AssignmentsFrame
 from personalization_assets.experiment.assignment import build_assignments
 from personalization_assets.experiment.results import sample_ratio_mismatch
+from personalization_assets.safety.approval import (
+    effective_decisions,
+    pending,
+    reviews_from,
+)
 from personalization_assets.safety.gate import evaluate_safety_gate
 
 
@@ -31,8 +36,15 @@ def assignments(
     gate = evaluate_safety_gate(safety_verdicts, config.safety.pass_rate_threshold)
     if not gate.passed:
         raise dg.Failure(f"assignments not made: {gate.summary()}; blocked: {', '.join(gate.blocked_variants)}")
+    # What a reviewer approved (approval.mode: reviewer) or the screen (screen): checked here too,
+    # so no unapproved text is sent even when the approval check ran in another run.
+    decisions = effective_decisions(safety_verdicts, message_variants, reviews_from(audit.log().records()), config.approval.mode)
+    waiting = pending(decisions)
+    if len(waiting):
+        raise dg.Failure(f"assignments not made: {waiting['variant_id'].nunique()} variants await a reviewer's approval "
+                         f"({', '.join(sorted(set(waiting['variant_id'])))}); see `cpo review`, then `cpo approve ... --by NAME`")
     frame = build_assignments(
-        customer_segments, message_variants, safety_verdicts,
+        customer_segments, message_variants, decisions,
         experiment_id=config.experiment_id, weights=config.arm_weights, wave=context.partition_key,
     )
     sealed = audit.log().append_send_decisions(context.run_id, context.partition_key, frame)

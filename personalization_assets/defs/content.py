@@ -31,9 +31,11 @@ def screened_corpus(context: dg.AssetExecutionContext, campaign: CampaignResourc
     service_before = dict(safety.service_stats())
     verdicts = screen_documents(corpus, analyze=lambda texts: safety.analyze(texts, dict(settings.blocklists)),
                                 policy=SafetyPolicy.from_settings(settings), backend=safety.backend)
+    # Fail closed: a document the service could not judge is quarantined like a harmful one (a
+    # re-run re-screens only those); a service that judged none stops here, saying why.
     failed = verdicts[verdicts["reasons"].str.contains("safety service failed", regex=False)]
-    if len(failed):  # fail closed, and say why: an unscreened document is never indexed
-        raise dg.Failure(f"content not indexed: the safety service failed on {len(failed)} of {len(corpus)} documents "
+    if len(failed) == len(corpus):
+        raise dg.Failure(f"content not indexed: the safety service failed on all {len(corpus)} documents "
                          f"({failed['reasons'].iloc[0]})")
     frame = corpus.merge(verdicts, on="document_id", how="left", validate="one_to_one")
     quarantined = frame[frame["decision"] != APPROVED]

@@ -5,14 +5,16 @@ import pandas as pd
 
 from personalization_assets.campaign.paths import reports_dir
 from personalization_assets.defs.partitions import ALL_SEGMENTS, per_wave
-from personalization_assets.defs.resources import CampaignResource
+from personalization_assets.defs.resources import AuditResource, CampaignResource
 from personalization_assets.report import ReportInputs, write_report
+from personalization_assets.safety.approval import effective_decisions, reviews_from
 
 
 @dg.asset(**per_wave(), ins={"safety_verdicts": ALL_SEGMENTS, "message_variants": ALL_SEGMENTS})
 def experiment_report(
     context: dg.AssetExecutionContext,
     campaign: CampaignResource,
+    audit: AuditResource,
     experiment_results: pd.DataFrame,
     assignments: pd.DataFrame,
     safety_verdicts: pd.DataFrame,
@@ -39,6 +41,8 @@ def experiment_report(
             exploration=segment_exploration,
             corpus=content_index,
             screened_corpus=screened_corpus,
+            approvals=effective_decisions(safety_verdicts, message_variants, reviews_from(audit.log().records()),
+                                          campaign.config.approval.mode),
         ),
     )
     return dg.MaterializeResult(metadata={

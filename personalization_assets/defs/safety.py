@@ -14,6 +14,14 @@ from personalization_assets.defs.resources import (
     SafetyResource,
 )
 from personalization_assets.defs.types import SCHEMAS, SafetyVerdictsFrame
+from personalization_assets.safety.approval import (
+    APPROVED,
+    MODE_SCREEN,
+    REJECTED,
+    effective_decisions,
+    pending,
+    reviews_from,
+)
 from personalization_assets.safety.gate import evaluate_safety_gate
 from personalization_assets.safety.policy import SafetyPolicy
 from personalization_assets.safety.screening import screen_variants
@@ -43,7 +51,7 @@ def safety_verdicts(
         backend=safety.backend,
         body_length=campaign.config.generation.body_length,
     )
-    audit.log().append(verdict_records(frame, context.run_id))
+    audit.log().append(verdict_records(frame, context.run_id, approval_mode=campaign.config.approval.mode))
     blocked = frame[frame["decision"] != "approved"]
     context.add_output_metadata(
         segment_metadata(
@@ -78,5 +86,36 @@ def safety_pass_rate(campaign: CampaignResource, warehouse: DuckDBResource) -> d
             "blocked_variants": ", ".join(gate.blocked_variants) or "none",
             # Every blocked variant with its reasons, per segment: the UI and `cpo run` list them.
             "blocked_reasons": dg.MetadataValue.md("\n".join(f"- {line}" for line in gate.blocked_lines(verdicts)) or "none"),
+        },
+    )
+
+
+@dg.asset_check(asset=safety_verdicts, blocking=True,
+                description="Every variant the screen approved has a reviewer's approval of its exact text (approval.mode: reviewer)")
+def reviewer_approval(campaign: CampaignResource, warehouse: DuckDBResource, audit: AuditResource) -> dg.AssetCheckResult:
+    mode = campaign.config.approval.mode
+    with warehouse.get_connection() as connection:
+        verdicts = connection.execute(f"SELECT segment, variant_id, arm, decision FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
+        variants = connection.execute(f"SELECT segment, variant_id, subject, body, cta, citations FROM {WAREHOUSE_SCHEMA}.message_variants").df()
+    decisions = effective_decisions(verdicts, variants, reviews_from(audit.log().records()), mode)
+    waiting = pending(decisions).drop_duplicates("variant_id")
+    approved = decisions[decisions["decision"] == APPROVED]
+    if mode == MODE_SCREEN:
+        description = "approval.mode screen: variants the automated screen approved are approved; no person reviewed them"
+    elif len(waiting):
+        description = (f"{len(waiting)} variants await a reviewer's approval; nobody is assigned until each is approved or "
+                       "rejected (`cpo review`, then `cpo approve VARIANT ... --by NAME`)")
+    else:
+        description = f"every approved text was approved by a reviewer ({', '.join(sorted(set(approved['approved_by'])))})"
+    return dg.AssetCheckResult(
+        passed=waiting.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={
+            "mode": mode,
+            "pending": len(waiting),
+            "pending_variants": dg.MetadataValue.md(
+                "\n".join(f"- `{r.variant_id}` (sha256 {r.content_hash[:12]}…)" for r in waiting.itertuples()) or "none"),
+            "rejected": int((decisions["decision"] == REJECTED).sum()),
         },
     )

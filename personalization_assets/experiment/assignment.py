@@ -17,6 +17,7 @@ import pandas as pd
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 HOLD_VARIANT_BLOCKED = "variant_blocked"
+HOLD_VARIANT_REJECTED = "variant_rejected"  # approved by the screen, rejected by a reviewer
 ASSIGNMENT_COLUMNS = ("wave", "customer_id", "segment", "arm", "variant_id", "sent", "hold_reason")
 
 
@@ -138,7 +139,8 @@ def build_assignments(
 ) -> pd.DataFrame:
     """Each customer's arm and variant, and whether they are sent it.
 
-    A customer whose variant was blocked is held out (`sent = False`, `hold_reason`), never sent
+    `verdicts.decision` is what may be sent: approved, blocked, or rejected by a reviewer.
+    A customer whose variant was blocked or rejected is held out (`sent = False`, `hold_reason`), never sent
     anything else in its place: swapping in another message would bias the arm comparison. A
     customer with a contact hold (`customer_segments.contact_hold`: suppressed, no consent, no
     address, ...) keeps its arm and is held out with that reason, which comes first.
@@ -170,7 +172,9 @@ def build_assignments(
         pairs = lacking.drop_duplicates().to_records(index=False).tolist()
         raise ValueError(f"no variant for (segment, arm) pairs {pairs}: check the campaign's tones and arms")
     # An unscreened variant (no verdict) counts as blocked: fail closed.
-    approved = table["decision"].eq("approved").to_numpy()[cell]
+    decision = table["decision"].to_numpy(dtype=object)[cell]
+    approved = decision == "approved"
+    variant_hold = np.where(approved, None, np.where(decision == "rejected", HOLD_VARIANT_REJECTED, HOLD_VARIANT_BLOCKED))
     contact_hold = (customer_segments["contact_hold"].to_numpy(dtype=object) if "contact_hold" in customer_segments.columns
                     else np.full(len(cell), None, dtype=object))
     contactable = pd.isna(contact_hold)
@@ -182,7 +186,7 @@ def build_assignments(
             "arm": arm,
             "variant_id": variant_id,
             "sent": approved & contactable,
-            "hold_reason": np.where(contactable, np.where(approved, None, HOLD_VARIANT_BLOCKED), contact_hold),
+            "hold_reason": np.where(contactable, variant_hold, contact_hold),
         }
     )
     return frame[list(ASSIGNMENT_COLUMNS)]

@@ -102,6 +102,8 @@ class ReportInputs:
     corpus: pd.DataFrame | None = None
     # Every screened document with its decision and reasons (`screened_corpus`): the quarantined are listed.
     screened_corpus: pd.DataFrame | None = None
+    # What may be sent, per (segment, variant), and who approved it (`safety/approval.effective_decisions`).
+    approvals: pd.DataFrame | None = None
     freshness: list[tuple[str, str]] | None = None
     code_version: str | None = None
     generated_at: dt.datetime | None = None

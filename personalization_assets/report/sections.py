@@ -40,6 +40,8 @@ from personalization_assets.safety.gate import SafetyGate, evaluate_safety_gate
 from personalization_assets.stats import SrmResult
 
 HOLD_EXPLANATIONS = {
+    "variant_rejected": "a reviewer rejected the exact text written for the customer's segment and arm; the customer is "
+    "sent nothing rather than another message, and is left out of the analysis",
     "variant_blocked": "the variant written for the customer's segment and arm was blocked by screening; "
     "the customer is sent nothing rather than another message, and is left out of the analysis",
 }
@@ -262,6 +264,21 @@ def text_or_empty(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
+def approval_blocks(mode: str, approvals: pd.DataFrame | None) -> list[Block]:
+    """How an approved verdict became sendable: the screen alone, or a named reviewer per text."""
+    if mode == "screen":
+        return [Para("Approval mode **screen**: every variant the automated screen approved was sendable; no person "
+                     "reviewed the texts (set `approval.mode: reviewer` to require a reviewer's approval of each exact text).", "note")]
+    if approvals is None:
+        return []
+    distinct = approvals.drop_duplicates(["variant_id", "content_hash"])
+    rows = [[r.variant_id, r.decision, r.approved_by or DASH, str(r.content_hash)[:12]] for r in distinct.itertuples()]
+    return [Para("Approval mode **reviewer**: a variant was sendable only after a person approved its exact text (the "
+                 "SHA-256 of subject, body, call to action and citations); rejected variants' customers were held out."),
+            Table("approvals", ["variant", "decision", "approved by", "text sha256"], rows, left=(0, 1, 2, 3),
+                  col_keys=["variant_id", "decision", "approved_by", "content_hash"])]
+
+
 def quarantine_blocks(screened: pd.DataFrame | None) -> list[Block]:
     """The documents screening kept out of the index, with their reasons; or that none were."""
     if screened is None or "decision" not in screened.columns:
@@ -317,6 +334,7 @@ def safety_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
                                                         "blocklist_hits", "rule_hits", "reasons"],
               row_attrs=[{"variant": r[0]} for r in rows], fills=fills),
     ]
+    blocks += approval_blocks(config.approval.mode, inputs.approvals)
     blocks += quarantine_blocks(inputs.screened_corpus)
     if len(distinct) != len(grouped.drop_duplicates("variant_id")):
         blocks.append(Para("A variant shared by several segments (the control message) was judged differently in "

@@ -48,7 +48,7 @@ def decisions(verdict_frame: pd.DataFrame, n: int = 200) -> pd.DataFrame:
 def trail(tmp_path) -> AuditLog:
     log = AuditLog(tmp_path / "audit")
     frame = verdicts("blocked")
-    log.append(verdict_records(frame, "run-content"))
+    log.append(verdict_records(frame, "run-content", approval_mode="screen"))
     log.append_send_decisions("run-wave", "2026-11-16", decisions(frame))
     return log
 
@@ -137,12 +137,12 @@ def test_a_missing_decision_file_is_detected(trail):
 def test_sends_trace_to_approved_verdicts(tmp_path):
     log = AuditLog(tmp_path / "audit")
     frame = verdicts("approved")
-    log.append(verdict_records(frame, "run-content"))
+    log.append(verdict_records(frame, "run-content", approval_mode="screen"))
     log.append_send_decisions("run-wave", "2026-11-16", decisions(frame))
     assert log.unapproved_sends().empty
     # A decision that sends a variant whose latest verdict blocked it is found.
     blocked = verdicts("blocked")
-    log.append(verdict_records(blocked, "run-content-2"))
+    log.append(verdict_records(blocked, "run-content-2", approval_mode="screen"))
     forged = decisions(frame).assign(wave="2026-11-23")  # built as if the variant were approved
     log.append_send_decisions("run-wave-2", "2026-11-23", forged)
     unapproved = log.unapproved_sends()
@@ -163,8 +163,8 @@ def test_cpo_audit_commands(trail, capsys, tmp_path):
 def test_cpo_audit_verify_fails_on_a_send_of_an_unapproved_variant(tmp_path, capsys):
     log = AuditLog(tmp_path / "audit")
     approved = verdicts("approved")
-    log.append(verdict_records(approved, "run-content"))
-    log.append(verdict_records(verdicts("blocked"), "run-content-2"))
+    log.append(verdict_records(approved, "run-content", approval_mode="screen"))
+    log.append(verdict_records(verdicts("blocked"), "run-content-2", approval_mode="screen"))
     # A wave that sent the variant after its latest verdict blocked it: the chain itself is intact.
     log.append_send_decisions("run-wave", "2026-11-23", decisions(approved).assign(wave="2026-11-23"))
     assert log.verify()[1] is None

@@ -51,7 +51,7 @@ pytestmark = pytest.mark.e2e
 
 TABLES = ("retrieved_content", "message_variants", "safety_verdicts", "customer_segments", "assignments",
           "personalized_messages", "engagement", "experiment_results", "rollout_recommendation")
-SERVICE_ASSETS = {"search": ("content_index", "retrieved_content"), "openai": ("message_variants",), "safety": ("safety_verdicts",)}
+SERVICE_ASSETS = {"search": ("content_index", "retrieved_content"), "openai": ("message_variants",), "safety": ("screened_corpus", "safety_verdicts")}
 KEYS = {"openai": OPENAI_KEY, "search": SEARCH_KEY, "safety": SAFETY_KEY}
 
 
@@ -257,6 +257,8 @@ def test_throttling_and_server_errors_lose_and_duplicate_nothing(campaign_folder
     verdicts = read_table(campaign_folder.warehouse, "safety_verdicts")
     assert set(verdicts["decision"]) == {"approved"} and len(verdicts) == len(variants)
     texts = {t for v in variants.itertuples() for t in texts_to_screen(v.subject, v.body)}
+    corpus = read_table(campaign_folder.warehouse, "screened_corpus")  # documents are screened when indexed
+    texts |= {t for d in corpus.itertuples() for t in texts_to_screen(d.title, d.content)}
     assert sorted(r.json()["text"] for r in successful(double, "safety", "analyze")) == sorted(texts)  # each once
     corpus = read_table(campaign_folder.warehouse, "content_index")
     assert set(double.indexes[SEARCH_INDEX].documents) == set(corpus["document_id"])
@@ -294,6 +296,14 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
+def step_failure(result, step: str) -> str:
+    """The error message of a failed step of a run."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_key == step:
+            return event.step_failure_data.error.message
+    return ""
+
+
 @pytest.mark.parametrize("outage", ["503", "connection refused"])
 def test_safety_service_down_blocks_everything_and_nothing_is_sent(campaign_folder, azure_env, monkeypatch, outage):
     double = azure_env
@@ -308,15 +318,11 @@ def test_safety_service_down_blocks_everything_and_nothing_is_sent(campaign_fold
     wave = materialize_wave(defs, instance, TEST_WAVE)
 
     assert not double.recorded("safety", "analyze")  # no text was judged by a service that is down
-    verdicts = read_table(campaign_folder.warehouse, "safety_verdicts")
-    assert set(verdicts["decision"]) == {"blocked"}  # fail closed: never approved unscreened
-    assert verdicts["reasons"].str.contains("safety service failed").all()
-    assert verdicts["hate"].eq(-1).all()
-    gate = check_results(content)["safety_pass_rate"]
-    assert not content.success and not gate.passed
+    # Fail closed, from the first text screened: no document is indexed, so no variant is written.
+    assert not content.success and "the safety service failed on all" in step_failure(content, "screened_corpus")
+    for table in ("content_index", "message_variants", "safety_verdicts", "assignments", "personalized_messages"):
+        assert not table_exists(campaign_folder.warehouse, table), table
     assert not wave.success
-    assert not table_exists(campaign_folder.warehouse, "assignments")
-    assert not table_exists(campaign_folder.warehouse, "personalized_messages")
 
 
 def test_content_filter_refusal_and_unsafe_verdict_block_their_variants(campaign_folder, azure_env):
@@ -393,9 +399,9 @@ def test_a_server_that_echoes_the_key_never_gets_it_stored(campaign_folder, azur
         assert refused["variant_id"].nunique() == 1 and "Incorrect API key provided: [redacted]" in refused["refusal"].iloc[0]
         verdicts = read_table(campaign_folder.warehouse, "safety_verdicts").set_index("variant_id")
         assert (verdicts.loc[[refused["variant_id"].iloc[0]], "decision"] == "blocked").all()
-    else:  # the variant whose text was refused is blocked, fail closed, and says why
-        blocked = read_table(campaign_folder.warehouse, "safety_verdicts").query("decision == 'blocked'")
-        assert len(blocked) >= 1 and blocked["reasons"].str.contains("Incorrect API key provided: [redacted]", regex=False).any()
+    else:  # the first screen is the documents' (the blocklist sync is refused): nothing indexed, and it says why
+        assert not content.success and not table_exists(campaign_folder.warehouse, "content_index")
+        assert "safety service failed on all" in events and "Incorrect API key provided: [redacted]" in events
 
 
 def test_no_customer_value_in_any_request(azure_wave):

@@ -1,6 +1,7 @@
 """Materialize a campaign the way `cpo run` does, with `dagster.materialize`, in a given instance."""
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -47,6 +48,8 @@ def read_export(home, wave: str) -> pd.DataFrame:
 
 
 def table_exists(warehouse, table: str) -> bool:
+    if not Path(warehouse).exists():
+        return False  # nothing was ever stored
     with duckdb.connect(str(warehouse), read_only=True) as connection:
         found = connection.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [SCHEMA, table]

@@ -15,7 +15,11 @@ from dagster_duckdb import DuckDBResource
 
 from personalization_assets.defs.assignment import assignments
 from personalization_assets.defs.audience import customer_segments, customers
-from personalization_assets.defs.content import content_index, retrieved_content
+from personalization_assets.defs.content import (
+    content_index,
+    retrieved_content,
+    screened_corpus,
+)
 from personalization_assets.defs.engagement import engagement
 from personalization_assets.defs.messages import message_variants
 from personalization_assets.defs.rendering import personalized_messages
@@ -30,7 +34,11 @@ from personalization_assets.defs.results import (
     experiment_results,
     rollout_recommendation,
 )
-from personalization_assets.defs.safety import safety_pass_rate, safety_verdicts
+from personalization_assets.defs.safety import (
+    reviewer_approval,
+    safety_pass_rate,
+    safety_verdicts,
+)
 from personalization_assets.defs.types import (
     AssignmentsFrame,
     CustomersFrame,
@@ -93,7 +101,10 @@ def test_customer_segments_alone_equals_the_stored_wave(campaign, stored):
 
 
 def test_retrieval_generation_and_screening_of_one_segment(campaign, audit, stored):
-    corpus = content_index(dg.build_asset_context(), campaign=campaign, search=LocalBM25Search())
+    screened = screened_corpus(dg.build_asset_context(), campaign=campaign, safety=LocalSafety())
+    _same_rows(screened, stored("screened_corpus"), ["document_id"])
+    assert (screened["decision"] == "approved").all()  # the sample's documents all pass the screen
+    corpus = content_index(dg.build_asset_context(), search=LocalBM25Search(), screened_corpus=screened)
     _same_rows(corpus, stored("content_index"), ["document_id"])
 
     context = dg.build_asset_context(partition_key=SEGMENT)
@@ -113,6 +124,12 @@ def test_retrieval_generation_and_screening_of_one_segment(campaign, audit, stor
                                audit=audit, message_variants=variants, retrieved_content=retrieved, content_index=corpus)
     _passes(SafetyVerdictsFrame, verdicts)
     _same_rows(verdicts, stored("safety_verdicts", f"segment = '{SEGMENT}'"), ["variant_id"])
+
+
+def test_reviewer_approval_passes_in_screen_mode_and_says_nobody_reviewed(materialized_campaign, campaign, audit):
+    result = reviewer_approval(campaign=campaign, warehouse=DuckDBResource(database=str(materialized_campaign.warehouse)),
+                               audit=audit)
+    assert result.passed and "no person reviewed them" in result.description and result.metadata["pending"].value == 0
 
 
 def test_safety_pass_rate_reads_every_segment_from_the_warehouse(materialized_campaign, campaign):

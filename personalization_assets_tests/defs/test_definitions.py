@@ -10,7 +10,7 @@ from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.definitions import campaign_definitions
 from personalization_assets.defs.jobs import CONTENT_JOB, WAVE_JOB
 
-CONTENT_ASSETS = {"content_index", "retrieved_content", "message_variants", "safety_verdicts"}
+CONTENT_ASSETS = {"screened_corpus", "content_index", "retrieved_content", "message_variants", "safety_verdicts"}
 WAVE_ASSETS = {
     "customers",
     "customer_segments",
@@ -39,7 +39,7 @@ def test_dagsters_own_loader_sees_the_whole_graph_in_the_defs_package():
     loaded = dg.components.load_defs(defs_package)
     graph = loaded.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == CONTENT_ASSETS | WAVE_ASSETS
-    assert len(graph.asset_check_keys) == 3
+    assert len(graph.asset_check_keys) == 4
     assert [s.name for s in loaded.schedules] == ["weekly_campaign_wave"]
     assert [s.name for s in loaded.sensors] == ["engagement_file_sensor"]
     assert {job.name for job in loaded.jobs} == {CONTENT_JOB, WAVE_JOB}
@@ -73,11 +73,14 @@ def test_graph_partitions_and_checks(campaign_folder):
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
         ("safety_verdicts", "safety_pass_rate"),
+        ("safety_verdicts", "reviewer_approval"),
         ("assignments", "sample_ratio_mismatch"),
         ("experiment_results", "lift_threshold"),
     }
     safety_check = next(iter(defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("safety_verdicts"), "safety_pass_rate")).check_specs))
     assert safety_check.blocking
+    approval_check = next(iter(defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("safety_verdicts"), "reviewer_approval")).check_specs))
+    assert approval_check.blocking
     assert {job.name for job in defs.resolve_all_job_defs()} >= {CONTENT_JOB, WAVE_JOB}
 
 

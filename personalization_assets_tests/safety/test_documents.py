@@ -14,7 +14,12 @@ from personalization_assets.safety.policy import SafetyPolicy
 from personalization_assets.safety.rules import find_compliance_hits, find_source_hits
 from personalization_assets.safety.text import unsafe_text_kinds
 from personalization_assets_tests.conftest import TEST_WAVE
-from personalization_assets_tests.defs.pipeline import materialize_segments, materialize_wave, read_export, read_table
+from personalization_assets_tests.defs.pipeline import (
+    materialize_segments,
+    materialize_wave,
+    read_export,
+    read_table,
+)
 
 POLICY = SafetyPolicy(blocklists={"competitor_names": ("TrailKing",)}, policy_version="test")
 INJECTIONS = {
