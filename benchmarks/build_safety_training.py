@@ -4,8 +4,9 @@ Run from the repository root after editing any source below:
 
     .venv/bin/python benchmarks/build_safety_training.py
 
-Sources, all written for this project: the TUNE half of the evaluation set
-(`benchmarks/data/safety_eval_set.csv`, split = tune; the held-out half is never read here), the
+Sources, all written for this project: the first evaluation set, both halves
+(`benchmarks/data/safety_eval_set.csv`; its held-out half was measured once and then became
+tuning data, see docs/safety.md; the fresh held-out set `safety_eval_fresh.csv` is never read here), the
 labelled test fixture (`personalization_assets_tests/fixtures/safety_labelled.csv`), and the
 sentences of the sample campaign's approved content documents (benign marketing copy), and
 `backends/data/safety_training_benign.csv`: ordinary sentences that name protected groups, so the
@@ -34,7 +35,7 @@ def training_rows() -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     with EVAL_SET.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            if row["split"] == "tune":
+            if row["split"] in ("tune", "held_out"):
                 rows.append((row["text"], row["label"] if row["label"] in CATEGORIES else "benign"))
     with FIXTURE.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):

@@ -1,24 +1,22 @@
-"""Measure the embedded safety screen: on the held-out half of the evaluation set, and on the fixture.
+"""Measure the embedded safety screen: on the fresh held-out set, on the first evaluation set, and on the fixture.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/safety_eval.py            # held-out half, then the fixture
-    .venv/bin/python benchmarks/safety_eval.py --split tune
+    .venv/bin/python benchmarks/safety_eval.py
 
-The evaluation set (`benchmarks/data/safety_eval_set.csv`, 492 texts written for this project by
-someone who did not read the screen's rules) was split once, per label, by the SHA-256 of each
-text: `tune` (247) and `held_out` (245). Rules, lexicon, classifier training and its threshold
-were tuned on the tune half only (the classifier's threshold by 5-fold cross-validation within
-it); the held-out half is the honest figure (docs/safety.md). Each text is screened as a body,
-exactly as the fixture below. A text counts as caught when the screen blocks it, for any reason.
+Two evaluation sets, each written for this project by someone who did not read the screen's rules
+(docs/safety.md tells the sequence):
 
-Every fixture text is screened as the body of a variant with an empty subject, under the sample
-campaign's blocklists, with a valid citation, no approved URLs and no source text (so no
-guarantee or urgency claim is backed), through the pipeline's own screening path
-(`safety.screening.screen` with the embedded backend's `analyze`, as the `safety_verdicts` asset
-runs it). Prints precision and recall per label and the block rates
-of harmful and benign texts. The test suite asserts on the same numbers
-(`personalization_assets_tests/safety/test_screening_and_rules.py`).
+- `benchmarks/data/safety_eval_set.csv` (492 texts) was split once, per label, by the SHA-256 of
+  each text into `tune` (247) and `held_out` (245). The screen was tuned on the tune half and
+  measured once on the held-out half; that half then became tuning data too.
+- `benchmarks/data/safety_eval_fresh.csv` (433 texts) was written after that, and nothing was
+  tuned on it: it is the honest figure. It is never read by the classifier's training build.
+
+Each text is screened as the body of a variant with an empty subject, under the sample campaign's
+blocklists, with a valid citation, no approved URLs and no source text, through the pipeline's own
+screening path (`safety.screening.screen` with the embedded backend's `analyze`). A text counts
+as caught when the screen blocks it, for any reason.
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from personalization_assets.safety.screening import Screened, screen
 
 FIXTURE_PATH = Path(__file__).resolve().parents[1] / "personalization_assets_tests" / "fixtures" / "safety_labelled.csv"
 EVAL_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_set.csv"
+FRESH_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_fresh.csv"
 HARM_LABELS = ("Hate", "SelfHarm", "Sexual", "Violence")
 FIXTURE_POLICY = SafetyPolicy(
     blocklists={
@@ -148,9 +147,10 @@ def format_report(evaluation: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def load_eval_set(split: str, path: Path = EVAL_SET_PATH) -> list[tuple[str, str]]:
+def load_eval_set(path: Path = EVAL_SET_PATH, split: str | None = None) -> list[tuple[str, str]]:
+    """(text, label) rows of an evaluation set, optionally one split of it."""
     with path.open(newline="", encoding="utf-8") as handle:
-        return [(row["text"], row["label"]) for row in csv.DictReader(handle) if row["split"] == split]
+        return [(row["text"], row["label"]) for row in csv.DictReader(handle) if split is None or row.get("split") == split]
 
 
 @dataclass(frozen=True)
@@ -202,12 +202,11 @@ def format_block_rates(rates: BlockRates, title: str) -> str:
 
 
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--split", choices=("held_out", "tune"), default="held_out")
-    args = parser.parse_args()
-    print(format_block_rates(block_rates(load_eval_set(args.split)), f"evaluation set, {args.split} half:"))
+    print(format_block_rates(block_rates(load_eval_set(FRESH_SET_PATH)), "fresh held-out set (nothing tuned on it):"))
+    for split in ("held_out", "tune"):
+        print()
+        print(format_block_rates(block_rates(load_eval_set(EVAL_SET_PATH, split)),
+                                 f"first evaluation set, {split} half (tuning data now: in-sample):"))
     print()
     print("fixture (personalization_assets_tests/fixtures/safety_labelled.csv; part of the classifier's training texts):")
     print(format_report(evaluate(load_labelled())))

@@ -67,7 +67,9 @@ _GUARANTEE_CLAIMS = (
             r"(?:you )?can(?:'t|not) lose", r"zero (?:risk|chance)", r"no (?:downside|way (?:\w+ ){0,4}?(?:fail|break|leak))",
             r"(?:will|'ll) never (?:fail|break|leak|wear out|let you down)", r"\d+ ?% (?:certain|sure|effective)", r"foolproof",
             r"unbreakable", r"(?:will|'ll) outlast you", r"(?:every|each) single (?:person|customer|buyer) (?:\w+ ){0,4}?loves?",
-            r"(?:or|and) pay nothing", r"(?:you )?(?:will|'ll) (?:definitely |certainly )?(?:catch|win|get|see) (?:more|better|results)",
+            r"(?:or|and) pay nothing", r"works every (?:single )?time", r"(?:or|and) we'll pay you", r"no matter what",
+            r"you have our word", r"a sure thing", r"(?:money|cash) back twice", r"certain (?:success|results)",
+            r"impossible to (?:be disappointed|fail|go wrong)", r"can't go wrong", r"nothing can go wrong", r"(?:you )?(?:will|'ll) (?:definitely |certainly )?(?:catch|win|get|see) (?:more|better|results)",
         )
     ),
 )
@@ -76,7 +78,8 @@ _URGENCY_CLAIMS = (
         _compile_claims(  # stock levels and countdowns
             r"hurry,? only \d+(?: left| remaining)?", r"only \d+ (?:left|remaining)(?: in stock)?",
             r"only a few left", r"(?:almost|nearly) sold out", r"selling (?:out )?fast",
-            r"only a (?:few|handful)(?: \w+)?(?: left| remain\w*)", r"(?:stock is |they're |it's |we're )?(?:almost|nearly) (?:gone|out)",
+            r"only a (?:few|handful)(?: \w+)?(?: left| remain\w*)", r"only \d+ \w+ left", r"(?:supplies|stock) (?:is |are )?(?:extremely |very )?limited",
+            r"someone else is about to (?:buy|grab|take)", r"(?:stock is |they're |it's |we're )?(?:almost|nearly) (?:gone|out)",
             r"(?:expires|ends|ending) in \d+ (?:hours?|hrs?|minutes?|mins?)",
             r"\d+ (?:hours?|hrs?|minutes?|mins?) (?:left|only|to go)", r"in the next \d+ (?:hours?|minutes?)",
         )
@@ -94,6 +97,7 @@ _URGENCY_CLAIMS = (
             r"(?:any|at any) (?:second|minute|moment) now", r"\d+ (?:minutes?|mins?|hours?|hrs?|days?) (?:until|before|to claim|to go|left)",
             r"(?:disappears?|vanishes?|goes up|ends?|expires?) (?:at midnight|tonight|tomorrow|soon)", r"going,? going",
             r"(?:last|final) (?:call|few hours|moments)", r"(?:while|until) (?:stocks?|supplies) last",
+            r"act immediately", r"blink and you(?:'ll)? miss it", r"(?:ends?|expires?|over) very soon", r"limited time",
         ),
         backed_by_end_date=True,
     ),
@@ -118,7 +122,10 @@ _HEALTH_FINANCIAL_PROMISE = _compile_claims(
     r"(?:regrows?|rebuilds?|restores?) (?:\w+ )?(?:cartilage|hair|bone|nerves?)", r"clears? (?:up )?(?:your )?acne",
     r"(?:melts?|burns?|blasts?) (?:away )?(?:belly |body )?fat", r"protects? (?:you )?(?:from|against) " + _DISEASES,
     r"heals? (?:\w+ ){0,2}?(?:pain|injur(?:y|ies)|damage)(?: for good)?", r"(?:become|make you) a millionaire",
-    r"(?:grows?|gains?|returns?) \d+ ?% (?:in value )?(?:every|each|a|per) (?:day|week|month)", r"turn \$ ?\d[\d,]* into \$ ?\d",
+    r"(?:grows?|gains?|returns?) \d+ ?% (?:in value )?(?:every|each|a|per) (?:day|week|month)", r"turn \$ ?\d[\d,]* into \$ ?\d[\d,]*",
+    r"pays? (?:you )?\$ ?\d[\d,]*k? (?:a|per|every) (?:day|week|month|year)", r"drop (?:\w+ )?(?:dress |jean )?sizes",
+    r"double your (?:savings|money|income|investment)", r"retire (?:early|rich)", r"quit your (?:day )?job",
+    r"eliminates? (?:\w+ ){0,2}?(?:veins|wrinkles|cellulite|pain|fat|acne)", r"invest \$ ?\d[\d,]*k? (?:\w+ ){0,4}?(?:today|now)",
     r"(?:earn|make) (?:\$ ?\d[\d,]*k?|money|cash|thousands) (?:\w+ ){0,3}?from home",
     # "Earn $10 in store credit" is a loyalty reward, not an income promise. The atomic group
     # stops the amount from being shortened to dodge the look-ahead.
@@ -150,7 +157,8 @@ _TLDS = (r"com|net|org|info|biz|io|co|ly|me|ru|cn|uk|de|fr|nl|eu|us|ca|au|in|xyz
 _BARE_LINK = re.compile(
     rf"\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:{_TLDS})\b(?:/[^\s<>\"'()\[\]{{}}]*)?"
     r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?:/\S*)?"
-    rf"|\b[a-z0-9-]+ ?(?:\(dot\)|\[dot\]| dot ) ?(?:{_TLDS})\b",
+    rf"|\b[a-z0-9-]+ ?(?:\(dot\)|\[dot\]| dot ) ?(?:{_TLDS})\b"
+    rf"|\bw ?w ?w ?\. ?[a-z0-9-]+ ?\. ?(?:{_TLDS})\b",
     re.IGNORECASE,
 )
 
