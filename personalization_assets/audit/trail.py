@@ -18,7 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import hmac
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from personalization_assets.campaign.errors import AuditTrailError
 from personalization_assets.safety.approval import (
     MODE_REVIEWER,
     content_hashes,
@@ -36,6 +39,32 @@ from personalization_assets.safety.approval import (
 GENESIS_HASH = "0" * 64
 CHAIN_FILE = "chain.jsonl"
 DECISION_FIELDS = ("wave", "customer_id", "segment", "arm", "variant_id", "sent", "hold_reason")
+# What a rendered email's hash covers: the address it goes to and every byte of its text.
+RENDERED_FIELDS = ("customer_id", "email", "subject", "body")
+# With this set, every record carries an HMAC-SHA256 under the key: a chain rewritten and rehashed
+# by someone without the key no longer verifies. The key is read here only; never stored or printed.
+AUDIT_KEY_ENV = "CPO_AUDIT_KEY"
+
+
+def _audit_key() -> bytes | None:
+    key = os.environ.get(AUDIT_KEY_ENV, "")
+    return key.encode("utf-8") if key else None
+
+
+def record_hmac(record: Mapping[str, object], key: bytes) -> str:
+    """The HMAC-SHA256 under `key` of every field of a record except its own HMAC."""
+    return hmac.new(key, _canonical({k: v for k, v in record.items() if k != "hmac"}), hashlib.sha256).hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file (and its folder's entry) to the disk: a record is durable once appended."""
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _canonical(record: Mapping[str, object]) -> bytes:
@@ -45,6 +74,14 @@ def _canonical(record: Mapping[str, object]) -> bytes:
 def record_hash(record: Mapping[str, object]) -> str:
     """The hash of every field of a record except its own hash."""
     return hashlib.sha256(_canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
+
+
+def _rendered_hash_sql() -> str:
+    """Per-email hash of an exported email, in DuckDB: each field length-prefixed, so no text can
+    move bytes from one field into another."""
+    parts = ", ".join(f"length(coalesce(CAST({f} AS VARCHAR), ''))::VARCHAR, ':', coalesce(CAST({f} AS VARCHAR), '')"
+                      for f in RENDERED_FIELDS)
+    return f"sha256(concat({parts}))"
 
 
 def _decision_hash_sql(table: str) -> str:
@@ -83,35 +120,84 @@ class AuditLog:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _head(self) -> tuple[int, str]:
-        """Sequence number and hash of the last record."""
-        if not self.chain_path.exists() or self.chain_path.stat().st_size == 0:
-            return 0, GENESIS_HASH
+    def _tail(self) -> tuple[bytes, int]:
+        """The chain's last line (without its newline) and the byte offset where it starts."""
         with open(self.chain_path, "rb") as handle:
             handle.seek(0, 2)
-            position = handle.tell()
+            position = end = handle.tell()
             # Read backwards until the start of the last line: the chain can be long.
             block = b""
-            while position > 0 and block.count(b"\n") < 2:
+            while position > 0 and block.rstrip(b"\n").count(b"\n") < 1:
                 step = min(4096, position)
                 position -= step
                 handle.seek(position)
                 block = handle.read(step) + block
-        last = json.loads(block.rstrip(b"\n").rsplit(b"\n", 1)[-1])
+        body = block[:-1] if block.endswith(b"\n") else block
+        cut = body.rfind(b"\n")
+        return body[cut + 1:], (position + cut + 1 if cut >= 0 else position) if end else 0
+
+    def torn_tail(self) -> int | None:
+        """Where a torn last record starts (an append cut short: no newline, or not JSON), or None."""
+        if not self.chain_path.exists() or self.chain_path.stat().st_size == 0:
+            return None
+        last, start = self._tail()
+        with open(self.chain_path, "rb") as handle:
+            handle.seek(-1, 2)
+            ends_with_newline = handle.read(1) == b"\n"
+        try:
+            json.loads(last)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return start
+        return None if ends_with_newline else start
+
+    def _torn_message(self, start: int) -> str:
+        return (f"{self.chain_path}: the last record is torn (an append was cut short, e.g. by a full disk; "
+                f"{self.chain_path.stat().st_size - start} bytes after the last complete record). The step that was "
+                "appending failed, so nothing it decided was sent. Run `cpo audit repair` to move the torn bytes to "
+                f"{self.chain_path.name}.torn-<time> beside it, then run again.")
+
+    def repair(self) -> str:
+        """Set a torn last record aside (kept in a side file) so appends can continue; say what was done."""
+        with self._locked():
+            start = self.torn_tail()
+            if start is None:
+                return f"{self.chain_path}: nothing to repair (the last record is complete)"
+            aside = self.chain_path.with_name(f"{CHAIN_FILE}.torn-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%fZ}")
+            with open(self.chain_path, "r+b") as handle:
+                handle.seek(start)
+                aside.write_bytes(handle.read())
+                handle.truncate(start)
+                os.fsync(handle.fileno())
+            _fsync(aside)
+            return f"{self.chain_path}: moved {aside.stat().st_size} torn bytes to {aside}; the chain ends at its last complete record"
+
+    def _head(self) -> tuple[int, str]:
+        """Sequence number and hash of the last record; a torn last record is an error that says what to do."""
+        if not self.chain_path.exists() or self.chain_path.stat().st_size == 0:
+            return 0, GENESIS_HASH
+        torn = self.torn_tail()
+        if torn is not None:
+            raise AuditTrailError(self._torn_message(torn))
+        last = json.loads(self._tail()[0])
         return int(last["seq"]), str(last["hash"])
 
     def _append_locked(self, records: Iterable[Mapping[str, object]]) -> list[dict]:
         seq, previous = self._head()
         written = []
         timestamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+        key = _audit_key()
         with open(self.chain_path, "a") as handle:
             for record in records:
                 seq += 1
                 full = {**record, "seq": seq, "timestamp": record.get("timestamp", timestamp), "prev_hash": previous}
                 full["hash"] = record_hash(full)
+                if key is not None:
+                    full["hmac"] = record_hmac(full, key)
                 handle.write(_canonical(full).decode() + "\n")
                 previous = full["hash"]
                 written.append(full)
+            handle.flush()
+            os.fsync(handle.fileno())
         return written
 
     def append(self, records: Iterable[Mapping[str, object]]) -> list[dict]:
@@ -145,6 +231,7 @@ class AuditLog:
                     ) TO '{path.as_posix()}' (FORMAT parquet)
                     """
                 )
+                _fsync(path)
                 root, count, sent = connection.execute(
                     "SELECT sha256(string_agg(record_hash, '' ORDER BY row)), count(*), count(*) FILTER (WHERE sent) FROM hashed"
                 ).fetchone()
@@ -164,39 +251,178 @@ class AuditLog:
                 ]
             )[0]
 
+    def append_rendered_emails(self, run_id: str, wave: str, export: Path) -> dict:
+        """Seal the emails a run exported: one hash per customer's rendered email (address,
+        subject, body), in `rendered/<wave>/<run id>.parquet`, and one chain record with the root
+        hash. This record is what makes a run's send decisions "sent": a run that stopped before
+        it is recorded as decided, never as sent."""
+        with self._locked():
+            self._head()  # a torn chain refuses before anything is written
+            folder = self.directory / "rendered" / wave
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{run_id}.parquet"
+            with duckdb.connect() as connection:
+                connection.execute(
+                    f"""CREATE TABLE rendered AS SELECT row_number() OVER (ORDER BY customer_id) AS row, customer_id, variant_id,
+                        {_rendered_hash_sql()} AS message_sha256 FROM read_parquet(?)""", [export.as_posix()])
+                connection.execute(f"COPY (SELECT * FROM rendered ORDER BY row) TO '{path.as_posix()}' (FORMAT parquet)")
+                _fsync(path)
+                root, count = connection.execute(
+                    "SELECT sha256(string_agg(message_sha256, '' ORDER BY row)), count(*) FROM rendered").fetchone()
+            return self._append_locked([{
+                "kind": "rendered_emails", "run_id": run_id, "wave": wave, "file": path.relative_to(self.directory).as_posix(),
+                "rows": int(count), "root_hash": root or "",
+            }])[0]
+
     # --- reading ---------------------------------------------------------------------------
 
     def records(self) -> list[dict]:
+        """Every record, oldest first; a torn last record is an error that names the file and the fix."""
         if not self.chain_path.exists():
             return []
+        torn = self.torn_tail()
+        if torn is not None:
+            raise AuditTrailError(self._torn_message(torn))
         with open(self.chain_path) as handle:
             return [json.loads(line) for line in handle if line.strip()]
 
     def verify(self) -> tuple[int, Problem | None]:
-        """Check every record and every decision row; returns (records checked, first problem)."""
+        """Check every record, every sealed decision and email file, and (with CPO_AUDIT_KEY) every
+        record's HMAC; returns (records checked, first problem)."""
         previous = GENESIS_HASH
         line_number = 0
         if not self.chain_path.exists():
             return 0, None
-        with open(self.chain_path) as handle:
-            for line_number, line in enumerate(handle, start=1):
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    return line_number, Problem(line_number, "?", "not valid JSON")
-                kind = str(record.get("kind", "?"))
-                if record.get("seq") != line_number:
-                    return line_number, Problem(line_number, kind, f"sequence {record.get('seq')} where {line_number} was expected (a record was removed or inserted)")
-                if record.get("prev_hash") != previous:
-                    return line_number, Problem(line_number, kind, "previous-record hash does not match (a record before it was changed, removed or inserted)")
-                if record.get("hash") != record_hash(record):
-                    return line_number, Problem(line_number, kind, "record hash does not match its contents (the record was changed)")
-                if kind == "send_decisions":
-                    problem = self._verify_decisions(record)
-                    if problem:
-                        return line_number, Problem(line_number, kind, problem)
-                previous = record["hash"]
+        key = _audit_key()
+        torn = self.torn_tail()
+        content = self.chain_path.read_bytes()
+        for line_number, line in enumerate(content[:torn].splitlines(), start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                return line_number, Problem(line_number, "?", "not valid JSON")
+            kind = str(record.get("kind", "?"))
+            if record.get("seq") != line_number:
+                return line_number, Problem(line_number, kind, f"sequence {record.get('seq')} where {line_number} was expected (a record was removed or inserted)")
+            if record.get("prev_hash") != previous:
+                return line_number, Problem(line_number, kind, "previous-record hash does not match (a record before it was changed, removed or inserted)")
+            if record.get("hash") != record_hash({k: v for k, v in record.items() if k != "hmac"}):
+                return line_number, Problem(line_number, kind, "record hash does not match its contents (the record was changed)")
+            if key is not None:
+                if "hmac" not in record:
+                    return line_number, Problem(line_number, kind, f"not signed, while {AUDIT_KEY_ENV} is set: every record must carry "
+                                                "an HMAC (written without the key, or the chain was rewritten by someone without it)")
+                if not hmac.compare_digest(str(record["hmac"]), record_hmac(record, key)):
+                    return line_number, Problem(line_number, kind, "HMAC does not match (the record was changed, or the chain "
+                                                "recomputed without the key, or signed with another key)")
+            if kind in ("send_decisions", "rendered_emails"):
+                problem = self._verify_decisions(record) if kind == "send_decisions" else self._verify_rendered(record)
+                if problem:
+                    return line_number, Problem(line_number, kind, problem)
+            previous = record["hash"]
+        if torn is not None:
+            return line_number + 1, Problem(line_number + 1, "torn", self._torn_message(torn))
         return line_number, None
+
+    def _verify_rendered(self, record: Mapping[str, object]) -> str | None:
+        path = self.directory / str(record["file"])
+        if not path.is_file():
+            return f"rendered-email file {record['file']} is missing"
+        with duckdb.connect() as connection:
+            root, count = connection.execute(
+                "SELECT sha256(string_agg(message_sha256, '' ORDER BY row)), count(*) FROM read_parquet(?)", [path.as_posix()]).fetchone()
+        if count != record["rows"] or (root or "") != record["root_hash"]:
+            return f"rendered-email file {record['file']} was changed ({count} rows; the chain sealed {record['rows']})"
+        return None
+
+    def verify_against(self, warehouse: Path, exports: Path, export_file: str) -> list[str]:
+        """What the chain cannot see alone: whether the warehouse's assignments and variant texts,
+        and the exported emails, are the ones it sealed. Every wave the warehouse holds must have
+        sealed decisions equal to its rows; every export must equal a run's sealed emails."""
+        records = self.records()
+        sealed: dict[str, list[dict]] = {}
+        rendered: dict[str, list[dict]] = {}
+        for record in records:
+            if record.get("kind") == "send_decisions":
+                sealed.setdefault(str(record["wave"]), []).append(record)
+            elif record.get("kind") == "rendered_emails":
+                rendered.setdefault(str(record["wave"]), []).append(record)
+        problems: list[str] = []
+        if warehouse.is_file():
+            with duckdb.connect(str(warehouse), read_only=True) as connection:
+                tables = {row[0] for row in connection.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'personalization'").fetchall()}
+                if "assignments" in tables:
+                    for wave, rows in connection.execute(
+                            "SELECT wave, count(*) FROM personalization.assignments GROUP BY wave ORDER BY wave").fetchall():
+                        problems += self._check_wave(connection, str(wave), int(rows), sealed.get(str(wave), []), records,
+                                                     "message_variants" in tables)
+        for path in sorted(exports.glob(f"*/{export_file}")) if exports.is_dir() else []:
+            problems += self._check_export(path, path.parent.name, rendered.get(path.parent.name, []))
+        return problems
+
+    def _check_wave(self, connection, wave: str, rows: int, seals: list[dict], records: list[dict], has_variants: bool) -> list[str]:
+        if not seals:
+            return [f"wave {wave}: the warehouse holds {rows} assignments, but the audit trail seals no decisions for it "
+                    "(the chain, or its records for this wave, were deleted, emptied or replaced)"]
+        matched = None
+        for seal in reversed(seals):  # the latest first: a later run that did not store its rows leaves an earlier one
+            root = connection.execute(
+                f"SELECT sha256(string_agg(h, '' ORDER BY customer_id)) FROM (SELECT customer_id, {_decision_hash_sql('a')} AS h "
+                "FROM (SELECT ? AS run_id, * FROM personalization.assignments WHERE wave = ?) AS a)", [seal["run_id"], wave]).fetchone()[0]
+            if root == seal["root_hash"] and rows == seal["rows"]:
+                matched = seal
+                break
+        if matched is None:
+            latest = seals[-1]
+            path = (self.directory / str(latest["file"])).as_posix()
+            fields = [f for f in DECISION_FIELDS if f not in ("wave", "customer_id")]
+            differs = " OR ".join(f"s.{f} IS DISTINCT FROM w.{f}" for f in fields)
+            changed = connection.execute(
+                f"SELECT coalesce(s.customer_id, w.customer_id) FROM (SELECT * FROM read_parquet(?)) s FULL JOIN "
+                f"(SELECT * FROM personalization.assignments WHERE wave = ?) w ON s.customer_id = w.customer_id "
+                f"WHERE s.customer_id IS NULL OR w.customer_id IS NULL OR {differs} ORDER BY 1", [path, wave]).fetchall()
+            examples = ", ".join(str(row[0]) for row in changed[:3])
+            return [f"wave {wave}: the warehouse's assignments differ from every sealed decision file; against the latest "
+                    f"(run {latest['run_id']}, record {latest['seq']}) {len(changed)} customers differ (e.g. {examples})"]
+        if not has_variants:
+            return []
+        # The texts of the variants this wave sent, as the warehouse holds them, against the hashes recorded before the seal.
+        variants = connection.execute(
+            "SELECT DISTINCT v.segment, v.variant_id, v.subject, v.body, v.cta, v.citations FROM personalization.message_variants v "
+            "JOIN personalization.assignments a ON a.segment = v.segment AND a.variant_id = v.variant_id WHERE a.wave = ? AND a.sent",
+            [wave]).df()
+        recorded: dict[tuple[str, str], str] = {}
+        for record in records:
+            if record["seq"] >= matched["seq"]:
+                break
+            if record.get("kind") == "variant" and record.get("content_hash"):
+                recorded[(str(record["segment"]), str(record["variant_id"]))] = str(record["content_hash"])
+        problems = []
+        for row, digest in zip(variants.itertuples(index=False), content_hashes(variants)):
+            expected = recorded.get((row.segment, row.variant_id))
+            if expected is not None and expected != digest:
+                problems.append(f"wave {wave}: variant {row.variant_id} ({row.segment}) in the warehouse is not the text recorded "
+                                f"before the wave was decided (sha256 {digest[:12]}…, recorded {expected[:12]}…)")
+        return problems
+
+    def _check_export(self, path: Path, wave: str, seals: list[dict]) -> list[str]:
+        if not seals:
+            return [f"wave {wave}: {path} holds emails that no run sealed (the audit records of its rendering were deleted, "
+                    "or the file was put there by hand)"]
+        with duckdb.connect() as connection:
+            connection.execute(f"CREATE TABLE export AS SELECT customer_id, {_rendered_hash_sql()} AS h FROM read_parquet(?)",
+                               [path.as_posix()])
+            root, count = connection.execute("SELECT sha256(string_agg(h, '' ORDER BY customer_id)), count(*) FROM export").fetchone()
+            if any((root or "") == seal["root_hash"] and count == seal["rows"] for seal in seals):
+                return []
+            latest = seals[-1]
+            changed = connection.execute(
+                "SELECT coalesce(s.customer_id, e.customer_id) FROM read_parquet(?) s FULL JOIN export e ON s.customer_id = e.customer_id "
+                "WHERE s.message_sha256 IS DISTINCT FROM e.h ORDER BY 1", [(self.directory / str(latest["file"])).as_posix()]).fetchall()
+        examples = ", ".join(str(row[0]) for row in changed[:3])
+        return [f"wave {wave}: {path} differs from the emails sealed by run {latest['run_id']} (record {latest['seq']}): "
+                f"{len(changed)} emails changed, added or removed (e.g. customers {examples})"]
 
     def _verify_decisions(self, record: Mapping[str, object]) -> str | None:
         path = self.directory / str(record["file"])
@@ -272,11 +498,17 @@ def explain(log: AuditLog, customer_id: str, wave: str | None = None) -> str:
     if decisions.empty:
         scope = f" in wave {wave}" if wave else ""
         return f"no recorded send decision for customer {customer_id}{scope}"
+    rendered = {(str(r["run_id"]), str(r["wave"])) for r in log.records() if r.get("kind") == "rendered_emails"}
     lines = []
     for decision in decisions.itertuples():
         verdict = log.latest("verdict", decision.segment, decision.variant_id, decision.seq)
         variant = log.latest("variant", decision.segment, decision.variant_id, decision.seq)
-        outcome = "SENT" if decision.sent else f"NOT SENT ({decision.hold_reason})"
+        if not decision.sent:
+            outcome = f"NOT SENT ({decision.hold_reason})"
+        elif (decision.run_id, decision.wave) in rendered:
+            outcome = "SENT"
+        else:  # decided to send, but the run stopped before its emails were rendered and sealed
+            outcome = "NOT SENT (decided to send, but this run stopped before its emails were rendered)"
         lines.append(
             f"wave {decision.wave}, run {decision.run_id}: customer {customer_id} in segment '{decision.segment}', "
             f"arm '{decision.arm}', variant '{decision.variant_id}': {outcome}"

@@ -19,6 +19,10 @@ class ConfigError(ValueError):
         super().__init__(f"{file}: {message}")
 
 
+class AuditTrailError(RuntimeError):
+    """The audit trail cannot be appended to as it is (a torn last record); the message names the file and how to proceed."""
+
+
 class DataContractError(ValueError):
     """An input data file breaks its contract.
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from personalization_assets.audience.segmentation import load_catalog
+from personalization_assets.audit.trail import AuditTrailError
 from personalization_assets.campaign.config import CampaignConfig, load_campaign
 from personalization_assets.campaign.errors import ConfigError, DataContractError
 from personalization_assets.campaign.paths import (
@@ -228,13 +229,22 @@ def command_plan(args: argparse.Namespace) -> int:
 
 def command_audit(args: argparse.Namespace) -> int:
     from personalization_assets.audit.trail import AuditLog, explain
-    from personalization_assets.campaign.paths import audit_dir
+    from personalization_assets.campaign.paths import audit_dir, exports_dir
+    from personalization_assets.messages.rendering import EXPORT_FILE
 
     log = AuditLog(args.audit_dir or audit_dir())
+    if args.audit_command == "repair":
+        print(log.repair())
+        return EXIT_OK
     if args.audit_command == "verify":
         checked, problem = log.verify()
         if problem:
             print(f"audit trail BROKEN at {problem} ({log.chain_path})")
+            return EXIT_AUDIT_BROKEN
+        # What the chain cannot show alone: the warehouse and the exports against what it sealed.
+        mismatches = log.verify_against(warehouse_path(), exports_dir(), EXPORT_FILE)
+        if mismatches:
+            print(f"audit trail does NOT match what was stored ({log.chain_path}):\n" + "\n".join(f"- {m}" for m in mismatches))
             return EXIT_AUDIT_BROKEN
         unapproved = log.unapproved_sends()
         if len(unapproved):
@@ -242,7 +252,9 @@ def command_audit(args: argparse.Namespace) -> int:
             print(f"audit trail intact, but {len(unapproved)} sends were of variants whose latest verdict is not "
                   f"'approved': {examples} ({log.chain_path})")
             return EXIT_AUDIT_BROKEN
-        print(f"audit trail intact: {checked} records verified, every sealed decision file included, "
+        signed = " and HMAC-signed" if os.environ.get("CPO_AUDIT_KEY") else " (unsigned: set CPO_AUDIT_KEY to sign records)"
+        print(f"audit trail intact: {checked} records verified{signed}, every sealed decision and email file included, "
+              f"the warehouse's assignments and variant texts and the exported emails equal what was sealed, "
               f"every send of an approved variant ({log.chain_path})")
         return EXIT_OK
     wave = wave_key_for(dt.date.fromisoformat(args.wave), dt.date.min) if args.wave else None
@@ -321,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="verify the audit trail, or explain what a customer was (not) sent and why")
     audit.add_argument("--audit-dir", help="audit folder (default: $CPO_HOME/audit)")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("verify", help="check the hash chain and every sealed decision; report the first broken record")
+    audit_sub.add_parser("verify", help="check the hash chain, every sealed file, and the warehouse and exports against them")
+    audit_sub.add_parser("repair", help="set a torn last record (an interrupted append) aside so the trail can continue")
     explain_parser = audit_sub.add_parser("explain", help="why a customer got (or did not get) which message")
     explain_parser.add_argument("customer_id")
     explain_parser.add_argument("--wave", help="any date in the wave's week, YYYY-MM-DD (default: every wave)")
@@ -353,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         return args.handler(args)
+    except AuditTrailError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_AUDIT_BROKEN
     except Exception as exc:
         # A user's mistake can surface wrapped by Dagster (a definitions load error): the cause
         # named in the chain is what the user must fix; anything else is a bug and is raised.

@@ -6,6 +6,7 @@ import pandas as pd
 from personalization_assets.audience.customers import OPTIONAL_TEXT_COLUMNS
 from personalization_assets.campaign.paths import exports_dir
 from personalization_assets.defs.partitions import ALL_SEGMENTS, columns, per_wave
+from personalization_assets.defs.resources import AuditResource
 from personalization_assets.messages.rendering import EXPORT_FILE, export_messages
 
 
@@ -18,12 +19,15 @@ from personalization_assets.messages.rendering import EXPORT_FILE, export_messag
     },
 )
 def personalized_messages(
-    context: dg.AssetExecutionContext, assignments: pd.DataFrame, customers: pd.DataFrame, message_variants: pd.DataFrame
+    context: dg.AssetExecutionContext, audit: AuditResource, assignments: pd.DataFrame, customers: pd.DataFrame, message_variants: pd.DataFrame
 ) -> pd.DataFrame:
     """The send list (who gets which approved variant, at which address); the send-ready emails,
-    merge fields filled in locally, go to $CPO_HOME/exports/<wave>/personalized_messages.parquet."""
+    merge fields filled in locally, go to $CPO_HOME/exports/<wave>/personalized_messages.parquet,
+    each email's hash sealed in the audit trail."""
     path = exports_dir() / context.partition_key / EXPORT_FILE
     frame = export_messages(assignments, customers, message_variants, path)
+    # Sealed after the file is in place: the decisions of a run that stops before this are never "sent".
+    sealed = audit.log().append_rendered_emails(context.run_id, context.partition_key, path)
     context.add_output_metadata({"dagster/row_count": len(frame), "emails": dg.MetadataValue.path(str(path)),
-                                 "emails_bytes": path.stat().st_size})
+                                 "emails_bytes": path.stat().st_size, "audit_record": sealed["seq"]})
     return frame

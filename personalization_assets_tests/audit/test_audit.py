@@ -65,8 +65,22 @@ def test_explain_says_why_a_customer_was_held_out(trail):
     sent = frame.loc[frame["sent"], "customer_id"].iloc[0]
     held_text = explain(trail, held)
     assert "NOT SENT (variant_blocked)" in held_text and "verdict: blocked" in held_text and "Violence severity 6" in held_text
-    assert "SENT" in explain(trail, sent) and "verdict: approved" in explain(trail, sent)
+    assert "verdict: approved" in explain(trail, sent)
     assert "no recorded send decision" in explain(trail, "nobody")
+
+
+def test_a_run_that_stopped_before_rendering_is_never_recorded_as_sent(trail, tmp_path):
+    frame = decisions(verdicts("blocked"))
+    sent = frame.loc[frame["sent"], "customer_id"].iloc[0]
+    assert "NOT SENT (decided to send, but this run stopped before its emails were rendered)" in explain(trail, sent)
+    export = tmp_path / "emails.parquet"
+    emails = frame.loc[frame["sent"], ["customer_id", "variant_id"]].assign(email="a@example.com", subject="s", body="b")
+    with duckdb.connect() as connection:
+        connection.register("emails", emails)
+        connection.execute(f"COPY emails TO '{export}' (FORMAT parquet)")
+    sealed = trail.append_rendered_emails("run-wave", "2026-11-16", export)
+    assert sealed["rows"] == len(emails) and trail.verify()[1] is None
+    assert ": SENT" in explain(trail, sent)
 
 
 def rewrite_line(log: AuditLog, index: int, change) -> None:
