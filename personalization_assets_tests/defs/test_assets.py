@@ -161,14 +161,16 @@ def test_assignments_refuse_to_run_below_the_safety_threshold(campaign, audit, s
     assert audit.log().records() == []  # nothing was decided, so nothing was sealed
 
 
-def test_personalized_messages_and_engagement_alone(campaign, stored, tmp_path):
+def test_personalized_messages_and_engagement_alone(campaign, audit, stored, tmp_path):
     sent_list = personalized_messages(
-        dg.build_asset_context(partition_key=TEST_WAVE),
+        dg.build_asset_context(partition_key=TEST_WAVE), audit=audit,
         assignments=stored("assignments")[["wave", "customer_id", "segment", "arm", "variant_id", "sent"]],
         customers=stored("customers")[["customer_id", "first_name", "email"]], message_variants=stored("message_variants"),
     )
     _same_rows(sent_list, stored("personalized_messages"), ["customer_id"])
     assert (tmp_path / "home" / "exports" / TEST_WAVE / "personalized_messages.parquet").is_file()
+    sealed = [r for r in audit.log().records() if r["kind"] == "rendered_emails"]
+    assert len(sealed) == 1 and sealed[0]["rows"] == len(sent_list)  # every exported email's hash sealed
 
     taken = engagement(dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign,
                        assignments=stored("assignments"), customer_segments=stored("customer_segments"))

@@ -105,7 +105,7 @@ def test_whole_wave_materializes_with_checks(materialized_campaign):
     trail = AuditLog(campaign_folder.root / "home" / "audit")
     assert trail.verify()[1] is None
     kinds = pd.Series([r["kind"] for r in trail.records()]).value_counts().to_dict()
-    assert kinds == {"variant": len(variants), "verdict": len(verdicts), "send_decisions": 1}
+    assert kinds == {"variant": len(variants), "verdict": len(verdicts), "send_decisions": 1, "rendered_emails": 1}
     assert trail.unapproved_sends().empty
     sealed = next(r for r in trail.records() if r["kind"] == "send_decisions")
     assert sealed["rows"] == TEST_CUSTOMERS and sealed["sent"] == len(messages)

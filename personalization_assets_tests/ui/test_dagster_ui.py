@@ -5,7 +5,7 @@ DAGSTER_HOME and a 2,000-customer campaign in tmp. Debian's Chromium, driven by 
 downloaded browser), then does what the README tells users to do:
 
 1. open the asset graph (two groups: content and wave);
-2. materialize the content group for all segments (a backfill: `content_index`, then every segment
+2. materialize the content group for all segments (a backfill: `screened_corpus` and `content_index`, then every segment
    in one run, thanks to the single-run backfill policy);
 3. materialize the wave group for one wave partition (one run) and wait for it to succeed;
 4. read the asset checks on each asset's Checks tab: the safety pass rate and the sample-ratio
@@ -359,10 +359,11 @@ def test_campaign_in_the_dagster_ui(browser: Browser, dagster_dev: DagsterDev, c
 
     # 2. The content group, every segment: one backfill; all segments in one run.
     filter_asset_graph(browser, 'group:"content"')
-    for asset in ("content_index", "retrieved_content", "message_variants", "safety_verdicts"):
+    content_assets = ("screened_corpus", "content_index", "retrieved_content", "message_variants", "safety_verdicts")
+    for asset in content_assets:
         page.get_by_text(asset, exact=True).first.wait_for()
     browser.shot("content-group")
-    dialog = open_materialize_dialog(browser, 4)
+    dialog = open_materialize_dialog(browser, len(content_assets))
     dialog.get_by_role("button", name="All", exact=True).click()
     dialog.get_by_text(f"{len(segments)} partitions").first.wait_for()
     browser.shot("content-launch-all-segments")
