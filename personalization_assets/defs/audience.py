@@ -22,7 +22,7 @@ from personalization_assets.defs.partitions import (
     per_wave,
 )
 from personalization_assets.defs.resources import CampaignResource
-from personalization_assets.defs.types import SCHEMAS, CustomersFrame
+from personalization_assets.defs.types import SCHEMAS, CustomersFrame, table_schema
 
 # customer_segments keeps what later assets read, not a copy of the customer file: the segment and
 # the contract's tier and numbers (analysis covariates, explainability). Free text (names, emails,
@@ -49,7 +49,7 @@ def customers(context: dg.AssetExecutionContext, campaign: CampaignResource) -> 
     return frame
 
 
-@dg.asset(**per_wave(), ins={"customers": columns(*SEGMENTATION_COLUMNS, "contact_hold")})
+@dg.asset(**per_wave(table_schema(SEGMENT_COLUMNS)), ins={"customers": columns(*SEGMENTATION_COLUMNS, "contact_hold")})
 def customer_segments(context: dg.AssetExecutionContext, campaign: CampaignResource, customers: pd.DataFrame) -> pd.DataFrame:
     """This wave's snapshot of customers, each with its segment (first matching rule wins): the
     columns later assets read (SEGMENT_COLUMNS), not every column of the file."""

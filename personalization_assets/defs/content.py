@@ -15,6 +15,7 @@ from personalization_assets.defs.resources import (
     SafetyResource,
     SearchResource,
 )
+from personalization_assets.defs.types import SCHEMAS
 from personalization_assets.safety.documents import (
     APPROVED,
     screen_documents,
@@ -22,7 +23,7 @@ from personalization_assets.safety.documents import (
 from personalization_assets.safety.policy import SafetyPolicy
 
 
-@dg.asset(group_name=CONTENT_GROUP)
+@dg.asset(group_name=CONTENT_GROUP, metadata={"dagster/column_schema": SCHEMAS["screened_corpus"]})
 def screened_corpus(context: dg.AssetExecutionContext, campaign: CampaignResource, safety: SafetyResource) -> pd.DataFrame:
     """Every document of the content folder (data/content/*.json), validated and screened: approved,
     or quarantined with its reasons (harm, blocklists, source rules, markup and template syntax)."""

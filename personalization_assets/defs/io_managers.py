@@ -6,7 +6,8 @@ asset, partitions replaced in place), with two guarantees it does not give by it
 - **Atomic**: a partition's delete and insert run in one transaction. A failure or a kill at any
   point leaves the partition as it was (DuckDB discards an uncommitted transaction on recovery),
   never deleted and not yet written.
-- **Typed**: a text column whose values are all missing (the `hold_reason` of a wave in which
+- **Typed**: every column an asset's schema declares (`dagster/column_schema`, `defs/types.py`)
+  is stored as its declared type; any other text column whose values are all missing (the `hold_reason` of a wave in which
   nobody is held out) is stored as VARCHAR, not as DuckDB's type "NULL", which no later wave's
   text could be inserted into; a table stored with such a column before is altered to VARCHAR.
   Rows are inserted by column name, and a table stored by an earlier version gains the columns
@@ -139,6 +140,19 @@ def _text_where_all_missing(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{name: pd.Series(pd.NA, index=frame.index, dtype="string") for name in empty})
 
 
+# The column kinds a table schema declares (`defs/types.py`), as DuckDB types.
+_DUCKDB_TYPES = {"object": "VARCHAR", "string": "VARCHAR", "int64": "BIGINT", "int32": "INTEGER", "float64": "DOUBLE",
+                 "float32": "FLOAT", "bool": "BOOLEAN"}
+
+
+def _typed_select(frame: pd.DataFrame, schema: dg.TableSchema | None) -> str:
+    """`SELECT ... FROM obj` with every column the asset's declared schema names cast to its
+    declared type, so a table's types come from its contract, not from one frame's values."""
+    declared = {column.name: _DUCKDB_TYPES.get(column.type) for column in (schema.columns if schema else [])}
+    columns = [f'CAST("{name}" AS {declared[name]}) AS "{name}"' if declared.get(name) else f'"{name}"' for name in frame.columns]
+    return f"SELECT {', '.join(columns)} FROM obj"
+
+
 class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
     """DuckDB's pandas handler, never storing a column of type "NULL" (and repairing a table that
     an earlier version stored with one), and inserting by column name: a table stored by an
@@ -154,8 +168,9 @@ class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
             [table_slice.schema, table_slice.table],
         ).fetchall())
         obj = _text_where_all_missing(obj)
+        select = _typed_select(obj, (context.definition_metadata or {}).get("dagster/column_schema"))
         if not stored:
-            connection.execute(f"CREATE TABLE {table} AS SELECT * FROM obj")
+            connection.execute(f"CREATE TABLE {table} AS {select}")
         else:
             for column, data_type in stored.items():
                 if data_type in ("NULL", '"NULL"'):  # DuckDB spells the type with quotes in information_schema
@@ -163,7 +178,7 @@ class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
             for column in [c for c in obj.columns if c not in stored]:
                 data_type = connection.execute(f'SELECT typeof("{column}") FROM obj LIMIT 1').fetchone()[0]
                 connection.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {data_type}')
-            connection.execute(f"INSERT INTO {table} BY NAME SELECT * FROM obj")
+            connection.execute(f"INSERT INTO {table} BY NAME {select}")
         context.add_output_metadata({
             **(TableMetadataSet(partition_row_count=len(obj), storage_kind="duckdb") if context.has_partition_key
                else TableMetadataSet(row_count=len(obj), storage_kind="duckdb")),

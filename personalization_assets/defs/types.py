@@ -20,9 +20,11 @@ from personalization_assets.audience.customers import (
     REQUIRED_COLUMNS,
     TIERS,
 )
+from personalization_assets.content.corpus import CORPUS_COLUMNS
 from personalization_assets.experiment.assignment import ASSIGNMENT_COLUMNS
 from personalization_assets.experiment.results import RESULTS_COLUMNS
 from personalization_assets.messages.variants import VARIANT_COLUMNS
+from personalization_assets.safety.documents import DOCUMENT_VERDICT_COLUMNS
 from personalization_assets.safety.screening import VERDICT_COLUMNS
 
 INTEGER = ("int64", "int32", "int16", "int8")
@@ -42,6 +44,7 @@ _COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "arm": (TEXT, "control or a tone"),
     "sent": (BOOLEAN, "whether the customer is sent the variant"),
     "hold_reason": ((*TEXT, "float64"), "why a customer is held out (empty when sent)"),
+    "contact_hold": ((*TEXT, "float64"), "why a customer may not be emailed (empty when they may)"),
     "subject": (TEXT, "email subject"),
     "body": (TEXT, "email body, merge fields unfilled"),
     "citations": (TEXT, "comma-separated document ids"),
@@ -94,7 +97,8 @@ ExperimentResultsFrame = dataframe_type(
     "ExperimentResultsFrame", "Every arm against control, per metric, overall and per segment.", RESULTS_COLUMNS
 )
 SCHEMAS = {
-    "customers": table_schema(REQUIRED_COLUMNS),
+    "customers": table_schema((*REQUIRED_COLUMNS, "contact_hold")),
+    "screened_corpus": table_schema((*CORPUS_COLUMNS, *DOCUMENT_VERDICT_COLUMNS[1:])),
     "assignments": table_schema(ASSIGNMENT_COLUMNS),
     "message_variants": table_schema(VARIANT_COLUMNS),
     "safety_verdicts": table_schema(VERDICT_COLUMNS),

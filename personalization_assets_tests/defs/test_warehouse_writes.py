@@ -25,8 +25,10 @@ def _people(wave: str, n: int, note: object = None) -> pd.DataFrame:
     return pd.DataFrame({"wave": wave, "customer_id": [f"{wave}-{i}" for i in range(n)], "n": range(n), "note": note})
 
 
-def _materialize(database, wave: str, frame: pd.DataFrame) -> dg.ExecuteInProcessResult:
-    @dg.asset(partitions_def=WAVES, metadata={"partition_expr": "wave"}, key_prefix=["test"], name="people")
+def _materialize(database, wave: str, frame: pd.DataFrame, schema: dg.TableSchema | None = None) -> dg.ExecuteInProcessResult:
+    metadata = {"partition_expr": "wave", **({"dagster/column_schema": schema} if schema else {})}
+
+    @dg.asset(partitions_def=WAVES, metadata=metadata, key_prefix=["test"], name="people")
     def people() -> pd.DataFrame:
         return frame
 
@@ -51,6 +53,25 @@ def test_an_all_missing_text_column_is_stored_as_text_and_later_text_fits(tmp_pa
     assert _column_types(database)["note"] == "VARCHAR"
     assert _materialize(database, "w2", _people("w2", 2, note="held out: variant blocked")).success
     assert _stored(database)["note"].tolist() == [None, None, None, "held out: variant blocked", "held out: variant blocked"]
+
+
+def test_declared_column_types_are_the_stored_types(tmp_path):
+    database = tmp_path / "w.duckdb"
+    schema = dg.TableSchema(columns=[dg.TableColumn("n", "float64"), dg.TableColumn("note", "object")])
+    assert _materialize(database, "w1", _people("w1", 3), schema).success  # n holds whole numbers, note nothing
+    assert _column_types(database)["n"] == "DOUBLE" and _column_types(database)["note"] == "VARCHAR"
+
+
+def test_a_table_from_an_earlier_version_gains_new_columns_and_rows_go_in_by_name(tmp_path):
+    database = tmp_path / "w.duckdb"
+    with duckdb.connect(str(database)) as connection:
+        connection.execute("CREATE SCHEMA test")
+        # Stored with another column order and without `note`: a positional insert would mix them up.
+        connection.execute("CREATE TABLE test.people AS SELECT 0::BIGINT AS n, 'w1-0' AS customer_id, 'w1' AS wave")
+    assert _materialize(database, "w2", _people("w2", 2, note="new")).success
+    stored = _stored(database).set_index("customer_id")
+    assert stored.loc["w2-1", "n"] == 1 and stored.loc["w2-1", "wave"] == "w2" and stored.loc["w2-1", "note"] == "new"
+    assert pd.isna(stored.loc["w1-0", "note"])
 
 
 def test_a_table_an_earlier_version_stored_with_a_null_typed_column_is_repaired(tmp_path):
