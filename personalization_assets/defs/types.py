@@ -71,7 +71,8 @@ def _pandas_column(name: str) -> PandasColumn:
 
 def table_schema(columns: Sequence[str]) -> dg.TableSchema:
     """The schema the UI shows for a table (`dagster/column_schema`)."""
-    described = {name: _COLUMN_KINDS.get(name, (TEXT, "")) for name in columns}
+    # A column of no declared kind is "any": shown as such, and stored as its values come (no cast).
+    described = {name: _COLUMN_KINDS.get(name, (("any",), "")) for name in columns}
     return dg.TableSchema(columns=[
         dg.TableColumn(name, dtypes[0], description=meaning or None) for name, (dtypes, meaning) in described.items()
     ])
