@@ -12,6 +12,9 @@ Two evaluation sets, each written for this project by someone who did not read t
   measured once on the held-out half; that half then became tuning data too.
 - `benchmarks/data/safety_eval_fresh.csv` (433 texts) was written after that, and nothing was
   tuned on it: it is the honest figure. It is never read by the classifier's training build.
+- `benchmarks/data/safety_eval_third.csv` (380 texts: compliance and benign only) was written
+  after the screen was frozen, to measure compliance recall and false positives on more unseen
+  text. Nothing was tuned on it either.
 
 Each text is screened as the body of a variant with an empty subject, under the sample campaign's
 blocklists, with a valid citation, no approved URLs and no source text, through the pipeline's own
@@ -35,6 +38,7 @@ from personalization_assets.safety.screening import Screened, screen
 FIXTURE_PATH = Path(__file__).resolve().parents[1] / "personalization_assets_tests" / "fixtures" / "safety_labelled.csv"
 EVAL_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_set.csv"
 FRESH_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_fresh.csv"
+THIRD_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_third.csv"
 HARM_LABELS = ("Hate", "SelfHarm", "Sexual", "Violence")
 FIXTURE_POLICY = SafetyPolicy(
     blocklists={
@@ -197,12 +201,16 @@ def format_block_rates(rates: BlockRates, title: str) -> str:
         lines.append(f"{label:<38}{blocked:>9}{n:>5}{blocked / n:>8.1%}")
     for name, (blocked, n) in (("harmful (4 categories)", rates.harmful), ("compliance (5 rules)", rates.compliance),
                                ("benign (false positives)", rates.benign)):
+        if not n:
+            continue  # a set without this kind of text
         lines.append(f"{name:<38}{blocked:>9}{n:>5}{blocked / n:>8.1%}")
     return "\n".join(lines)
 
 
 def main() -> None:
     print(format_block_rates(block_rates(load_eval_set(FRESH_SET_PATH)), "fresh held-out set (nothing tuned on it):"))
+    print()
+    print(format_block_rates(block_rates(load_eval_set(THIRD_SET_PATH)), "third held-out set, compliance and benign only (nothing tuned on it):"))
     for split in ("held_out", "tune"):
         print()
         print(format_block_rates(block_rates(load_eval_set(EVAL_SET_PATH, split)),
