@@ -1,7 +1,8 @@
 """Who may be emailed: suppression, consent, an address, and merge values that are safe to render.
 
-Decided when the customers load, whole columns at a time, as one `contact_hold` per customer: None
-when the customer may be emailed, else the reason (CONTACT_HOLD_ORDER gives the precedence when
+Decided when the customers load, whole columns at a time, as one `contact_hold` per customer: ""
+(CONTACTABLE) when the customer was checked and may be emailed, else the reason; a missing value
+means "never checked" and is held out too (`experiment/assignment.py`: fail closed) (CONTACT_HOLD_ORDER gives the precedence when
 several apply). A held customer keeps its arm (the assignment hash ignores holds, so the arms stay
 balanced) but is sent nothing and is left out of the analysis.
 
@@ -30,6 +31,8 @@ from personalization_assets.campaign.errors import (
 from personalization_assets.messages.prompts import MERGE_FIELDS
 from personalization_assets.safety.text import UNSAFE_TEXT_PATTERNS
 
+CONTACTABLE = ""  # checked, and may be emailed
+HOLD_NOT_CHECKED = "contact_not_checked"  # no contact check recorded (e.g. rows stored by an earlier version)
 HOLD_SUPPRESSED = "suppressed"  # written as suppressed:<reason>, e.g. suppressed:unsubscribed
 HOLD_NO_CONSENT = "no_consent"
 HOLD_NO_EMAIL = "no_email"
@@ -41,6 +44,7 @@ CONTACT_HOLD_EXPLANATIONS = {
     HOLD_NO_CONSENT: "the consent column does not record consent to email",
     HOLD_NO_EMAIL: "no email address on file",
     HOLD_INVALID_EMAIL: "the email address is not a single valid address",
+    HOLD_NOT_CHECKED: "no contact check was recorded for the customer (stored by an earlier version); re-run the wave",
     HOLD_UNSAFE_MERGE_VALUE: "a merge value holds markup, a URL, control or bidi characters, template syntax, "
     "or is longer than the campaign allows; it would change what the email says",
 }
@@ -154,7 +158,7 @@ def contact_holds(
         unsafe = values.str.contains(_UNSAFE_MERGE_VALUE, regex=True).to_numpy() | (values.str.len() > merge_value_max_chars).to_numpy()
         candidates.append((unsafe, f"{HOLD_UNSAFE_MERGE_VALUE}:{field}"))
 
-    holds = np.full(n, None, dtype=object)
+    holds = np.full(n, CONTACTABLE, dtype=object)
     for applies, why in reversed(candidates):  # the first reason in precedence order wins
         holds = np.where(applies, why, holds)
     return holds
@@ -176,4 +180,8 @@ def with_contact_holds(customers: pd.DataFrame, settings: AudienceSettings, supp
                                 customer_ids=customers["customer_id"])
     holds = contact_holds(customers, load_suppression(suppression_path), consent=consent, merge_fields=MERGE_FIELDS,
                           merge_value_max_chars=settings.merge_value_max_chars)
+    # The address is checked stripped, so it is stored (and sent to) stripped: a trailing CR/LF
+    # that passed the check can never reach a header.
+    if "email" in customers.columns:
+        customers = customers.assign(email=customers["email"].fillna("").astype(str).str.strip())
     return customers.assign(contact_hold=holds)

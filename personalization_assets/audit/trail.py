@@ -247,6 +247,9 @@ class AuditLog:
                         "held": int(count - sent),
                         "root_hash": root,
                         "first_prev_hash": previous,
+                        # Its emails are sealed by a rendered_emails record when they are exported;
+                        # seals written before this field existed were sent unsealed (legacy).
+                        "emails_sealed": True,
                     }
                 ]
             )[0]
@@ -286,43 +289,78 @@ class AuditLog:
         with open(self.chain_path) as handle:
             return [json.loads(line) for line in handle if line.strip()]
 
-    def verify(self) -> tuple[int, Problem | None]:
-        """Check every record, every sealed decision and email file, and (with CPO_AUDIT_KEY) every
-        record's HMAC; returns (records checked, first problem)."""
-        previous = GENESIS_HASH
-        line_number = 0
-        if not self.chain_path.exists():
-            return 0, None
+    def _record_problem(self, record: Mapping[str, object], line_number: int, previous: str, key: bytes | None,
+                        signed_before: bool) -> Problem | None:
+        """What is wrong with one chain record on its own and against the one before, if anything."""
+        kind = str(record.get("kind", "?"))
+        if record.get("seq") != line_number:
+            return Problem(line_number, kind, f"sequence {record.get('seq')} where {line_number} was expected (a record was removed or inserted)")
+        if record.get("prev_hash") != previous:
+            return Problem(line_number, kind, "previous-record hash does not match (a record before it was changed, removed or inserted)")
+        if record.get("hash") != record_hash({k: v for k, v in record.items() if k != "hmac"}):
+            return Problem(line_number, kind, "record hash does not match its contents (the record was changed)")
+        if key is not None:
+            # Records from before the key was set carry no HMAC; from the first signed record on, every one must.
+            if "hmac" not in record and signed_before:
+                return Problem(line_number, kind, f"not signed, while {AUDIT_KEY_ENV} is set and earlier records are: every "
+                               "record after the first signed one must carry an HMAC (the chain was rewritten without the key)")
+            if "hmac" in record and not hmac.compare_digest(str(record["hmac"]), record_hmac(record, key)):
+                return Problem(line_number, kind, "HMAC does not match (the record was changed, or the chain recomputed "
+                               "without the key, or signed with another key)")
+        return None
+
+    def _checked_records(self, *, files: bool) -> Iterator[tuple[int, dict | None, Problem | None]]:
+        """Each record with the first problem found up to it (then nothing more); with `files`,
+        every sealed file is checked too."""
         key = _audit_key()
         torn = self.torn_tail()
-        content = self.chain_path.read_bytes()
-        for line_number, line in enumerate(content[:torn].splitlines(), start=1):
+        previous, signed, line_number = GENESIS_HASH, False, 0
+        for line_number, line in enumerate(self.chain_path.read_bytes()[:torn].splitlines(), start=1):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                return line_number, Problem(line_number, "?", "not valid JSON")
+                yield line_number, None, Problem(line_number, "?", "not valid JSON")
+                return
+            problem = self._record_problem(record, line_number, previous, key, signed)
             kind = str(record.get("kind", "?"))
-            if record.get("seq") != line_number:
-                return line_number, Problem(line_number, kind, f"sequence {record.get('seq')} where {line_number} was expected (a record was removed or inserted)")
-            if record.get("prev_hash") != previous:
-                return line_number, Problem(line_number, kind, "previous-record hash does not match (a record before it was changed, removed or inserted)")
-            if record.get("hash") != record_hash({k: v for k, v in record.items() if k != "hmac"}):
-                return line_number, Problem(line_number, kind, "record hash does not match its contents (the record was changed)")
-            if key is not None:
-                if "hmac" not in record:
-                    return line_number, Problem(line_number, kind, f"not signed, while {AUDIT_KEY_ENV} is set: every record must carry "
-                                                "an HMAC (written without the key, or the chain was rewritten by someone without it)")
-                if not hmac.compare_digest(str(record["hmac"]), record_hmac(record, key)):
-                    return line_number, Problem(line_number, kind, "HMAC does not match (the record was changed, or the chain "
-                                                "recomputed without the key, or signed with another key)")
-            if kind in ("send_decisions", "rendered_emails"):
-                problem = self._verify_decisions(record) if kind == "send_decisions" else self._verify_rendered(record)
-                if problem:
-                    return line_number, Problem(line_number, kind, problem)
-            previous = record["hash"]
+            if problem is None and files and kind in ("send_decisions", "rendered_emails"):
+                detail = self._verify_decisions(record) if kind == "send_decisions" else self._verify_rendered(record)
+                problem = Problem(line_number, kind, detail) if detail else None
+            yield line_number, record, problem
+            if problem is not None:
+                return
+            signed = signed or "hmac" in record
+            previous = str(record["hash"])
         if torn is not None:
-            return line_number + 1, Problem(line_number + 1, "torn", self._torn_message(torn))
-        return line_number, None
+            yield line_number + 1, None, Problem(line_number + 1, "torn", self._torn_message(torn))
+        elif key is not None and line_number and not signed:
+            yield line_number, None, Problem(line_number, "unsigned", f"{AUDIT_KEY_ENV} is set but no record is signed (the "
+                                             "chain was written without the key, or rewritten by someone without it)")
+
+    def verify(self) -> tuple[int, Problem | None]:
+        """Check every record, every sealed decision and email file, and (with CPO_AUDIT_KEY) every
+        record's HMAC; returns (records checked, first problem)."""
+        if not self.chain_path.exists():
+            return 0, None
+        checked = 0
+        for line_number, _, problem in self._checked_records(files=True):
+            checked = line_number
+            if problem is not None:
+                return line_number, problem
+        return checked, None
+
+    def verified_records(self) -> list[dict]:
+        """Every record, after checking the chain (and with the key, the HMACs): what a decision
+        that trusts the trail (a reviewer's approval) reads. A broken chain is an AuditTrailError."""
+        if not self.chain_path.exists():
+            return []
+        records = []
+        for _, record, problem in self._checked_records(files=False):
+            if problem is not None:
+                raise AuditTrailError(f"{self.chain_path}: the audit trail is broken at {problem}; approvals cannot be "
+                                      "trusted from it (run `cpo audit verify`)")
+            records.append(record)
+        return records
 
     def _verify_rendered(self, record: Mapping[str, object]) -> str | None:
         path = self.directory / str(record["file"])
@@ -349,7 +387,12 @@ class AuditLog:
                 rendered.setdefault(str(record["wave"]), []).append(record)
         problems: list[str] = []
         if warehouse.is_file():
-            with duckdb.connect(str(warehouse), read_only=True) as connection:
+            try:
+                connection = duckdb.connect(str(warehouse), read_only=True)
+            except duckdb.IOException as exc:
+                raise AuditTrailError(f"{warehouse}: cannot open the warehouse to compare it with the trail ({exc}); "
+                                      "run `cpo audit verify` again when no run is writing it") from None
+            with connection:
                 tables = {row[0] for row in connection.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'personalization'").fetchall()}
                 if "assignments" in tables:
@@ -357,7 +400,10 @@ class AuditLog:
                             "SELECT wave, count(*) FROM personalization.assignments GROUP BY wave ORDER BY wave").fetchall():
                         problems += self._check_wave(connection, str(wave), int(rows), sealed.get(str(wave), []), records,
                                                      "message_variants" in tables)
+        legacy = {wave for wave, seals in sealed.items() if not any(seal.get("emails_sealed") for seal in seals)}
         for path in sorted(exports.glob(f"*/{export_file}")) if exports.is_dir() else []:
+            if path.parent.name in legacy and not rendered.get(path.parent.name):
+                continue  # exported before emails were sealed: nothing to compare it with
             problems += self._check_export(path, path.parent.name, rendered.get(path.parent.name, []))
         return problems
 
@@ -475,7 +521,8 @@ class AuditLog:
     def unapproved_sends(self) -> pd.DataFrame:
         """Sent decisions whose variant's latest earlier verdict is missing or not 'approved'."""
         records = self.records()
-        verdicts = pd.DataFrame([r for r in records if r.get("kind") == "verdict"], columns=["seq", "segment", "variant_id", "decision"])
+        verdicts = pd.DataFrame([r for r in records if r.get("kind") == "verdict"],
+                                columns=["seq", "segment", "variant_id", "decision", "approval_mode", "content_hash"])
         sealed = [r for r in records if r.get("kind") == "send_decisions"]
         if not sealed:
             return pd.DataFrame(columns=["customer_id", "segment", "variant_id", "decision"])
@@ -489,7 +536,15 @@ class AuditLog:
         traced = pd.merge_asof(
             sent, verdicts.sort_values("seq"), on="seq", by=["segment", "variant_id"], direction="backward"
         )
-        return traced[traced["decision"].ne("approved")]
+        # Under approval.mode reviewer, the latest review of the verdict's exact text before the
+        # decision must be a person's approval too.
+        reviews = pd.DataFrame([{"seq": r["seq"], "variant_id": r["variant_id"], "content_hash": r["content_hash"],
+                                 "review": r["decision"]} for r in records if r.get("kind") == "approval"],
+                               columns=["seq", "variant_id", "content_hash", "review"]).astype({"seq": "int64"})
+        traced = pd.merge_asof(traced.assign(content_hash=traced["content_hash"].fillna("")).sort_values("seq"),
+                               reviews.sort_values("seq"), on="seq", by=["variant_id", "content_hash"], direction="backward")
+        unreviewed = traced["approval_mode"].eq("reviewer") & traced["review"].ne("approved")
+        return traced[traced["decision"].ne("approved") | unreviewed]
 
 
 def explain(log: AuditLog, customer_id: str, wave: str | None = None) -> str:
@@ -498,7 +553,9 @@ def explain(log: AuditLog, customer_id: str, wave: str | None = None) -> str:
     if decisions.empty:
         scope = f" in wave {wave}" if wave else ""
         return f"no recorded send decision for customer {customer_id}{scope}"
-    rendered = {(str(r["run_id"]), str(r["wave"])) for r in log.records() if r.get("kind") == "rendered_emails"}
+    records = log.records()
+    rendered = {(str(r["run_id"]), str(r["wave"])) for r in records if r.get("kind") == "rendered_emails"}
+    legacy = {(str(r["run_id"]), str(r["wave"])) for r in records if r.get("kind") == "send_decisions" and not r.get("emails_sealed")}
     lines = []
     for decision in decisions.itertuples():
         verdict = log.latest("verdict", decision.segment, decision.variant_id, decision.seq)
@@ -507,6 +564,8 @@ def explain(log: AuditLog, customer_id: str, wave: str | None = None) -> str:
             outcome = f"NOT SENT ({decision.hold_reason})"
         elif (decision.run_id, decision.wave) in rendered:
             outcome = "SENT"
+        elif (decision.run_id, decision.wave) in legacy:
+            outcome = "SENT (recorded before emails were sealed)"
         else:  # decided to send, but the run stopped before its emails were rendered and sealed
             outcome = "NOT SENT (decided to send, but this run stopped before its emails were rendered)"
         lines.append(
@@ -560,6 +619,7 @@ def verdict_records(verdicts: pd.DataFrame, run_id: str, *, approval_mode: str) 
                 "blocklist_hits": row["blocklist_hits"],
                 "rule_hits": row["rule_hits"],
                 "approval_mode": approval_mode,
+                "content_hash": row.get("content_hash"),
             }
         )
     return records

@@ -31,15 +31,20 @@ def _tables(warehouse: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     if not warehouse.is_file():
         raise ConfigError(warehouse, "no warehouse yet: run `cpo run` first, so there are variants to review")
     with duckdb.connect(str(warehouse), read_only=True) as connection:
+        tables = {row[0] for row in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [WAREHOUSE_SCHEMA]).fetchall()}
+        missing = sorted({"message_variants", "safety_verdicts", "content_index"} - tables)
+        if missing:
+            raise ConfigError(warehouse, f"no {', '.join(missing)} yet: run `cpo run` first, so there are variants to review")
         variants = connection.execute(f"SELECT {REVIEW_COLUMNS} FROM {WAREHOUSE_SCHEMA}.message_variants").df()
-        verdicts = connection.execute(f"SELECT segment, variant_id, arm, decision, reasons FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
+        verdicts = connection.execute(f"SELECT segment, variant_id, arm, decision, reasons, content_hash FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
         corpus = connection.execute(f"SELECT document_id, title FROM {WAREHOUSE_SCHEMA}.content_index").df()
     return variants, verdicts, corpus
 
 
 def _decisions(config: CampaignConfig, warehouse: Path, log: AuditLog) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict]]:
     variants, verdicts, corpus = _tables(warehouse)
-    records = log.records()
+    records = log.verified_records()
     decisions = effective_decisions(verdicts, variants, reviews_from(records), MODE_REVIEWER)
     decisions = decisions.merge(verdicts[["segment", "variant_id", "reasons"]], on=["segment", "variant_id"])
     return decisions, variants, corpus, records

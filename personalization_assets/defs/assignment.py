@@ -38,13 +38,13 @@ def assignments(
         raise dg.Failure(f"assignments not made: {gate.summary()}; blocked: {', '.join(gate.blocked_variants)}")
     # What a reviewer approved (approval.mode: reviewer) or the screen (screen): checked here too,
     # so no unapproved text is sent even when the approval check ran in another run.
-    decisions = effective_decisions(safety_verdicts, message_variants, reviews_from(audit.log().records()), config.approval.mode)
+    decisions = effective_decisions(safety_verdicts, message_variants, reviews_from(audit.log().verified_records()), config.approval.mode)
     waiting = pending(decisions)
     if len(waiting):
         raise dg.Failure(f"assignments not made: {waiting['variant_id'].nunique()} variants await a reviewer's approval "
                          f"({', '.join(sorted(set(waiting['variant_id'])))}); see `cpo review`, then `cpo approve ... --by NAME`")
     frame = build_assignments(
-        customer_segments, message_variants, decisions,
+        customer_segments, message_variants, decisions,  # a verdict of another text than the stored variant's: blocked
         experiment_id=config.experiment_id, weights=config.arm_weights, wave=context.partition_key,
     )
     sealed = audit.log().append_send_decisions(context.run_id, context.partition_key, frame)

@@ -9,7 +9,7 @@ from personalization_assets.audience.customers import (
     OPTIONAL_TEXT_COLUMNS,
     load_customers,
 )
-from personalization_assets.audience.eligibility import with_contact_holds
+from personalization_assets.audience.eligibility import CONTACTABLE, with_contact_holds
 from personalization_assets.audience.segmentation import (
     assign_segments,
     check_rules_against_columns,
@@ -43,7 +43,7 @@ def customers(context: dg.AssetExecutionContext, campaign: CampaignResource) -> 
         if column not in frame.columns:
             frame[column] = ""
     frame = with_contact_holds(frame, config.audience, config.paths.suppression, source=path)
-    held = frame["contact_hold"].dropna().value_counts()
+    held = frame.loc[frame["contact_hold"] != CONTACTABLE, "contact_hold"].value_counts()
     context.add_output_metadata({"dagster/row_count": len(frame), "source": str(path), "contact_holds": int(held.sum()),
                                  **{f"held_{reason}": int(n) for reason, n in held.items()}})
     return frame

@@ -1,5 +1,7 @@
 """Rendering stage: the send list, and each sent customer's email rendered locally for export."""
 
+import os
+
 import dagster as dg
 import pandas as pd
 
@@ -25,9 +27,12 @@ def personalized_messages(
     merge fields filled in locally, go to $CPO_HOME/exports/<wave>/personalized_messages.parquet,
     each email's hash sealed in the audit trail."""
     path = exports_dir() / context.partition_key / EXPORT_FILE
-    frame = export_messages(assignments, customers, message_variants, path)
-    # Sealed after the file is in place: the decisions of a run that stops before this are never "sent".
-    sealed = audit.log().append_rendered_emails(context.run_id, context.partition_key, path)
+    unsealed = path.with_name(f".{EXPORT_FILE}.unsealed")
+    frame = export_messages(assignments, customers, message_variants, unsealed)
+    # Sealed before the file takes its name: a send-ready export is always a sealed one, and the
+    # decisions of a run that stops before this are never "sent".
+    sealed = audit.log().append_rendered_emails(context.run_id, context.partition_key, unsealed)
+    os.replace(unsealed, path)
     context.add_output_metadata({"dagster/row_count": len(frame), "emails": dg.MetadataValue.path(str(path)),
                                  "emails_bytes": path.stat().st_size, "audit_record": sealed["seq"]})
     return frame

@@ -41,7 +41,7 @@ def experiment_report(
             exploration=segment_exploration,
             corpus=content_index,
             screened_corpus=screened_corpus,
-            approvals=effective_decisions(safety_verdicts, message_variants, reviews_from(audit.log().records()),
+            approvals=effective_decisions(safety_verdicts, message_variants, reviews_from(audit.log().verified_records()),
                                           campaign.config.approval.mode),
         ),
     )

@@ -95,9 +95,9 @@ def safety_pass_rate(campaign: CampaignResource, warehouse: DuckDBResource) -> d
 def reviewer_approval(campaign: CampaignResource, warehouse: DuckDBResource, audit: AuditResource) -> dg.AssetCheckResult:
     mode = campaign.config.approval.mode
     with warehouse.get_connection() as connection:
-        verdicts = connection.execute(f"SELECT segment, variant_id, arm, decision FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
+        verdicts = connection.execute(f"SELECT segment, variant_id, arm, decision, content_hash FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
         variants = connection.execute(f"SELECT segment, variant_id, subject, body, cta, citations FROM {WAREHOUSE_SCHEMA}.message_variants").df()
-    decisions = effective_decisions(verdicts, variants, reviews_from(audit.log().records()), mode)
+    decisions = effective_decisions(verdicts, variants, reviews_from(audit.log().verified_records()), mode)
     waiting = pending(decisions).drop_duplicates("variant_id")
     approved = decisions[decisions["decision"] == APPROVED]
     if mode == MODE_SCREEN:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from personalization_assets.audience.eligibility import CONTACTABLE, HOLD_NOT_CHECKED
+
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 HOLD_VARIANT_BLOCKED = "variant_blocked"
@@ -175,9 +177,13 @@ def build_assignments(
     decision = table["decision"].to_numpy(dtype=object)[cell]
     approved = decision == "approved"
     variant_hold = np.where(approved, None, np.where(decision == "rejected", HOLD_VARIANT_REJECTED, HOLD_VARIANT_BLOCKED))
-    contact_hold = (customer_segments["contact_hold"].to_numpy(dtype=object) if "contact_hold" in customer_segments.columns
-                    else np.full(len(cell), None, dtype=object))
-    contactable = pd.isna(contact_hold)
+    if "contact_hold" not in customer_segments.columns:
+        raise ValueError("customer_segments has no contact_hold column: materialize customers and customer_segments for this "
+                         "wave first (nobody is assigned without a contact check)")
+    contact_hold = customer_segments["contact_hold"].to_numpy(dtype=object)
+    unchecked = pd.isna(contact_hold)  # never checked: held out, fail closed
+    contact_hold = np.where(unchecked, HOLD_NOT_CHECKED, contact_hold)
+    contactable = contact_hold == CONTACTABLE
     frame = pd.DataFrame(
         {
             "wave": wave,

@@ -71,16 +71,26 @@ def effective_decisions(verdicts: pd.DataFrame, variants: pd.DataFrame, reviews:
 
     Columns: segment, variant_id, arm, screen_decision, content_hash, decision (approved,
     blocked, rejected or pending) and approved_by (the reviewer, "automated screen", or "").
+    A verdict covers the text it judged (`verdicts.content_hash`): a variant whose text changed
+    after it was screened (or a verdict that records no text) counts as blocked, fail closed.
     """
     texts = variants[["segment", "variant_id", *CONTENT_FIELDS]].copy()
     texts["content_hash"] = content_hashes(texts)
-    frame = verdicts[["segment", "variant_id", "arm", "decision"]].rename(columns={"decision": "screen_decision"}).merge(
+    judged = verdicts["content_hash"] if "content_hash" in verdicts.columns else pd.Series(None, index=verdicts.index, dtype=object)
+    frame = verdicts[["segment", "variant_id", "arm", "decision"]].assign(judged_hash=judged.to_numpy()).rename(
+        columns={"decision": "screen_decision"}).merge(
         texts[["segment", "variant_id", "content_hash"]], on=["segment", "variant_id"], how="left", validate="one_to_one")
+    stale = frame["judged_hash"].isna() | (frame["judged_hash"] != frame["content_hash"])
+    frame["screen_decision"] = frame["screen_decision"].where(~stale, "blocked")
+    frame = frame.drop(columns="judged_hash")
     decisions, approved_by = [], []
     for row in frame.itertuples(index=False):
         review = reviews.get((row.variant_id, row.content_hash))
         if row.screen_decision != APPROVED or pd.isna(row.content_hash):
             decisions.append(BLOCKED)
+            approved_by.append("")
+        elif review is not None and review.decision == REJECTED:  # a person's rejection holds in every mode
+            decisions.append(REJECTED)
             approved_by.append("")
         elif mode == MODE_SCREEN:
             decisions.append(APPROVED)

@@ -19,6 +19,7 @@ from personalization_assets.campaign.config import BodyLength
 from personalization_assets.content.retrieval import retrieval_purpose
 from personalization_assets.messages.quality import quality_failures, sources_from
 from personalization_assets.messages.variants import prompt_documents
+from personalization_assets.safety.approval import content_hashes
 from personalization_assets.safety.policy import (
     CATEGORIES,
     SafetyDecision,
@@ -40,6 +41,7 @@ VERDICT_COLUMNS = (
     "reasons",
     "policy_version",
     "backend",
+    "content_hash",  # the exact text judged (safety/approval.content_hash): a verdict covers that text only
 )
 CATEGORY_COLUMNS = {"Hate": "hate", "SelfHarm": "self_harm", "Sexual": "sexual", "Violence": "violence"}
 
@@ -155,7 +157,8 @@ def screen_variants(
             "arm": variant.arm,
             "decision": result.decision.decision,
             **verdict_fields(result, policy, backend),
+            "content_hash": digest,
         }
-        for variant, result in zip(variants.itertuples(), screened, strict=True)
+        for variant, result, digest in zip(variants.itertuples(), screened, content_hashes(variants), strict=True)
     ]
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))

@@ -41,7 +41,7 @@ def verdicts(friendly_decision: str) -> pd.DataFrame:
 def decisions(verdict_frame: pd.DataFrame, n: int = 200) -> pd.DataFrame:
     customers = pd.DataFrame({"customer_id": [f"C{i:05d}" for i in range(n)], "segment": "s1"})
     variants = verdict_frame[["segment", "arm", "variant_id"]]
-    return build_assignments(customers, variants, verdict_frame, experiment_id="e", weights=WEIGHTS, wave="2026-11-16")
+    return build_assignments(customers.assign(contact_hold=""), variants, verdict_frame, experiment_id="e", weights=WEIGHTS, wave="2026-11-16")
 
 
 @pytest.fixture

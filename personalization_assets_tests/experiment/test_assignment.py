@@ -143,7 +143,7 @@ def test_per_segment_proportions_follow_the_weights():
 
 def assignments_for(frame, variants, verdicts, weights=None):
     config = campaign()
-    return build_assignments(frame, variants, verdicts, experiment_id=config.experiment_id,
+    return build_assignments(frame.assign(contact_hold=""), variants, verdicts, experiment_id=config.experiment_id,
                              weights=weights or config.arm_weights, wave="2026-01-05")
 
 

@@ -165,7 +165,7 @@ def test_simulation_does_not_depend_on_row_order():
 def test_held_out_customers_are_absent():
     customers = customer_segments(5000)
     variants = variants_frame(catalog().ids)
-    assignments = build_assignments(customers, variants, verdicts_frame(variants, blocked={"at_risk:urgent", "vip_champions|control"}),
+    assignments = build_assignments(customers.assign(contact_hold=""), variants, verdicts_frame(variants, blocked={"at_risk:urgent", "vip_champions|control"}),
                                     experiment_id=campaign().experiment_id, weights=campaign().arm_weights, wave=WAVE)
     held = set(assignments.loc[~assignments["sent"], "customer_id"])
     assert held

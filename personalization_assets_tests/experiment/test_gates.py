@@ -45,7 +45,7 @@ def _simulated(n: int, effects: tuple[tuple[str, float], ...], seed: int):
     config = campaign()
     customers = customer_segments(n, seed)
     variants = variants_frame(catalog().ids)
-    assignments = build_assignments(customers, variants, verdicts_frame(variants), experiment_id=config.experiment_id,
+    assignments = build_assignments(customers.assign(contact_hold=""), variants, verdicts_frame(variants), experiment_id=config.experiment_id,
                                     weights=config.arm_weights, wave=WAVE)
     settings = SimulationSettings(seed=seed, conversion_given_click=0.12, effects=SimulationEffects(default=dict(effects)))
     engagement = simulate_engagement(sent_customers(assignments, customers), settings, WAVE)

@@ -118,7 +118,7 @@ def simulated_wave(n: int, effects: tuple, seed: int = 11, blocked: frozenset[st
     customers = customer_segments(n, seed)
     variants = make_variants(catalog().ids)
     verdicts = make_verdicts(variants, blocked)
-    assignments = build_assignments(customers, variants, verdicts, experiment_id=config.experiment_id,
+    assignments = build_assignments(customers.assign(contact_hold=""), variants, verdicts, experiment_id=config.experiment_id,
                                     weights=config.arm_weights, wave=WAVE)
     if drop_control_share:
         # Lose part of the control arm, as a broken export would: a sample-ratio mismatch.

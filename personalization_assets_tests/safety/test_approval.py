@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from personalization_assets.audit.trail import AuditLog, explain
+from personalization_assets.campaign.errors import AuditTrailError
 from personalization_assets.cli import commands as cli
 from personalization_assets.safety.approval import (
     APPROVED,
@@ -12,6 +13,7 @@ from personalization_assets.safety.approval import (
     PENDING,
     REJECTED,
     content_hash,
+    content_hashes,
     effective_decisions,
     reviews_from,
     text_diff,
@@ -33,8 +35,23 @@ def _frames(decisions=("approved", "approved", "blocked")):
                              **{field: [value] * 3 for field, value in TEXT.items()}})
     variants.loc[1, "body"] = "Hi {{first_name}}, the control text."
     verdicts = pd.DataFrame({"segment": variants["segment"], "variant_id": variants["variant_id"], "arm": ["a", "control", "a"],
-                             "decision": list(decisions)})
+                             "decision": list(decisions), "content_hash": content_hashes(variants)})
     return variants, verdicts
+
+
+def test_a_verdict_covers_only_the_text_it_judged():
+    variants, verdicts = _frames()
+    edited = variants.assign(body=variants["body"] + " Unscreened sentence.")  # generated again, not screened again
+    assert effective_decisions(verdicts, edited, {}, "screen")["decision"].tolist() == [BLOCKED, BLOCKED, BLOCKED]
+    unrecorded = verdicts.drop(columns="content_hash")  # a verdict stored by an earlier version records no text
+    assert effective_decisions(unrecorded, variants, {}, "screen")["decision"].tolist() == [BLOCKED, BLOCKED, BLOCKED]
+
+
+def test_a_rejection_holds_in_screen_mode_too():
+    variants, verdicts = _frames()
+    digest = verdicts["content_hash"].iloc[0]
+    reviews = reviews_from([_review("s1:a", digest, REJECTED, 1)])
+    assert effective_decisions(verdicts, variants, reviews, "screen")["decision"].tolist() == [REJECTED, APPROVED, BLOCKED]
 
 
 def _review(variant_id, digest, decision, seq):
@@ -57,8 +74,9 @@ def test_reviewer_mode_needs_an_approval_of_the_exact_text_and_the_latest_review
     decisions = effective_decisions(verdicts, variants, reviews_from(records), "reviewer")
     # A reviewer cannot overrule the screen: s2:a stays blocked.
     assert decisions["decision"].tolist() == [APPROVED, REJECTED, BLOCKED]
-    edited = variants.assign(body=variants["body"] + "!")  # any change to the text needs a new approval
-    assert effective_decisions(verdicts, edited, reviews_from(records), "reviewer")["decision"].tolist() == [PENDING, PENDING, BLOCKED]
+    edited = variants.assign(body=variants["body"] + "!")  # any change to the text needs a new screen and a new approval
+    rescreened = verdicts.assign(content_hash=content_hashes(edited))
+    assert effective_decisions(rescreened, edited, reviews_from(records), "reviewer")["decision"].tolist() == [PENDING, PENDING, BLOCKED]
 
 
 def test_the_diff_shows_what_changed_since_the_last_approval():
@@ -101,7 +119,7 @@ def test_reviewer_mode_end_to_end(campaign_folder, capsys):
     log = AuditLog(campaign_folder.home / "audit")
     approvals = [r for r in log.records() if r["kind"] == "approval"]
     assert len(approvals) == 19 and {r["by"] for r in approvals} == {"Dana"}
-    assert log.verify()[1] is None
+    assert log.verify()[1] is None and log.unapproved_sends().empty
     sent_customer = duckdb.connect(str(campaign_folder.warehouse), read_only=True).execute(
         "SELECT customer_id FROM personalization.assignments WHERE sent LIMIT 1").fetchone()[0]
     assert "approval: approved by Dana" in explain(log, sent_customer, TEST_WAVE)
@@ -124,3 +142,12 @@ def test_a_blocked_variant_cannot_be_approved_by_a_person(materialized_copy, cap
     code = cli.main(["approve", "at_risk:urgent", "--by", "Dana", "--campaign", str(materialized_copy.campaign)])
     assert code == cli.EXIT_USAGE and "cannot overrule" in capsys.readouterr().err
     assert cli.main(["approve", "nope:urgent", "--by", "Dana", "--campaign", str(materialized_copy.campaign)]) == cli.EXIT_USAGE
+
+
+def test_an_approval_forged_into_the_chain_is_not_trusted(tmp_path):
+    log = AuditLog(tmp_path / "audit")
+    log.append([{"kind": "verdict", "variant_id": "s:a", "decision": "approved"}])
+    with open(log.chain_path, "a") as handle:  # no sequence, no hash: written by hand
+        handle.write('{"kind":"approval","variant_id":"s:a","content_hash":"H","decision":"approved","by":"forged"}\n')
+    with pytest.raises(AuditTrailError, match="approvals cannot be trusted"):
+        log.verified_records()
