@@ -139,6 +139,7 @@ def test_held_customers_are_never_sent_counted_and_left_out_of_the_analysis(camp
     assert "no_consent" in report and "suppressed:unsubscribed" in report
 
 
+@pytest.mark.e2e
 def test_a_bad_suppression_file_exits_64_before_anything_is_written(campaign_folder, capsys):
     (campaign_folder.data / "suppression.csv").write_text("customer_id,reason,date\nC0000001,unsubscribed,yesterday\n")
     assert cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", TEST_WAVE]) == 64

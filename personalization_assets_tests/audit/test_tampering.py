@@ -15,6 +15,7 @@ from personalization_assets_tests.conftest import TEST_WAVE
 from personalization_assets_tests.defs.pipeline import materialize_wave
 
 SCHEMA = "personalization"
+pytestmark = pytest.mark.e2e  # every test here works on a materialized campaign
 
 
 def _verify(capsys) -> tuple[int, str]:

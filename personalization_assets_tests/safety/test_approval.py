@@ -135,6 +135,7 @@ def test_reviewer_mode_end_to_end(campaign_folder, capsys):
     assert "(no earlier approved version)" in review  # the rejected text has no approved version to diff against
 
 
+@pytest.mark.e2e
 def test_a_blocked_variant_cannot_be_approved_by_a_person(materialized_copy, capsys, monkeypatch):
     monkeypatch.setenv("CPO_HOME", str(materialized_copy.home))
     with duckdb.connect(str(materialized_copy.warehouse)) as connection:
