@@ -584,7 +584,7 @@ def explain(log: AuditLog, customer_id: str, wave: str | None = None) -> str:
                 f"reasons: {verdict.get('reasons') or 'none'}"
             )
             if verdict.get("approval_mode") == MODE_REVIEWER and variant:
-                earlier = [r for r in log.records() if r["seq"] < decision.seq]
+                earlier = [r for r in records if r["seq"] < decision.seq]
                 review = reviews_from(earlier).get((decision.variant_id, str(variant.get("content_hash"))))
                 lines.append(f"  approval: {review.decision} by {review.by} (audit record {review.seq})" if review
                              else "  approval: NONE RECORDED for this exact text before this decision")

@@ -309,16 +309,23 @@ def _lexicon_severities(text: str) -> dict[str, int]:
     return severities
 
 
-def classify_text(text: str) -> dict[str, int]:
-    """Azure-shaped severities (0/2/4/6) per category for one text: the highest of the lexicon on
-    the text as written (normalized), the lexicon on its deobfuscated reading, and the trained
-    classifier (`local_safety_model`, Medium at most)."""
+def _combined_severities(text: str, model: Mapping[str, int]) -> dict[str, int]:
+    """The highest of the lexicon on the text as written (normalized), the lexicon on its
+    deobfuscated reading, and the trained classifier's severities `model` for the text."""
     readings = (normalize(text), deobfuscate(text))
     lexicon = [_lexicon_severities(reading) for reading in dict.fromkeys(readings)]
-    model = local_safety_model.severities(text)
     return {category: max([*(found[category] for found in lexicon), model.get(category, SAFE)]) for category in CATEGORIES}
 
 
+def classify_text(text: str) -> dict[str, int]:
+    """Azure-shaped severities (0/2/4/6) per category for one text: lexicon and trained
+    classifier (`local_safety_model`, Medium at most) together."""
+    return _combined_severities(text, local_safety_model.severities([text])[0])
+
+
 def analyze(texts: Sequence[str], blocklists: Mapping[str, Sequence[str]]) -> list[TextAnalysis]:
-    """What the embedded backend says about each text: severities and blocklist matches."""
-    return [TextAnalysis(classify_text(text), tuple(find_blocklist_hits(text, blocklists))) for text in texts]
+    """What the embedded backend says about each text: severities and blocklist matches. The
+    classifier reads the whole batch in one call."""
+    model = local_safety_model.severities(list(texts))
+    return [TextAnalysis(_combined_severities(text, found), tuple(find_blocklist_hits(text, blocklists)))
+            for text, found in zip(texts, model, strict=True)]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import csv
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from personalization_assets.safety.policy import CATEGORIES, MEDIUM
@@ -55,8 +55,10 @@ def _trained():
     return build_pipeline().fit(texts, labels)
 
 
-def probabilities(texts: list[str]) -> list[Mapping[str, float]]:
-    """Each text's probability per class (the four categories and benign)."""
+def probabilities(texts: Sequence[str]) -> list[Mapping[str, float]]:
+    """Each text's probability per class (the four categories and benign), in one batch."""
+    if not texts:
+        return []
     model = _trained()
     classes = list(model.classes_)
     return [dict(zip(classes, map(float, row))) for row in model.predict_proba(texts)]
@@ -66,6 +68,7 @@ def severities_from(probability: Mapping[str, float], threshold: float = THRESHO
     return {category: MEDIUM for category in CATEGORIES if probability.get(category, 0.0) >= threshold}
 
 
-def severities(text: str) -> dict[str, int]:
-    """Medium for each category the classifier is confident of; categories below the threshold are absent."""
-    return severities_from(probabilities([text])[0])
+def severities(texts: Sequence[str]) -> list[dict[str, int]]:
+    """Per text, Medium for each category the classifier is confident of; categories below the
+    threshold are absent. One batch: the features of every text are computed in one call."""
+    return [severities_from(probability) for probability in probabilities(texts)]
