@@ -1,18 +1,23 @@
-"""Build the embedded safety classifier's training texts (`backends/data/safety_training.csv`).
+"""Build the training texts of the screen's two classifiers: the embedded backend's harm
+classifier (`backends/data/safety_training.csv`) and the compliance rules' claim classifier
+(`safety/data/claim_training.csv`).
 
 Run from the repository root after editing any source below:
 
     .venv/bin/python benchmarks/build_safety_training.py
 
-Sources, all written for this project: the first evaluation set, both halves
-(`benchmarks/data/safety_eval_set.csv`; its held-out half was measured once and then became
-tuning data, see docs/safety.md; the fresh held-out set `safety_eval_fresh.csv` is never read here), the
-labelled test fixture (`personalization_assets_tests/fixtures/safety_labelled.csv`), and the
-sentences of the sample campaign's approved content documents (benign marketing copy), and
+Sources, all written for this project: the three evaluation sets measured so far
+(`benchmarks/data/safety_eval_set.csv`, `safety_eval_fresh.csv`, `safety_eval_third.csv`; each
+was measured once before it became training data, see docs/safety.md; the fourth,
+`safety_eval_fourth.csv`, is never read here), the labelled test fixture
+(`personalization_assets_tests/fixtures/safety_labelled.csv`), the sentences of the sample
+campaign's approved content documents (benign marketing copy), and
 `backends/data/safety_training_benign.csv`: ordinary sentences that name protected groups, so the
-classifier does not learn that naming a group is hate. Labels are
-the four harm categories and `benign`; compliance and blocklist texts count as benign here (the
-rules, not the classifier, judge them).
+harm classifier does not learn that naming a group is hate.
+
+Labels: for the harm classifier, the four harm categories and `benign` (compliance and blocklist
+texts count as benign there: the rules judge them); for the claim classifier, the three claim
+rules (`safety/claims.CLAIM_RULES`) and `none` (everything else, harmful texts included).
 """
 
 from __future__ import annotations
@@ -23,24 +28,24 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EVAL_SET = ROOT / "benchmarks" / "data" / "safety_eval_set.csv"
+EVAL_SETS = tuple(ROOT / "benchmarks" / "data" / name for name in ("safety_eval_set.csv", "safety_eval_fresh.csv", "safety_eval_third.csv"))
 FIXTURE = ROOT / "personalization_assets_tests" / "fixtures" / "safety_labelled.csv"
 CONTENT = ROOT / "personalization_assets" / "campaign" / "sample" / "content"
-OUT = ROOT / "personalization_assets" / "backends" / "data" / "safety_training.csv"
+HARM_OUT = ROOT / "personalization_assets" / "backends" / "data" / "safety_training.csv"
+CLAIM_OUT = ROOT / "personalization_assets" / "safety" / "data" / "claim_training.csv"
 GROUP_MENTIONS = ROOT / "personalization_assets" / "backends" / "data" / "safety_training_benign.csv"
 CATEGORIES = ("Hate", "SelfHarm", "Sexual", "Violence")
+CLAIM_RULES = ("false_urgency", "health_financial_promise", "unverifiable_guarantee")
 
 
-def training_rows() -> list[tuple[str, str]]:
+def labelled_texts() -> list[tuple[str, str]]:
+    """Every source text with its evaluation label ("Hate", "compliance:false_urgency", "benign", ...)."""
     rows: list[tuple[str, str]] = []
-    with EVAL_SET.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if row["split"] in ("tune", "held_out"):
-                rows.append((row["text"], row["label"] if row["label"] in CATEGORIES else "benign"))
+    for path in EVAL_SETS:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows += [(row["text"], row["label"]) for row in csv.DictReader(handle)]
     with FIXTURE.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            category = row["expected"].removeprefix("unsafe:")
-            rows.append((row["text"], category if category in CATEGORIES else "benign"))
+        rows += [(row["text"], row["expected"].removeprefix("unsafe:")) for row in csv.DictReader(handle)]
     for path in sorted(CONTENT.glob("*.json")):
         document = json.loads(path.read_text())
         for sentence in re.split(r"(?<=[.!?])\s+", f"{document['title']}. {document['content']}"):
@@ -48,18 +53,35 @@ def training_rows() -> list[tuple[str, str]]:
                 rows.append((sentence, "benign"))
     with GROUP_MENTIONS.open(newline="", encoding="utf-8") as handle:
         rows += [(row["text"], row["label"]) for row in csv.DictReader(handle)]
-    return list(dict.fromkeys(rows))
+    return rows
 
 
-def main() -> None:
-    rows = training_rows()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with OUT.open("w", newline="", encoding="utf-8") as handle:
+def harm_label(label: str) -> str:
+    return label if label in CATEGORIES else "benign"
+
+
+def claim_label(label: str) -> str:
+    rule = label.removeprefix("compliance:")
+    return rule if rule in CLAIM_RULES else "none"
+
+
+def write(path: Path, rows: list[tuple[str, str]]) -> None:
+    rows = list(dict.fromkeys(rows))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label"])
         writer.writerows(rows)
-    counts = {label: sum(1 for _, lab in rows if lab == label) for label in (*CATEGORIES, "benign")}
-    print(f"wrote {len(rows)} texts to {OUT.relative_to(ROOT)}: {counts}")
+    counts: dict[str, int] = {}
+    for _, label in rows:
+        counts[label] = counts.get(label, 0) + 1
+    print(f"wrote {len(rows)} texts to {path.relative_to(ROOT)}: {dict(sorted(counts.items()))}")
+
+
+def main() -> None:
+    texts = labelled_texts()
+    write(HARM_OUT, [(text, harm_label(label)) for text, label in texts])
+    write(CLAIM_OUT, [(text, claim_label(label)) for text, label in texts])
 
 
 if __name__ == "__main__":

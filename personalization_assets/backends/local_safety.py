@@ -292,6 +292,15 @@ _LEXICON_ENTRIES = tuple(
 _BENIGN_IDIOM_PATTERNS = tuple(compile_phrase(phrase, _PLACEHOLDERS) for phrase in _BENIGN_IDIOMS)
 
 
+def _without_benign_idioms(text: str) -> str:
+    """The text the trained classifier reads: the benign idioms taken out, so "cut yourself some
+    slack" is not read as its words, as the lexicon does not read it."""
+    text = normalize(text)
+    for pattern in _BENIGN_IDIOM_PATTERNS:
+        text = pattern.sub(" ", text)
+    return text
+
+
 def _lexicon_severities(text: str) -> dict[str, int]:
     """Severities per category from the lexicon, on one version of a text."""
     benign_spans = [m.span() for pattern in _BENIGN_IDIOM_PATTERNS for m in pattern.finditer(text)]
@@ -320,12 +329,12 @@ def _combined_severities(text: str, model: Mapping[str, int]) -> dict[str, int]:
 def classify_text(text: str) -> dict[str, int]:
     """Azure-shaped severities (0/2/4/6) per category for one text: lexicon and trained
     classifier (`local_safety_model`, Medium at most) together."""
-    return _combined_severities(text, local_safety_model.severities([text])[0])
+    return _combined_severities(text, local_safety_model.severities([_without_benign_idioms(text)])[0])
 
 
 def analyze(texts: Sequence[str], blocklists: Mapping[str, Sequence[str]]) -> list[TextAnalysis]:
     """What the embedded backend says about each text: severities and blocklist matches. The
     classifier reads the whole batch in one call."""
-    model = local_safety_model.severities(list(texts))
+    model = local_safety_model.severities([_without_benign_idioms(text) for text in texts])
     return [TextAnalysis(_combined_severities(text, found), tuple(find_blocklist_hits(text, blocklists)))
             for text, found in zip(texts, model, strict=True)]

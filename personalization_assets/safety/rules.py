@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from personalization_assets.messages.prompts import MERGE_FIELDS
+from personalization_assets.safety.claims import claims_in
 from personalization_assets.safety.text import (
     UNSAFE_TEXT_PATTERNS,
     comparable,
@@ -90,7 +91,7 @@ _URGENCY_CLAIMS = (
             r"(?:ends|ending) (?:tonight|today|at midnight|soon)", r"final (?:hours|day|days)",
             r"now or never", r"(?:deals?|offers?|sales?|prices?) won't last",
             # Deadlines worded without a date: a document stating its end date backs them.
-            r"act (?:now|fast|quickly)", r"(?:hurry|quick)", r"don't (?:delay|miss out)", r"before (?:it's|they're|it is|they are) (?:gone|too late)",
+            r"act (?:now|fast|quickly)", r"hurry(?:,? (?:now|up|in|before|while))", r"don't (?:delay|miss out)", r"before (?:it's|they're|it is|they are) (?:gone|too late)",
             r"before (?:they|it) (?:vanish|disappear)\w*", r"time is running out", r"(?:the )?clock(?:'s| is) ticking", r"countdown",
             r"won't (?:be here|last) (?:long|tomorrow|much longer)", r"can't hold (?:these |this |our )?(?:prices?|offers?|deals?)",
             r"never again at this price", r"(?:expires?|ends?|closes?) (?:within|in) (?:the|an|one) (?:hour|day)",
@@ -145,6 +146,11 @@ _PLACEHOLDER_PATTERNS = (
     re.compile(r"<<\s*[^<>]{1,40}\s*>>|\[\[[^\]]{1,40}\]\]"),  # <<Customer>>, [[Name]]
     re.compile(r"\((?:your|insert|customer|first|company|recipient)'?s? [^()]{0,30}\)", re.IGNORECASE),  # (Your Name Here)
     re.compile(r"\bX{3,}\b|\*{3}[^*]{1,40}\*{3}"),  # XXXX, ***INSERT OFFER***
+    # Other template languages' fields: ((first_name)), {0}, %s, @@USERNAME@@, @name@, |FNAME|, <%= user.name %>.
+    re.compile(r"\(\(\s*\w[\w .]{0,30}\)\)|(?<![\w{])\{\d+\}|(?<![\w%])%[sd](?!\w)|@@\w+@@|(?<![\w.])@[a-z_]+@(?![\w.])"),
+    re.compile(r"(?<![\w|*])\|[A-Z_]{2,}\|(?!\*)|<%=?[^%]{0,60}%>"),
+    # Blanks and field names: "Hi ____", __SHOE_SIZE__, CUSTOMER_NAME, PLACEHOLDER, INSERT PROMO CODE.
+    re.compile(r"_{3,}|\b[A-Z]{2,}(?:_[A-Z0-9]+)+\b|\bPLACEHOLDER\b|\bINSERT(?: [A-Z]{2,})+\b"),
 )
 _MERGE_FIELD = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 ALLOWED_MERGE_FIELDS = frozenset(MERGE_FIELDS)
@@ -153,19 +159,31 @@ _URL = re.compile(r"""\b(?:https?|ftp)://[^\s<>"'()\[\]{}]+|\bwww\.[^\s<>"'()\[\
 # address, or a domain spelled out ("gearhub dot com"). Top-level domains are listed, so
 # "1.6 kg" or "e.g." never read as one.
 _TLDS = (r"com|net|org|info|biz|io|co|ly|me|ru|cn|uk|de|fr|nl|eu|us|ca|au|in|xyz|top|online|site|shop|store|link|click|app"
-         r"|example|gl|to|gd|cc|tv|ws|club|live|deals|sale")
+         r"|example|gl|to|gd|cc|tv|ws|club|live|deals|sale|world|email|fishing|id|at|ai|gg|sh|so|be|ch|se|no|dk|fi|pl|es|it"
+         r"|pt|nz|ie|jp|br|mx|za|sg|hk|tk|ml|ga|cf|pw|su|ua|ro|cz|gr|tr|ae|travel|tech|pro|space|website|fun|guru|life"
+         r"|today|tips|news|blog|page|one|zone|camp|run|bike|ski|fit|team|land|earth|global|group|media|digital|studio"
+         r"|design|works|tools|supply|market|money|cash|bet|win|vip|promo|coupon|codes|gift|gifts|fyi|outdoors?|gear")
+_DOMAIN_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _BARE_LINK = re.compile(
-    rf"\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:{_TLDS})\b(?:/[^\s<>\"'()\[\]{{}}]*)?"
+    rf"\b(?:{_DOMAIN_LABEL}\.)+(?:{_TLDS})\b(?:/[^\s<>\"'()\[\]{{}}]*)?"
+    # Any top-level domain when a path follows ("lakeside-gear.fishing/rods") or the host has
+    # three labels of two letters or more ("stockists.gearmap.world").
+    rf"|\b(?:{_DOMAIN_LABEL}\.)+[a-z]{{2,}}/[^\s<>\"'()\[\]{{}}]*|\b(?:[a-z0-9-]{{2,}}\.){{2,}}[a-z]{{2,}}\b"
     r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?:/\S*)?"
+    r"|\bh ?t ?t ?p ?s? ?: ?/ ?/"  # a scheme spelled apart: "h t t p s : / /"
     rf"|\b[a-z0-9-]+ ?(?:\(dot\)|\[dot\]| dot ) ?(?:{_TLDS})\b"
     rf"|\bw ?w ?w ?\. ?[a-z0-9-]+ ?\. ?(?:{_TLDS})\b",
     re.IGNORECASE,
 )
 
+# A "defanged" dot, as in "northwind[.]deals": the link is still a link to a reader.
+_DEFANGED_DOT = re.compile(r" ?(?:\[\.\]|\(\.\)|\{\.\}) ?")
+
 
 def find_urls(text: str) -> list[str]:
     """Every link in the text, without trailing sentence punctuation: http(s) URLs, bare www.
     domains, and links without a scheme (bare domains, IP addresses, spelled-out domains)."""
+    text = _DEFANGED_DOT.sub(".", text)
     found = [match.group(0).rstrip(".,;:!?") for match in _URL.finditer(text)]
     rest = _URL.sub(" ", text)
     return found + [match.group(0).rstrip(".,;:!?") for match in _BARE_LINK.finditer(rest)]
@@ -189,6 +207,8 @@ class _Draft:
     approved_urls: frozenset[str]
     citations: tuple[str, ...]
     retrieved_ids: frozenset[str]
+    claims: frozenset[str]  # the claim classifier's rules for the subject and body (`safety/claims.py`)
+    source_claims: frozenset[str]  # ... and for the cited documents' text
 
 
 def _has_unbacked_claim(claims: Iterable[_Claim], draft: _Draft) -> bool:
@@ -200,10 +220,21 @@ def _has_unbacked_claim(claims: Iterable[_Claim], draft: _Draft) -> bool:
     )
 
 
+def _has_unbacked_classified_claim(rule_id: str, draft: _Draft, *, backed_by_end_date: bool = False) -> bool:
+    """A claim the classifier found has no phrase to look up in the documents, so it is backed by
+    documents that make a claim of the same kind themselves (the classifier finds it in one of
+    their sentences), or, for urgency, by documents that state an end date."""
+    return rule_id in draft.claims and rule_id not in draft.source_claims and not (
+        backed_by_end_date and draft.source_states_end_date)
+
+
 _COMPLIANCE_RULES: dict[str, Callable[[_Draft], bool]] = {
-    "unverifiable_guarantee": lambda d: _has_unbacked_claim(_GUARANTEE_CLAIMS, d),
-    "false_urgency": lambda d: _has_unbacked_claim(_URGENCY_CLAIMS, d),
-    "health_financial_promise": lambda d: _HEALTH_FINANCIAL_PROMISE.search(d.text) is not None,
+    "unverifiable_guarantee": lambda d: (_has_unbacked_claim(_GUARANTEE_CLAIMS, d)
+                                         or _has_unbacked_classified_claim("unverifiable_guarantee", d)),
+    "false_urgency": lambda d: (_has_unbacked_claim(_URGENCY_CLAIMS, d)
+                                or _has_unbacked_classified_claim("false_urgency", d, backed_by_end_date=True)),
+    "health_financial_promise": lambda d: (_HEALTH_FINANCIAL_PROMISE.search(d.text) is not None
+                                           or "health_financial_promise" in d.claims),
     "unresolved_placeholder": lambda d: bool(find_placeholders(d.text)),
     "unapproved_url": lambda d: any(url not in d.approved_urls for url in find_urls(d.raw_text)),
     "citation_not_retrieved": lambda d: any(doc_id not in d.retrieved_ids for doc_id in d.citations),
@@ -227,6 +258,7 @@ def find_compliance_hits(
     allowed when those documents make it themselves.
     """
     raw_text = f"{subject}\n{body}"
+    claims, source_claims = claims_in([raw_text, source_text])
     draft = _Draft(
         raw_text=raw_text,
         text=normalize(raw_text),
@@ -235,6 +267,8 @@ def find_compliance_hits(
         approved_urls=frozenset(approved_urls),
         citations=tuple(citations),
         retrieved_ids=frozenset(retrieved_ids),
+        claims=claims,
+        source_claims=source_claims,
     )
     hits = [rule_id for rule_id, is_broken in _COMPLIANCE_RULES.items() if is_broken(draft)]
     # Markup, control or bidi characters and template syntax, on the text as written: a variant's
@@ -247,6 +281,7 @@ def find_source_hits(text: str) -> list[str]:
     promises, template leftovers, and text that must never reach an email (markup, control and
     bidi characters, template syntax: none allowed, not even a merge field)."""
     normalized = normalize(text)
-    hits = ["health_financial_promise"] if _HEALTH_FINANCIAL_PROMISE.search(normalized) else []
+    promises = _HEALTH_FINANCIAL_PROMISE.search(normalized) is not None or "health_financial_promise" in claims_in([text])[0]
+    hits = ["health_financial_promise"] if promises else []
     hits += ["unresolved_placeholder"] if find_placeholders(normalized) else []
     return sorted(hits + unsafe_text_kinds(text))
