@@ -1,20 +1,20 @@
-"""Measure the embedded safety screen: on the fresh held-out set, on the first evaluation set, and on the fixture.
+"""Measure the embedded safety screen on the held-out evaluation set, on the sets it was trained on,
+and on the fixture.
 
 Run from the repository root:
 
     .venv/bin/python benchmarks/safety_eval.py
 
-Two evaluation sets, each written for this project by someone who did not read the screen's rules
-(docs/safety.md tells the sequence):
+Five evaluation sets (`benchmarks/data/safety_eval_*.csv`), each written for this project by a
+helper session that read neither the screen's rules nor the other sets; docs/safety.md tells the
+sequence. Each set was measured once on the screen as it stood, and then became tuning data:
 
-- `benchmarks/data/safety_eval_set.csv` (492 texts) was split once, per label, by the SHA-256 of
-  each text into `tune` (247) and `held_out` (245). The screen was tuned on the tune half and
-  measured once on the held-out half; that half then became tuning data too.
-- `benchmarks/data/safety_eval_fresh.csv` (433 texts) was written after that, and nothing was
-  tuned on it: it is the honest figure. It is never read by the classifier's training build.
-- `benchmarks/data/safety_eval_third.csv` (380 texts: compliance and benign only) was written
-  after the screen was frozen, to measure compliance recall and false positives on more unseen
-  text. Nothing was tuned on it either.
+- `safety_eval_set.csv` (492 texts; split once by the SHA-256 of each text into `tune` and
+  `held_out`), `safety_eval_fresh.csv` (433), `safety_eval_third.csv` (380, compliance and benign),
+  `safety_eval_fourth.csv` (548): training data of both classifiers now
+  (`benchmarks/build_safety_training.py`), and what the rules were generalised from.
+- `safety_eval_fifth.csv` (526): written after the screen was frozen; nothing was tuned on it and
+  the training build never reads it. It is the honest figure.
 
 Each text is screened as the body of a variant with an empty subject, under the sample campaign's
 blocklists, with a valid citation, no approved URLs and no source text, through the pipeline's own
@@ -37,6 +37,8 @@ from personalization_assets.safety.screening import Screened, screen
 
 FIXTURE_PATH = Path(__file__).resolve().parents[1] / "personalization_assets_tests" / "fixtures" / "safety_labelled.csv"
 EVAL_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_set.csv"
+FOURTH_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_fourth.csv"
+FIFTH_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_fifth.csv"
 FRESH_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_fresh.csv"
 THIRD_SET_PATH = Path(__file__).resolve().parent / "data" / "safety_eval_third.csv"
 HARM_LABELS = ("Hate", "SelfHarm", "Sexual", "Violence")
@@ -208,15 +210,14 @@ def format_block_rates(rates: BlockRates, title: str) -> str:
 
 
 def main() -> None:
-    print(format_block_rates(block_rates(load_eval_set(FRESH_SET_PATH)), "fresh held-out set (nothing tuned on it):"))
-    print()
-    print(format_block_rates(block_rates(load_eval_set(THIRD_SET_PATH)), "third held-out set, compliance and benign only (nothing tuned on it):"))
-    for split in ("held_out", "tune"):
+    print(format_block_rates(block_rates(load_eval_set(FIFTH_SET_PATH)), "fifth set, held out (nothing tuned on it):"))
+    trained_on = (("fourth set", FOURTH_SET_PATH, None), ("third set", THIRD_SET_PATH, None), ("fresh set", FRESH_SET_PATH, None),
+                  ("first set, held_out half", EVAL_SET_PATH, "held_out"), ("first set, tune half", EVAL_SET_PATH, "tune"))
+    for title, path, split in trained_on:
         print()
-        print(format_block_rates(block_rates(load_eval_set(EVAL_SET_PATH, split)),
-                                 f"first evaluation set, {split} half (tuning data now: in-sample):"))
+        print(format_block_rates(block_rates(load_eval_set(path, split)), f"{title} (training data now: in-sample):"))
     print()
-    print("fixture (personalization_assets_tests/fixtures/safety_labelled.csv; part of the classifier's training texts):")
+    print("fixture (personalization_assets_tests/fixtures/safety_labelled.csv; part of the classifiers' training texts):")
     print(format_report(evaluate(load_labelled())))
 
 

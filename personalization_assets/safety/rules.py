@@ -55,6 +55,14 @@ class _Claim:
     backed_by_end_date: bool = False
 
 
+_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+_DATE = rf"(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH}|{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?|\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?)"
+# A deadline followed by its calendar date states a fact ("sale ends Sunday 12 May"), not pressure.
+_NO_DATE_FOLLOWS = rf"(?![^.!?\n]{{0,30}}?(?:{_DATE}|christmas|new year)| before\b)"
+_NUMBER = r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|twelve|twenty-four|forty-eight|a few|a couple of)"
+_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|weekend)"
+_TIME_WORD = (rf"(?:{_WEEKDAY}|noon|midnight|sunrise|sunset|tonight|tomorrow|today|month|week|day|hour|\d{{1,2}}(?::\d\d)? ?(?:am|pm)"
+              rf"|{_NUMBER} (?:hours?|days?|minutes?|weeks?))")
 _GUARANTEE_CLAIMS = (
     _Claim(
         _compile_claims(  # longest forms first, so the phrase looked up in the source is the whole claim
@@ -64,13 +72,18 @@ _GUARANTEE_CLAIMS = (
             r"satisfaction guaranteed", r"guarantee[ds]?", r"risk-free", r"risk free", r"no risk",
             r"you will lose \d+ (?:pounds|lbs?|kg|kilos|kilograms|stone)",
             # Promises worded without "guarantee".
-            r"(?:we|i) promise(?: you)?", r"(?:results?|success|satisfaction) (?:is |are )?assured", r"assured",
+            r"(?:we|i) promise(?: you)?(?! (?:to )?(?:keep|protect|respect|reply|answer|never (?:share|sell|spam)|not (?:to )?(?:share|sell|spam)))", r"(?:results?|success|satisfaction) (?:is |are )?assured", r"assured",
             r"(?:you )?can(?:'t|not) lose", r"zero (?:risk|chance)", r"no (?:downside|way (?:\w+ ){0,4}?(?:fail|break|leak))",
             r"(?:will|'ll) never (?:fail|break|leak|wear out|let you down)", r"\d+ ?% (?:certain|sure|effective)", r"foolproof",
             r"unbreakable", r"(?:will|'ll) outlast you", r"(?:every|each) single (?:person|customer|buyer) (?:\w+ ){0,4}?loves?",
             r"(?:or|and) pay nothing", r"works every (?:single )?time", r"(?:or|and) we'll pay you", r"no matter what",
             r"you have our word", r"a sure thing", r"(?:money|cash) back twice", r"certain (?:success|results)",
-            r"impossible to (?:be disappointed|fail|go wrong)", r"can't go wrong", r"nothing can go wrong", r"(?:you )?(?:will|'ll) (?:definitely |certainly )?(?:catch|win|get|see) (?:more|better|results)",
+            r"impossible to (?:be disappointed|fail|go wrong)", r"can't go wrong", r"nothing can go wrong",
+            # Money back and absolute performance, worded without "guarantee".
+            r"or (?:it's|it is|they're|the \w+ (?:is|are)|your \w+ (?:is|are)) free", r"or (?:we'll|we will) (?:refund|reimburse|replace|pay)",
+            r"(?:full|100%) refund (?:anytime|any time|for any reason|forever|for life|no questions asked)",
+            r"reimburse you in full", r"indestructible", r"(?:for|over) the (?:whole |entire )?life(?:time)? of (?:the|your|its)",
+            r"outlasts? (?:its|their|your) owner", r"zero (?:delays|failures|defects)", r"(?:you )?(?:will|'ll) (?:definitely |certainly )?(?:catch|win|get|see) (?:more|better|results)",
         )
     ),
 )
@@ -89,29 +102,41 @@ _URGENCY_CLAIMS = (
         _compile_claims(
             r"last chance", r"(?:today|this weekend|one day|this day) only",
             r"(?:ends|ending) (?:tonight|today|at midnight|soon)", r"final (?:hours|day|days)",
-            r"now or never", r"(?:deals?|offers?|sales?|prices?) won't last",
+            r"now or never",
             # Deadlines worded without a date: a document stating its end date backs them.
             r"act (?:now|fast|quickly)", r"hurry(?:,? (?:now|up|in|before|while))", r"don't (?:delay|miss out)", r"before (?:it's|they're|it is|they are) (?:gone|too late)",
-            r"before (?:they|it) (?:vanish|disappear)\w*", r"time is running out", r"(?:the )?clock(?:'s| is) ticking", r"countdown",
+            r"before (?:they|it) (?:vanish|disappear)\w*", r"time is running out", r"(?:the )?clock(?:'s| is) ticking",
             r"won't (?:be here|last) (?:long|tomorrow|much longer)", r"can't hold (?:these |this |our )?(?:prices?|offers?|deals?)",
             r"never again at this price", r"(?:expires?|ends?|closes?) (?:within|in) (?:the|an|one) (?:hour|day)",
             r"(?:any|at any) (?:second|minute|moment) now", r"\d+ (?:minutes?|mins?|hours?|hrs?|days?) (?:until|before|to claim|to go|left)",
             r"(?:disappears?|vanishes?|goes up|ends?|expires?) (?:at midnight|tonight|tomorrow|soon)", r"going,? going",
             r"(?:last|final) (?:call|few hours|moments)", r"(?:while|until) (?:stocks?|supplies) last",
             r"act immediately", r"blink and you(?:'ll)? miss it", r"(?:ends?|expires?|over) very soon", r"limited time",
+            # A deadline: an ending verb, then a time ("closes in two days", "wraps up Sunday", "dies on Friday").
+            rf"(?:ends?|expires?|closes?|runs? out|wraps? up|switches? off|dies|disappears?|evaporates?|vanish(?:es)?|self-destructs?)"
+            rf" (?:(?:on|at|by|in|before|after|within|first thing|at the end of) )?(?:this |next |the )?{_TIME_WORD}{_NO_DATE_FOLLOWS}",
+            rf"(?:book|order|buy|check out|shop|claim|redeem|use it|decide|grab \w+) (?:\w+ ){{0,4}}?within (?:the next )?{_NUMBER} (?:hours?|days?|minutes?)",
+            rf"(?:by|before|until) (?:noon|midnight|{_WEEKDAY}|tonight|tomorrow){_NO_DATE_FOLLOWS}",
+            r"(?:very |the )?(?:last|final) (?:day|days|unit|units|one|few|pair|pairs|notice|warning)\b",
+            rf"(?:down to|fewer than|less than|under) (?:its |the |our |just |only )?(?:last|final|{_NUMBER})(?: \w+)? (?:left|remaining|units?|in stock|\w+ left)",
+            r"(?:down to (?:its|the|our) (?:last|final))", r"(?:nearly|almost) (?:full|gone|sold out|booked)", r"(?:disappearing|going|selling) (?:fast|quickly)",
+            r"won't last", r"use it or lose it", r"no extensions?", r"(?:straight )?back to full price",
+            r"prices? (?:jumps?|go(?:es)?|rises?|increases?) (?:back )?up", r"(?:release|give) (?:your|the) reserved",
+            r"about to miss (?:out|it)", r"quantities (?:are )?(?:strictly |very )?limited", r"(?:speed|time) matters", r"move (?:quickly|fast)",
+            r"before the shelves are (?:empty|bare)", r"\d+ ?% (?:claimed|sold|gone)", r"low stock", r"while (?:you still can|it lasts)",
+            r"(?:might|may|will) not be (?:available|here|around) (?:an hour|tomorrow|for long|much longer)",
         ),
         backed_by_end_date=True,
     ),
 )
-_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
-_DATE = rf"(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}(?:st|nd|rd|th)? (?:of )?{_MONTH}|{_MONTH} \d{{1,2}}(?:st|nd|rd|th)?|\d{{1,2}}/\d{{1,2}}(?:/\d{{2,4}})?)"
 _END_DATE_STATEMENT = compile_phrase(
     r"(?:ends?|ending|until|till|through|thru|expires?|expiring|closes?|valid (?:until|through|to)"
     rf"|runs (?:until|through|to)|available (?:until|through)) (?:on )?(?:\w+day,? )?{_DATE}"
 )
 _DISEASES = (
     r"(?:cancer|diabetes|arthritis|diseases?|illness(?:es)?|depression|anxiety|asthma|covid|infections?"
-    r"|insomnia|dementia|alzheimer's|high blood pressure|obesity|joint pain|back pain|chronic pain)"
+    r"|insomnia|dementia|alzheimer's|high blood pressure|obesity|joint pain|back pain|chronic pain|sciatica|migraines?"
+    r"|(?:the )?flu|colds?|cholesterol|eczema|fatigue|inflammation)"
 )
 _HEALTH_FINANCIAL_PROMISE = _compile_claims(
     rf"(?:cures?|cured|treats?|heals?|reverses?|prevents?) (?:\w+ ){{0,2}}?{_DISEASES}",
@@ -132,6 +157,12 @@ _HEALTH_FINANCIAL_PROMISE = _compile_claims(
     # stops the amount from being shortened to dodge the look-ahead.
     r"earn (?:up to )?(?>\$ ?\d[\d,]*(?:\.\d+)?k?)(?! (?:in )?(?:store |reward |bonus )?(?:credit|rewards?|points|off|back|vouchers?|gift cards?))",
     r"make (?:up to )?\$ ?\d[\d,]*k? (?:a|per|every) (?:day|week|month|hour)",
+    rf"(?:ends?|stops?|ends? your|reduces? (?:your )?risk of|won't (?:catch|get)|never (?:catch|get)) {_DISEASES}",
+    rf"{_DISEASES} (?:drops?|falls?|disappears?|vanish(?:es)?|goes? away)", r"lowers? (?:your )?cholesterol",
+    r"(?:weight|fat|pounds|kilos) (?:falls?|melts?|drops?) off", r"resets? your metabolism",
+    r"pay (?:off|down) (?:your |all your )?(?:debts?|mortgage|loans?|credit cards?)", r"wipes? out (?:your )?(?:\w+ ){0,2}?(?:balance|debts?)",
+    r"build (?:real |lasting |serious )?wealth", r"nest egg", r"(?:made|make|earn(?:ed)?) (?:back )?(?:thousands|millions|a fortune)",
+    r"(?:earn|make)s? (?:back )?(?:\w+ ){0,3}?(?:ten|five|\d+) times over", r"side income", r"(?:grow|grows) in value",
 )
 _PLACEHOLDER_PATTERNS = (
     # [Your Company Name], [Name]: letters only, so "[DOC-001]" ids and "[Shop](url)" links pass.
@@ -150,7 +181,10 @@ _PLACEHOLDER_PATTERNS = (
     re.compile(r"\(\(\s*\w[\w .]{0,30}\)\)|(?<![\w{])\{\d+\}|(?<![\w%])%[sd](?!\w)|@@\w+@@|(?<![\w.])@[a-z_]+@(?![\w.])"),
     re.compile(r"(?<![\w|*])\|[A-Z_]{2,}\|(?!\*)|<%=?[^%]{0,60}%>"),
     # Blanks and field names: "Hi ____", __SHOE_SIZE__, CUSTOMER_NAME, PLACEHOLDER, INSERT PROMO CODE.
-    re.compile(r"_{3,}|\b[A-Z]{2,}(?:_[A-Z0-9]+)+\b|\bPLACEHOLDER\b|\bINSERT(?: [A-Z]{2,})+\b"),
+    re.compile(r"_{3,}|__[A-Za-z]\w*?__|\b[A-Z]{2,}(?:_[A-Z0-9]+)+\b|\bPLACEHOLDER\b|\bINSERT(?: [A-Z]{2,})+\b"),
+    # {customer.name}, $name$, $XX, XX% and field names written as one capitalised word.
+    re.compile(r"(?<!\{)\{[A-Za-z_]\w*(?:\.\w+)+\}(?!\})|\$[A-Za-z_]{3,}\$|\$XX\b|\bXX ?%"
+               r"|\b(?:FIRSTNAME|LASTNAME|FULLNAME|FNAME|LNAME|USERNAME|CUSTOMERNAME|EMAILADDRESS)\b"),
 )
 _MERGE_FIELD = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 ALLOWED_MERGE_FIELDS = frozenset(MERGE_FIELDS)
@@ -162,7 +196,8 @@ _TLDS = (r"com|net|org|info|biz|io|co|ly|me|ru|cn|uk|de|fr|nl|eu|us|ca|au|in|xyz
          r"|example|gl|to|gd|cc|tv|ws|club|live|deals|sale|world|email|fishing|id|at|ai|gg|sh|so|be|ch|se|no|dk|fi|pl|es|it"
          r"|pt|nz|ie|jp|br|mx|za|sg|hk|tk|ml|ga|cf|pw|su|ua|ro|cz|gr|tr|ae|travel|tech|pro|space|website|fun|guru|life"
          r"|today|tips|news|blog|page|one|zone|camp|run|bike|ski|fit|team|land|earth|global|group|media|digital|studio"
-         r"|design|works|tools|supply|market|money|cash|bet|win|vip|promo|coupon|codes|gift|gifts|fyi|outdoors?|gear")
+         r"|design|works|tools|supply|market|money|cash|bet|win|vip|promo|coupon|codes|gift|gifts|fyi|outdoors?|gear|fm|eco|am"
+         r"|bio|cafe|health|fitness|bike|golf|coach|events|tickets|tours|yoga|run|ski|surf|dev|cloud|host|stream|video|tube")
 _DOMAIN_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _BARE_LINK = re.compile(
     rf"\b(?:{_DOMAIN_LABEL}\.)+(?:{_TLDS})\b(?:/[^\s<>\"'()\[\]{{}}]*)?"
@@ -170,7 +205,7 @@ _BARE_LINK = re.compile(
     # three labels of two letters or more ("stockists.gearmap.world").
     rf"|\b(?:{_DOMAIN_LABEL}\.)+[a-z]{{2,}}/[^\s<>\"'()\[\]{{}}]*|\b(?:[a-z0-9-]{{2,}}\.){{2,}}[a-z]{{2,}}\b"
     r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?:/\S*)?"
-    r"|\bh ?t ?t ?p ?s? ?: ?/ ?/"  # a scheme spelled apart: "h t t p s : / /"
+    r"|\bh ?t ?t ?p ?s? ?: ?/ ?/|\bw ?w ?w ?\. ?\w"  # a scheme or "www." spelled apart: "h t t p s : / /", "w w w . g e a r"
     rf"|\b[a-z0-9-]+ ?(?:\(dot\)|\[dot\]| dot ) ?(?:{_TLDS})\b"
     rf"|\bw ?w ?w ?\. ?[a-z0-9-]+ ?\. ?(?:{_TLDS})\b",
     re.IGNORECASE,

@@ -198,8 +198,10 @@ def test_unverifiable_guarantee(claim):
     assert "unverifiable_guarantee" in compliance(body=claim)
 
 
-def test_no_guarantee_claim():
-    assert compliance(body="We stand behind every stitch we sell.") == []
+@pytest.mark.parametrize("text", ["We stand behind our gear.", "Every stitch is checked by hand before it ships.",
+                                  "We promise to keep your data private."])
+def test_no_guarantee_claim(text):
+    assert compliance(body=text) == []
 
 
 def test_guarantee_quoted_by_the_source_is_allowed():
@@ -424,3 +426,20 @@ def test_fixture_set_block_rates_and_recall():
     assert evaluation.benign_block_rate <= 0.05
     for category in CATEGORIES:
         assert evaluation.score(f"unsafe:{category}").recall >= 0.9, category
+
+
+def test_the_classifiers_training_files_are_what_the_build_writes(tmp_path, monkeypatch):
+    """The packaged training CSVs are reproducible from their sources, and the held-out set is not among them."""
+    path = PROJECT_ROOT / "benchmarks" / "build_safety_training.py"
+    spec = importlib.util.spec_from_file_location("build_safety_training", path)
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert not any("fifth" in source.name for source in build.EVAL_SETS)
+    shipped = {build.HARM_OUT: build.HARM_OUT.read_bytes(), build.CLAIM_OUT: build.CLAIM_OUT.read_bytes()}
+    monkeypatch.setattr(build, "HARM_OUT", tmp_path / "harm.csv")
+    monkeypatch.setattr(build, "CLAIM_OUT", tmp_path / "claim.csv")
+    monkeypatch.setattr(build, "ROOT", tmp_path.parent)  # only for the printed relative path
+    build.main()
+    assert (tmp_path / "harm.csv").read_bytes() == shipped[PROJECT_ROOT / "personalization_assets" / "backends" / "data" / "safety_training.csv"]
+    assert (tmp_path / "claim.csv").read_bytes() == shipped[PROJECT_ROOT / "personalization_assets" / "safety" / "data" / "claim_training.csv"]
