@@ -19,9 +19,11 @@ import pandas as pd
 from personalization_assets.stats import analyze_experiment, sample_size_per_arm
 from personalization_assets.stats.validation import (
     cuped_ci_validation,
+    engagement_mismatch_flag_rate,
     holm_familywise_error_rate,
     rejection_rate,
     relative_lift_ci_coverage,
+    relative_lift_interval_disagreements,
     srm_false_flag_rate,
 )
 
@@ -104,6 +106,28 @@ def main() -> None:
         relative_lift_ci_coverage(n_sims, 500, 0.05, 0.20, ALPHA, seed + 4),
         n_sims,
     )
+    _report(
+        "95% CI coverage of relative lift (n=400/arm, p=0.05, A/A)",
+        relative_lift_ci_coverage(n_sims, 400, 0.05, 0.0, ALPHA, seed + 9),
+        n_sims,
+    )
+    _report(
+        "95% CI coverage of relative lift (n=100/arm, p=0.05, lift +20%)",
+        relative_lift_ci_coverage(n_sims, 100, 0.05, 0.20, ALPHA, seed + 10),
+        n_sims,
+    )
+    _report(
+        "A/A false-positive rate, small n (n=400/arm, p=0.05)",
+        rejection_rate(n_sims, 400, 0.05, 0.0, ALPHA, seed + 11),
+        n_sims,
+    )
+    _report(
+        "Family-wise error rate, Holm, small n (n=400/arm, p=0.05, A/A/A/A)",
+        holm_familywise_error_rate(n_sims, 400, 0.05, 3, ALPHA, seed + 12),
+        n_sims,
+    )
+    disagreements, decided = relative_lift_interval_disagreements(n_sims, seed + 13, ALPHA)
+    print(f"{'interval excludes 0 but z-test does not reject, or the reverse':<72} {disagreements} of {decided:,} comparisons")
     planned_n = sample_size_per_arm(0.20, 0.10, ALPHA, 0.8)
     _report(
         f"Empirical power at the planned n={planned_n:,}/arm (p=0.20, +10%, target 0.80)",
@@ -115,6 +139,21 @@ def main() -> None:
         "SRM false flag rate at p < 0.001 (10,000 customers, 4 equal arms)",
         srm_false_flag_rate(srm_sims, 10_000, [1, 1, 1, 1], 0.001, seed + 6),
         srm_sims,
+    )
+    _report(
+        "Engagement-rows false flag rate at p < 0.001 (5,000/arm, 98% listed)",
+        engagement_mismatch_flag_rate(srm_sims, 5000, 4, 0.98, 0.0, 0.001, seed + 14),
+        srm_sims,
+    )
+    _report(
+        "Engagement-rows flag rate, one arm loses 10% more rows (5,000/arm)",
+        engagement_mismatch_flag_rate(n_sims, 5000, 4, 0.98, 0.10, 0.001, seed + 15),
+        n_sims,
+    )
+    _report(
+        "Engagement-rows flag rate, one arm loses 2% more rows (1,000/arm)",
+        engagement_mismatch_flag_rate(n_sims, 1000, 4, 0.98, 0.02, 0.001, seed + 16),
+        n_sims,
     )
 
     print()

@@ -139,6 +139,15 @@ class AudienceSettings(StrictModel):
     merge_value_max_chars: StrictInt = Field(100, ge=1, le=10_000, description="longer merge values hold the customer out")
 
 
+class EngagementSettings(StrictModel):
+    """What an imported engagement export must cover (`experiment/engagement.py`)."""
+
+    min_coverage: Number = Field(
+        0.5, ge=0, le=1,
+        description="an export listing fewer than this share of the wave's sent customers is refused (0 accepts any non-empty file)",
+    )
+
+
 class SimulationEffects(StrictModel):
     default: dict[str, Effect] = Field(default_factory=dict)
     segments: dict[str, dict[str, Effect]] = Field(default_factory=dict)
@@ -198,6 +207,7 @@ class CampaignConfig(StrictModel):
     safety: SafetySettings = Field(default_factory=SafetySettings)
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     audience: AudienceSettings = Field(default_factory=AudienceSettings)
+    engagement: EngagementSettings = Field(default_factory=EngagementSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
 

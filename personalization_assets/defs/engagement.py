@@ -29,7 +29,7 @@ def engagement(
     sent = sent_customers(assignments, customer_segments)
     path = config.paths.engagement_file(wave)
     if path.is_file():
-        frame, missing = import_engagement(path, sent, wave)
+        frame, missing = import_engagement(path, sent, wave, config.engagement.min_coverage)
         metadata = {"source": f"imported from {path}", "sent_customers_missing_from_file": missing}
     else:
         frame = simulate_engagement(sent, config.simulation, wave)

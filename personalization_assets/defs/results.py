@@ -52,7 +52,7 @@ def experiment_results(
         description=gate.summary(),
         metadata={"best_arm": gate.best_arm or "none", "rel_lift": gate.rel_lift, "p_value_adjusted": gate.p_value_adjusted,
                   "mde": gate.mde, "n_per_arm": gate.n_per_arm, "minimum_lift": gate.minimum_lift,
-                  "srm_p_value": gate.srm_p_value, "failures": "; ".join(gate.failures) or "none", "engagement_source": source},
+                  "srm_p_value": gate.srm_p_value, "engagement_rows_p_value": gate.engagement_p_value, "failures": "; ".join(gate.failures) or "none", "engagement_source": source},
     )
 
 

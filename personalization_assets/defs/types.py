@@ -58,6 +58,12 @@ _COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "rel_lift": (FLOAT, "relative lift against control, a fraction (0.12 = +12%)"),
     "p_value_adjusted": (FLOAT, "Holm-adjusted within the scope"),
     "significant": (BOOLEAN, "adjusted p < alpha"),
+    "rel_lift_ci_low": (FLOAT, "score interval of the relative lift, lower bound (never below -1)"),
+    "rel_lift_ci_high": (FLOAT, "score interval of the relative lift, upper bound"),
+    "chance_to_beat_control": (FLOAT, "exact Beta-Binomial posterior P(arm rate > control rate), Beta(1, 1) priors"),
+    "mde": (FLOAT, "minimum detectable lift at alpha / comparisons, power 0.8"),
+    "unmeasurable_reason": (TEXT, "why the comparison cannot be measured (empty when it can)"),
+    "engagement_rows": (INTEGER, "sent customers of the arm the engagement export listed"),
     **{category: (INTEGER, "Azure severity 0-7 (-1: not analysed)") for category in ("hate", "self_harm", "sexual", "violence")},
 }
 

@@ -3,8 +3,12 @@
 Import rules (per wave, `customer_id,opened,clicked,converted`, values 0/1):
 - unknown customer ids (not sent a message this wave), duplicate ids, values other than 0/1, a
   click without an open and a conversion without a click are errors naming the rows;
-- a sent customer missing from the file had no engagement (0, 0, 0): ESP exports commonly list
-  only customers with an event. The count is reported in the asset's metadata.
+- the export lists one row per sent customer, 0s included. A file with no rows, or with fewer
+  than `engagement.min_coverage` of the wave's sent customers, is refused: a truncated export
+  must not overwrite a wave's results. A sent customer missing from an accepted file counts as
+  no engagement (0, 0, 0) and has `in_export` False: the results compare, per arm, how many sent
+  customers the export lists, so rows lost unevenly between arms are flagged instead of read as
+  non-openers (`experiment/results.engagement_mismatch`).
 
 Simulation (no file for the wave): each sent customer's outcomes are drawn from their own
 historical rates times the ground-truth effect of the message they were actually sent (arm x
@@ -28,18 +32,21 @@ from personalization_assets.campaign.errors import (
 from personalization_assets.experiment.assignment import unit_intervals
 
 OUTCOMES = ("opened", "clicked", "converted")
-ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, "source")
+ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, "in_export", "source")
 SOURCE_IMPORTED = "imported"
 SOURCE_SIMULATED = "simulated"
 
 
-def import_engagement(path: Path, sent: pd.DataFrame, wave: str) -> tuple[pd.DataFrame, int]:
+def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: float = 0.5) -> tuple[pd.DataFrame, int]:
     """Validate an ESP export against this wave's sends; returns the engagement and how many sent
-    customers were missing from the file (counted as no engagement)."""
+    customers were missing from the file (counted as no engagement, `in_export` False)."""
     raw = read_csv_as_text(path)
     missing_columns = [c for c in ("customer_id", *OUTCOMES) if c not in raw.columns]
     if missing_columns:
         raise DataContractError(path, missing_columns[0], f"required column missing (found: {list(raw.columns)})")
+    if raw.empty and len(sent):
+        raise DataContractError(path, "customer_id", f"the file has a header and no rows; wave {wave} sent {len(sent):,} customers "
+                                "(the wave's earlier results are kept)")
     raw["customer_id"] = raw["customer_id"].astype("string").str.strip()
 
     def reject(mask: pd.Series, column: str, rule: str) -> None:
@@ -56,10 +63,14 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str) -> tuple[pd.Dat
     reject((raw["clicked"] == 1) & (raw["opened"] == 0), "clicked", "a click requires an open (opened = 1)")
     reject((raw["converted"] == 1) & (raw["clicked"] == 0), "converted", "a conversion requires a click (clicked = 1)")
 
+    if len(sent) and len(raw) < min_coverage * len(sent):
+        raise DataContractError(path, "customer_id", f"the file lists {len(raw):,} of the {len(sent):,} customers wave {wave} sent "
+                                f"({len(raw) / len(sent):.1%}), below engagement.min_coverage {min_coverage:.0%}: a truncated "
+                                "export? (the wave's earlier results are kept; lower min_coverage to accept it)")
     frame = sent[["customer_id"]].merge(raw[["customer_id", *OUTCOMES]], on="customer_id", how="left")
-    n_missing = int(frame["opened"].isna().sum())
+    in_export = frame["opened"].notna().to_numpy()
     frame[list(OUTCOMES)] = frame[list(OUTCOMES)].fillna(0).astype(np.int8)
-    return _finish(frame, wave, SOURCE_IMPORTED), n_missing
+    return _finish(frame.assign(in_export=in_export), wave, SOURCE_IMPORTED), int((~in_export).sum())
 
 
 def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: str) -> pd.DataFrame:
@@ -76,7 +87,8 @@ def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: 
     clicked = opened & (click_draw < np.clip(click_given_open * effect, 0, 1))
     converted = clicked & (convert_draw < np.clip(settings.conversion_given_click * effect, 0, 1))
     frame = pd.DataFrame(
-        {"customer_id": ids, "opened": opened.astype(np.int8), "clicked": clicked.astype(np.int8), "converted": converted.astype(np.int8)}
+        {"customer_id": ids, "opened": opened.astype(np.int8), "clicked": clicked.astype(np.int8), "converted": converted.astype(np.int8),
+         "in_export": True}
     )
     return _finish(frame, wave, SOURCE_SIMULATED)
 

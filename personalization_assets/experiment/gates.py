@@ -6,11 +6,13 @@ so the rule holds whether or not the check ran in the same run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from personalization_assets.campaign.config import CONTROL_ARM
+from personalization_assets.stats.srm import SrmResult
 
 ROLLOUT_STATS = ("rel_lift", "rel_lift_ci_low", "rel_lift_ci_high", "p_value_adjusted")
 
@@ -28,6 +30,7 @@ class LiftGate:
     srm_p_value: float
     srm_flagged: bool
     failures: tuple[str, ...]
+    engagement_p_value: float = math.nan  # engagement rows per arm against sent per arm
 
     def summary(self) -> str:
         if self.best_arm is None:
@@ -38,6 +41,9 @@ class LiftGate:
 
 def _gate_failures(row: pd.Series, minimum_lift: float, alpha: float) -> list[str]:
     """Why one arm's primary-metric result does not support a rollout (empty when it does)."""
+    reason = row.get("unmeasurable_reason")
+    if isinstance(reason, str) and reason:
+        return [f"not measurable: {reason}"]
     failures = []
     n = int(row["n"])
     if pd.notna(row["mde"]) and row["mde"] > minimum_lift and not row["significant"]:
@@ -47,6 +53,9 @@ def _gate_failures(row: pd.Series, minimum_lift: float, alpha: float) -> list[st
         failures.append(f"lift {lift} below target {minimum_lift:+.0%}")
     if not (pd.notna(row["p_value_adjusted"]) and row["p_value_adjusted"] < alpha):
         failures.append(f"not significant: adjusted p {row['p_value_adjusted']:.3g} >= alpha {alpha:g}")
+    elif not row["rel_lift_ci_low"] > 0:
+        # Fisher's exact test decides at small counts; the score interval must agree before a rollout.
+        failures.append(f"interval includes no lift: [{row['rel_lift_ci_low']:+.1%}, {row['rel_lift_ci_high']:+.1%}]")
     return failures
 
 
@@ -59,15 +68,22 @@ def best_treatment(results: pd.DataFrame, scope: str, metric: str) -> pd.Series 
 
 
 def evaluate_lift_gate(
-    results: pd.DataFrame, *, primary_metric: str, minimum_lift: float, alpha: float, srm_p_value: float, srm_flagged: bool
+    results: pd.DataFrame, *, primary_metric: str, minimum_lift: float, alpha: float, srm_p_value: float, srm_flagged: bool,
+    engagement_mismatch: SrmResult | None = None,
 ) -> LiftGate:
     """Passes when the best tone's overall primary lift reaches the target, is significant after
-    Holm adjustment, and the assignment shows no sample-ratio mismatch."""
+    Holm adjustment with an interval above zero, the assignment shows no sample-ratio mismatch,
+    and the engagement export lost no rows unevenly between arms."""
     best = best_treatment(results, "overall", primary_metric)
     srm_failure = [f"sample-ratio mismatch: p = {srm_p_value:.2g} < 0.001"] if srm_flagged else []
+    if engagement_mismatch is not None and engagement_mismatch.flagged:
+        listed = ", ".join(f"{arm} {engagement_mismatch.observed[arm]:,}" for arm in engagement_mismatch.observed)
+        srm_failure.append(f"engagement rows missing unevenly between arms: p = {engagement_mismatch.p_value:.2g} < 0.001 "
+                           f"(rows listed per arm: {listed})")
+    engagement_p = math.nan if engagement_mismatch is None else engagement_mismatch.p_value
     if best is None:
         return LiftGate(False, None, float("nan"), float("nan"), float("nan"), 0, minimum_lift, alpha,
-                        srm_p_value, srm_flagged, ("no sent customers in any treatment arm", *srm_failure))
+                        srm_p_value, srm_flagged, ("no sent customers in any treatment arm", *srm_failure), engagement_p)
     failures = [*_gate_failures(best, minimum_lift, alpha), *srm_failure]
     return LiftGate(
         passed=not failures,
@@ -81,6 +97,7 @@ def evaluate_lift_gate(
         srm_p_value=srm_p_value,
         srm_flagged=srm_flagged,
         failures=tuple(failures),
+        engagement_p_value=engagement_p,
     )
 
 

@@ -79,10 +79,14 @@ def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer
     """Sent customers with their outcomes and pre-experiment covariates: the analysed population.
 
     Held-out customers (variant blocked) are excluded from their arm's analysis; they are counted
-    separately in the report. A sent customer with no engagement row had no engagement.
+    separately in the report. A sent customer with no engagement row had no engagement;
+    `in_export` says whether the engagement export listed them (engagement partitions written
+    before that column count as listing everyone).
     """
     frame = sent_customers(assignments, customer_segments, keep_unmatched=True)
     (outcome_rows,) = left_join_rows(frame["customer_id"].to_numpy(), engagement["customer_id"].to_numpy())
     for column in METRIC_COLUMNS.values():
         frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
-    return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), *COVARIATES]]
+    listed = engagement["in_export"].to_numpy(dtype=bool) if "in_export" in engagement else np.ones(len(engagement), dtype=bool)
+    frame["in_export"] = take(listed, outcome_rows, False).astype(bool)
+    return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), "in_export", *COVARIATES]]

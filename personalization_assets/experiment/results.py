@@ -23,10 +23,15 @@ from personalization_assets.stats.sequential import (
     always_valid_p_value,
     relative_confidence_sequence,
 )
+from personalization_assets.stats.srm import (
+    DEFAULT_SRM_THRESHOLD,
+    SrmResult,
+    presence_chi2,
+)
 
 OVERALL = "overall"
 SEQUENTIAL_COLUMNS = ("always_valid_p_value", "cs_rel_lift_low", "cs_rel_lift_high")
-RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, *SEQUENTIAL_COLUMNS, "engagement_source")
+RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, *SEQUENTIAL_COLUMNS, "engagement_rows", "engagement_source")
 # Where the always-valid test is most sensitive when the campaign sets no minimum lift.
 DEFAULT_SEQUENTIAL_LIFT = 0.10
 
@@ -45,7 +50,12 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
         table = analyze_experiment(
             scoped, control=CONTROL_ARM, arms=list(config.arm_names), metrics=metrics, covariates=covariates, alpha=config.alpha
         )
-        tables.append(table.assign(scope=scope))
+        # Per arm, how many of its sent customers the engagement export listed.
+        arm_codes = pd.Categorical(scoped["arm"], categories=list(config.arm_names)).codes
+        listed = np.bincount(arm_codes[arm_codes >= 0], weights=scoped["in_export"].to_numpy(dtype=float)[arm_codes >= 0],
+                             minlength=len(config.arm_names))
+        listed_by_arm = dict(zip(config.arm_names, listed.astype(np.int64), strict=True))
+        tables.append(table.assign(scope=scope, engagement_rows=table["arm"].map(listed_by_arm).astype(np.int64)))
     results = pd.concat(tables, ignore_index=True).assign(wave=wave, engagement_source=source)
     results = add_sequential_columns(results, config.minimum_lift or DEFAULT_SEQUENTIAL_LIFT, config.alpha)
     return results[list(RESULTS_COLUMNS)]
@@ -73,9 +83,26 @@ def sample_ratio_mismatch(assignments: pd.DataFrame, config: CampaignConfig):
     return srm_test({arm: int(counts.get(arm, 0)) for arm in config.arm_names}, dict(config.arm_weights))
 
 
+def engagement_mismatch(results: pd.DataFrame, config: CampaignConfig) -> SrmResult:
+    """SRM over what is analysed: engagement rows listed per arm against sent per arm, overall
+    (`stats/srm.presence_chi2`). A mismatch means the export lost rows unevenly between arms,
+    and those customers were read as non-openers. `expected` holds each arm's listed count if
+    every arm lost rows at the same rate."""
+    rows = results[(results["scope"] == OVERALL) & (results["metric"] == config.metrics.primary)].set_index("arm")
+    rows = rows.reindex(list(config.arm_names)).fillna({"n": 0, "engagement_rows": 0})
+    sent, listed = rows["n"].to_numpy(dtype=float), rows["engagement_rows"].to_numpy(dtype=float)
+    statistic, p_value = (float(v) for v in presence_chi2(listed, sent))
+    share = listed.sum() / sent.sum() if sent.sum() else 1.0
+    return SrmResult(chi2=statistic, p_value=p_value, flagged=p_value < DEFAULT_SRM_THRESHOLD,
+                     expected={arm: float(n * share) for arm, n in zip(rows.index, sent, strict=True)},
+                     observed={arm: int(n) for arm, n in zip(rows.index, listed, strict=True)})
+
+
 def campaign_lift_gate(results: pd.DataFrame, assignments: pd.DataFrame, config: CampaignConfig) -> LiftGate:
-    """The campaign's lift gate for one wave, SRM included."""
+    """The campaign's lift gate for one wave: both sample-ratio checks included (assigned
+    customers per arm against the weights, and engagement rows per arm against sent)."""
     srm = sample_ratio_mismatch(assignments, config)
+    lost = engagement_mismatch(results, config)
     return evaluate_lift_gate(
         results,
         primary_metric=config.metrics.primary,
@@ -83,6 +110,7 @@ def campaign_lift_gate(results: pd.DataFrame, assignments: pd.DataFrame, config:
         alpha=config.alpha,
         srm_p_value=srm.p_value,
         srm_flagged=srm.flagged,
+        engagement_mismatch=lost,
     )
 
 

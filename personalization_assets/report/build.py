@@ -10,7 +10,7 @@ import pandas as pd
 
 from personalization_assets.campaign.config import CampaignConfig
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
-from personalization_assets.experiment.results import result_scopes
+from personalization_assets.experiment.results import engagement_mismatch, result_scopes
 from personalization_assets.report.explainability import explain_section
 from personalization_assets.report.formatting import DASH, interval, p_value, percent
 from personalization_assets.report.model import Report, ReportInputs
@@ -58,12 +58,12 @@ def build_report(inputs: ReportInputs) -> Report:
     ]
     sent = int(inputs.assignments["sent"].astype(bool).sum())
     markdown = markdown_summary(title, headline, verdicts, segment_names, config, sent=sent, assigned=len(inputs.assignments),
-                                srm=srm, safety_gate=safety_gate, costs=costs)
+                                srm=srm, lost=engagement_mismatch(inputs.results, config), safety_gate=safety_gate, costs=costs)
     return Report(title, subtitle, simulated, headline, sections, markdown)
 
 
 def markdown_summary(title: str, headline: str, verdicts: Sequence[Verdict], segment_names: dict[str, str],
-                     config: CampaignConfig, *, sent: int, assigned: int, srm: SrmResult, safety_gate: SafetyGate,
+                     config: CampaignConfig, *, sent: int, assigned: int, srm: SrmResult, lost: SrmResult, safety_gate: SafetyGate,
                      costs: pd.DataFrame) -> str:
     """The headline, the verdict per scope and one line each on sending, screening and cost."""
     lines = [f"### {title}", "", f"**{headline}**", "",
@@ -80,7 +80,8 @@ def markdown_summary(title: str, headline: str, verdicts: Sequence[Verdict], seg
     lines += [
         "",
         f"- sent {sent:,} of {assigned:,} customers ({assigned - sent:,} held out); sample-ratio mismatch p = "
-        f"{p_value(srm.p_value)} ({'FLAGGED' if srm.flagged else 'ok'})",
+        f"{p_value(srm.p_value)} ({'FLAGGED' if srm.flagged else 'ok'}); engagement rows per arm p = "
+        f"{p_value(lost.p_value)} ({'FLAGGED' if lost.flagged else 'ok'})",
         f"- variants: {safety_gate.n_variants - safety_gate.n_blocked} approved, {safety_gate.n_blocked} blocked",
         f"- generation: {int(costs['calls'].sum()):,} calls, {int(costs['input_tokens'].sum() + costs['output_tokens'].sum()):,} "
         f"tokens, ${costs['cost_usd'].sum():,.4f}" + (f", {sum(hits):,} cache hits" if hits else ""),

@@ -26,6 +26,13 @@ def percent(value: float, signed: bool = False) -> str:
     return f"{value:+.1%}" if signed else f"{value:.1%}"
 
 
+def chance(value: float) -> str:
+    """A posterior probability: never printed as a certain 0% or 100% it is not."""
+    if not is_finite(value):
+        return DASH
+    return ">99.9%" if value > 0.999 else "<0.1%" if value < 0.001 else f"{value:.1%}"
+
+
 def p_value(value: float) -> str:
     return DASH if not is_finite(value) else (f"{value:.4f}" if value >= 1e-4 else "<0.0001")
 

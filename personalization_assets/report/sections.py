@@ -14,10 +14,15 @@ import pandas as pd
 
 from personalization_assets.audience.eligibility import hold_explanation
 from personalization_assets.campaign.config import CONTROL_ARM, METRIC_COVARIATES
-from personalization_assets.experiment.results import OVERALL, sample_ratio_mismatch
+from personalization_assets.experiment.results import (
+    OVERALL,
+    engagement_mismatch,
+    sample_ratio_mismatch,
+)
 from personalization_assets.report.charts import Estimate, ForestRow, forest_plot
 from personalization_assets.report.formatting import (
     DASH,
+    chance,
     count,
     interval,
     is_finite,
@@ -87,8 +92,8 @@ def results_table(results: pd.DataFrame, scope: str, metrics: Sequence[str], key
             DASH if control else interval(r.cuped_rel_lift_ci_low, r.cuped_rel_lift_ci_high),
             DASH if control else p_value(r.p_value),
             DASH if control else p_value(r.p_value_adjusted),
-            DASH if control else ("yes" if r.significant else "no"),
-            DASH if control else percent(r.chance_to_beat_control),
+            DASH if control else ("yes" if r.significant else f"n/a: {r.unmeasurable_reason}" if r.unmeasurable_reason else "no"),
+            DASH if control else chance(r.chance_to_beat_control),
             DASH if control else percent(r.mde),
         ]
         previous_metric = r.metric
@@ -119,7 +124,7 @@ def evidence(v: Verdict, metric: str) -> str:
         return "no treatment arm has data"
     r = v.row
     return (f"{metric} {percent(r['rel_lift'], True)} {interval(r['rel_lift_ci_low'], r['rel_lift_ci_high'])}, "
-            f"Holm-adjusted p {p_value(r['p_value_adjusted'])}, chance to beat control {percent(r['chance_to_beat_control'])}")
+            f"Holm-adjusted p {p_value(r['p_value_adjusted'])}, chance to beat control {chance(r['chance_to_beat_control'])}")
 
 
 def summary_section(inputs: ReportInputs, verdicts: list[Verdict], segment_names: dict[str, str]) -> tuple[Section, str]:
@@ -155,7 +160,7 @@ def summary_section(inputs: ReportInputs, verdicts: list[Verdict], segment_names
             DASH if r is None else percent(r["rel_lift"], True),
             DASH if r is None else interval(r["rel_lift_ci_low"], r["rel_lift_ci_high"]),
             DASH if r is None else p_value(r["p_value_adjusted"]),
-            DASH if r is None else percent(r["chance_to_beat_control"]),
+            DASH if r is None else chance(r["chance_to_beat_control"]),
             DASH if r is None else percent(r["mde"]),
             v.reason,
         ])
@@ -199,6 +204,13 @@ def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
     blocks.append(Para(srm_text + ("**FLAGGED** (p < 0.001): the assignment or the data lost or duplicated customers in some "
                                    "arm; do not trust this wave's lifts." if srm.flagged else "no mismatch."),
                        "bad" if srm.flagged else "good"))
+    lost = engagement_mismatch(inputs.results, config)
+    listed = ", ".join(f"{arm} {n:,}" for arm, n in lost.observed.items())
+    lost_text = (f"Engagement rows test (chi-square of the sent customers the engagement export lists, per arm; listed: {listed}): "
+                 f"chi² = {lost.chi2:.2f}, p = {p_value(lost.p_value)}: ")
+    blocks.append(Para(lost_text + ("**FLAGGED** (p < 0.001): the export lost rows unevenly between arms, and the missing "
+                                    "customers count as non-openers; do not trust this wave's lifts." if lost.flagged
+                                    else "no mismatch."), "bad" if lost.flagged else "good"))
     held = assignments.loc[~assignments["sent"].astype(bool)]
     if len(held):
         reasons = held["hold_reason"].fillna("unknown").astype(str).value_counts()
@@ -234,12 +246,16 @@ def results_section(inputs: ReportInputs, scopes: Sequence[str], segment_names: 
     config, results = inputs.config, inputs.results
     covariates = sorted({c for m in config.metrics.all for c in METRIC_COVARIATES.get(m, [])})
     blocks = [
-        Para("Relative lift = treatment rate ÷ control rate − 1, with a delta-method 95% CI. p: pooled two-proportion "
-             "z-test (Fisher's exact test when an expected cell count is below 5); p (Holm): adjusted across every "
-             f"tone × metric comparison of the scope; significant = p (Holm) < {config.alpha:g}. CUPED re-estimates each "
-             f"lift after removing what the customers' pre-experiment {', '.join(covariates)} predict (narrower "
-             "intervals, same target). P(beat control): normal posterior with a flat prior. MDE: the smallest lift "
-             "this arm's and control's sizes detect with 80% power at this alpha. Method details: docs/statistics.md.",
+        Para("Relative lift = treatment rate ÷ control rate − 1, with a 95% score interval: every lift the z-test "
+             "would not reject, so it excludes 0 exactly when p < alpha and never goes below −100%. p: pooled "
+             "two-proportion z-test (Fisher's exact test when an expected cell count is below 5); p (Holm): adjusted "
+             f"across every tone × metric comparison of the scope; significant = p (Holm) < {config.alpha:g}. CUPED "
+             f"re-estimates each lift after removing what the customers' pre-experiment {', '.join(covariates)} predict "
+             "(narrower intervals, same target), only where the plain lift is defined. P(beat control): the exact "
+             "Beta-Binomial posterior probability that the arm's rate is higher, with a uniform Beta(1, 1) prior per arm. "
+             "MDE: the smallest lift this arm's and control's sizes detect with 80% power at the alpha that decides "
+             "(alpha ÷ the scope's number of comparisons, as `cpo plan`). A comparison with too few customers or no "
+             "control success is not measured and says why. Method details: docs/statistics.md.",
              "note"),
         *[Chart(forest_plot(forest_rows(results, [(metric, OVERALL, metric)]),
                             title=f"Relative lift in {metric} vs control, overall (95% CI)",
@@ -397,9 +413,10 @@ def caveats_section(inputs: ReportInputs, simulated: bool, freshness: list[tuple
         f"Code version: {version}. Report generated {generated.isoformat(timespec='seconds')}.",
         "Each scope (overall, each segment) is its own Holm family; there is no correction across segments, so with "
         "several segments some segment may look like a winner by chance.",
-        "The confidence interval of a relative lift is symmetric although the ratio's distribution is skewed; in "
-        "simulation it covers the true lift about 94–95% of the time, less with small counts.",
-        "P(beat control) restates the unadjusted evidence as a probability (flat prior); it is not an independent confirmation.",
+        "The interval of a relative lift is the score interval at the unadjusted level; a winner also needs the "
+        "Holm-adjusted p below alpha. Coverage in simulation is in docs/statistics.md.",
+        "P(beat control) is a posterior probability under a uniform prior and without adjustment for the several "
+        "comparisons; it is not an independent confirmation of the test.",
         "The response model and the k-means exploration are fitted on seeded samples and describe associations among "
         "customers; only the tone effects (randomized) are causal.",
     ]

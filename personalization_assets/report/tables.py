@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from personalization_assets.campaign.config import CampaignConfig
-from personalization_assets.report.formatting import interval, p_value, percent
+from personalization_assets.report.formatting import chance, interval, p_value, percent
 
 
 def results_display(results: pd.DataFrame, scope: str, metrics: tuple[str, ...]) -> pd.DataFrame:
@@ -23,7 +23,7 @@ def results_display(results: pd.DataFrame, scope: str, metrics: tuple[str, ...])
             "p (Holm)": rows["p_value_adjusted"].map(p_value),
             "significant": rows["significant"].map(lambda s: "yes" if s else "no"),
             "CUPED lift": rows["cuped_rel_lift"].map(lambda v: percent(v, True)),
-            "P(beat control)": rows["chance_to_beat_control"].map(percent),
+            "P(beat control)": rows["chance_to_beat_control"].map(chance),
             "MDE": rows["mde"].map(percent),
         }
     )

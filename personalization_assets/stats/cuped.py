@@ -12,7 +12,8 @@ For a comparison of treatment (t) with control (c), with outcome Y (0/1) and cov
 2. Adjusted outcome Y - (X - X̄)·theta, with X̄ the covariate mean of the two arms together,
    so the adjusted means stay on the rate scale:
        A_t = Ȳ_t - theta·(X̄_t - X̄),  A_c = Ȳ_c - theta·(X̄_c - X̄).
-3. Relative lift A_t / A_c - 1 with a delta-method CI. Writing D = X̄_t - X̄_c and
+3. Relative lift A_t / A_c - 1 with a delta-method standard error, and an interval on the log
+   scale, exp(log R ± z · se / R) - 1, so it never goes below -100%. Writing D = X̄_t - X̄_c and
    w_a = n_a / (n_t + n_c), A_t = Ȳ_t - w_c theta·D and A_c = Ȳ_c + w_t theta·D, so the ratio
    R = A_t / A_c is a function of the two arms' independent mean vectors m_a = (Ȳ_a, X̄_a):
        ∂R/∂m_t = (1, -h theta) / A_c,   ∂R/∂m_c = (-R, h theta) / A_c,   h = w_c + R w_t
@@ -162,7 +163,10 @@ def cuped_relative_lift(
     defined = (n_c > 0) & (n_t > 0) & (adjusted_c > 0)
     lift = np.where(defined, ratio - 1.0, np.nan)
     standard_error = np.where(defined, np.sqrt(np.maximum(variance, 0.0)), np.nan)
-    ci_low, ci_high = normal_interval(lift, standard_error, alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_low, log_high = normal_interval(np.log(ratio), standard_error / ratio, alpha)
+    positive = defined & (ratio > 0)
+    ci_low, ci_high = np.where(positive, np.expm1(log_low), np.nan), np.where(positive, np.expm1(log_high), np.nan)
     return CupedComparison(
         theta=theta,
         adjusted_control_mean=adjusted_c,

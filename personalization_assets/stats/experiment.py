@@ -39,7 +39,11 @@ RESULT_COLUMNS = [
     "cuped_rel_lift_ci_high",
     "chance_to_beat_control",
     "mde",
+    "unmeasurable_reason",
 ]
+# Below this many customers in an arm a comparison is reported as unmeasurable: even a lift to a
+# rate of 1 is rarely detectable, and the rates move by 10 points per customer.
+MIN_ARM_CUSTOMERS = 10
 
 
 def _arm_order(control: str, arms: Sequence[str]) -> list[str]:
@@ -106,8 +110,11 @@ def analyze_experiment(
     Returns RESULT_COLUMNS, one row per (metric, arm) in the order metrics × arms (control is
     prepended to ``arms`` when not listed). Control rows carry NaN lift, p-value, CUPED,
     chance and MDE fields and significant=False. All treatment × metric comparisons of the
-    call form one Holm family; significant means Holm-adjusted p < alpha. An empty arm or a
-    zero control rate gives NaN lift and p-value and significant=False.
+    call form one Holm family; significant means Holm-adjusted p < alpha, and the MDE is at the
+    alpha that decides the first step of Holm, alpha / (number of comparisons), the same
+    Bonferroni level `cpo plan` uses. An empty arm or a zero control rate gives NaN lift,
+    p-value and CUPED and significant=False; such a comparison, or one with fewer than
+    MIN_ARM_CUSTOMERS in an arm, says why in ``unmeasurable_reason`` ("" where measurable).
     """
     covariates = dict(covariates or {})
     unknown_metrics = sorted(set(covariates) - set(metrics))
@@ -143,6 +150,7 @@ def analyze_experiment(
     x_t = successes[:, treatment_indices]
     n_t = np.broadcast_to(arm_sizes[treatment_indices], x_c.shape)
     comparison = compare_proportions(x_c, n_c, x_t, n_t, alpha=alpha)
+    n_comparisons = x_c.size
 
     cuped_columns = ("cuped_rel_lift", "cuped_rel_lift_ci_low", "cuped_rel_lift_ci_high")
     cuped = {column: np.full(x_c.shape, np.nan) for column in cuped_columns}
@@ -159,9 +167,15 @@ def analyze_experiment(
             alpha=alpha,
         )
         for column in cuped_columns:
-            cuped[column][row] = getattr(adjusted, column.removeprefix("cuped_"))
+            # Only where the plain lift is defined: an adjusted ratio over a control with no
+            # success is the covariates' extrapolation, not a measured lift.
+            cuped[column][row] = np.where(np.isnan(comparison.rel_lift[row]), np.nan,
+                                          getattr(adjusted, column.removeprefix("cuped_")))
 
-    p_value_adjusted = holm_adjust(comparison.p_value.ravel()).reshape(x_c.shape)
+    reasons = unmeasurable_reasons(np.repeat(np.array(metric_names, dtype=object)[:, np.newaxis], x_c.shape[1], axis=1),
+                                   x_c, n_c, n_t)
+    # An unmeasurable comparison is not a member of the Holm family (NaN p-values are not).
+    p_value_adjusted = holm_adjust(np.where(reasons == "", comparison.p_value, np.nan).ravel()).reshape(x_c.shape)
     treatment_fields = {
         "abs_lift": comparison.abs_lift,
         "rel_lift": comparison.rel_lift,
@@ -170,10 +184,8 @@ def analyze_experiment(
         "p_value": comparison.p_value,
         "p_value_adjusted": p_value_adjusted,
         **cuped,
-        "chance_to_beat_control": chance_to_beat_control(
-            comparison.rel_lift, comparison.rel_lift_se
-        ),
-        "mde": minimum_detectable_lift(comparison.control_rate, n_c, n_t, alpha, power),
+        "chance_to_beat_control": chance_to_beat_control(x_c, n_c, x_t, n_t),
+        "mde": minimum_detectable_lift(comparison.control_rate, n_c, n_t, alpha / n_comparisons, power),
     }
 
     def per_arm(treatment_values: np.ndarray) -> np.ndarray:
@@ -195,5 +207,21 @@ def analyze_experiment(
             **{column: per_arm(values) for column, values in treatment_fields.items()},
         }
     )
+    reason_table = np.full((n_metrics, n_arms), "", dtype=object)
+    reason_table[:, treatment_indices] = reasons
+    result["unmeasurable_reason"] = reason_table.ravel()
     result["significant"] = result["p_value_adjusted"] < alpha  # NaN compares False
     return result[RESULT_COLUMNS]
+
+
+def unmeasurable_reasons(metric, x_c, n_c, n_t) -> np.ndarray:
+    """Per comparison, why it cannot be measured, in plain words ("" where it can), element-wise."""
+    metric, x_c, n_c, n_t = np.broadcast_arrays(np.asarray(metric, dtype=object), *(np.asarray(a, dtype=float) for a in (x_c, n_c, n_t)))
+    n_c_text, n_t_text, x_c_text = (a.astype(np.int64).astype(str).astype(object) for a in (n_c, n_t, x_c))
+    return np.select(
+        [n_c == 0, n_t == 0, n_c < MIN_ARM_CUSTOMERS, n_t < MIN_ARM_CUSTOMERS, x_c == 0],
+        ["no customers in control", "no customers in this arm", "too few customers in control: " + n_c_text,
+         "too few customers in this arm: " + n_t_text,
+         "no " + metric.astype(str).astype(object) + " successes in control (" + x_c_text + "/" + n_c_text + "): the relative lift is undefined"],
+        default="",
+    ).astype(object)

@@ -10,10 +10,20 @@ Formulas (p = x / n, per arm):
 - absolute lift          ``p_t - p_c``
 - relative lift          ``R - 1`` with ``R = p_t / p_c``
 - delta-method variance  ``Var(R) ≈ Var(p_t) / p_c² + p_t² · Var(p_c) / p_c⁴``,
-                         ``Var(p) = p (1 - p) / n``; the (1 - alpha) CI is
-                         ``R - 1 ± z_{1-alpha/2} · sqrt(Var(R))``
+                         ``Var(p) = p (1 - p) / n`` (kept as ``rel_lift_se``, a spread to read,
+                         not the interval)
 - pooled z-test          ``z = (p_t - p_c) / sqrt(p̄ (1 - p̄) (1/n_t + 1/n_c))``,
                          ``p̄ = (x_t + x_c) / (n_t + n_c)``, two-sided p = ``2 Φ(-|z|)``
+- score interval         the (1 - alpha) interval of R is every ratio φ the score test does not
+  (Koopman 1984)         reject: ``|S(φ)| ≤ z_{1-alpha/2}`` with
+                         ``S(φ) = (p_t - φ p_c) / sqrt(p̃_t (1 - p̃_t) / n_t + φ² p̃_c (1 - p̃_c) / n_c)``,
+                         where ``p̃_c`` and ``p̃_t = φ p̃_c`` are the maximum-likelihood rates under
+                         the constraint ``p_t = φ p_c`` (a quadratic's root, Farrington and Manning
+                         1990). At φ = 1 they are the pooled rate, so ``S(1)`` is the pooled z
+                         statistic: the interval excludes a lift of 0 exactly when the z-test
+                         rejects at alpha. φ ≥ 0, so the lift's interval never goes below -100%,
+                         and it has width whenever an arm has customers (0 successes in the
+                         treatment arm gives [-100%, upper bound > -100%]).
 - exact fallback         Fisher's exact test on the 2×2 table when any expected cell count
                          under independence is below 5, where the z-test's normal
                          approximation is poor.
@@ -29,7 +39,7 @@ import numpy as np
 # hypergeometric log-pmf below is scipy.stats.hypergeom's own formula.
 from scipy.special import betaln, ndtr
 
-from ._normal import normal_interval
+from ._normal import two_sided_z
 
 # Conventional rule of thumb (Cochran): the chi-square / z approximation is trusted when every
 # expected cell count of the 2x2 table is at least 5.
@@ -64,6 +74,53 @@ def relative_lift(x_c, n_c, x_t, n_t) -> tuple[np.ndarray, np.ndarray]:
         variance = var_mean_t / p_c**2 + p_t**2 * var_mean_c / p_c**4
         standard_error = np.where(defined, np.sqrt(variance), np.nan)
     return lift, standard_error
+
+
+def _constrained_rates(x_c, n_c, x_t, n_t, ratio) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood (p̃_c, p̃_t) under p_t = ratio · p_c (Farrington and Manning 1990)."""
+    a = (n_c + n_t) * ratio
+    b = -(ratio * (n_t + x_c) + x_t + n_c)
+    c = x_c + x_t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_c = (-b - np.sqrt(np.maximum(b * b - 4.0 * a * c, 0.0))) / (2.0 * a)
+    p_c = np.clip(p_c, 0.0, 1.0)
+    return p_c, np.clip(ratio * p_c, 0.0, 1.0)
+
+
+def _score_statistic(x_c, n_c, x_t, n_t, ratio) -> np.ndarray:
+    """S(ratio) of the module docstring: decreasing in the ratio."""
+    p_c, p_t = x_c / n_c, x_t / n_t
+    constrained_c, constrained_t = _constrained_rates(x_c, n_c, x_t, n_t, ratio)
+    variance = constrained_t * (1.0 - constrained_t) / n_t + ratio**2 * constrained_c * (1.0 - constrained_c) / n_c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (p_t - ratio * p_c) / np.sqrt(variance)
+
+
+_LOG_RATIO_RANGE = (-30.0, 30.0)  # ratios from 1e-13 to 1e13: far past any two rates' ratio
+_INTERVAL_BISECTION_STEPS = 60
+
+
+def score_interval(x_c, n_c, x_t, n_t, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """The score (Koopman) interval of the relative lift R - 1, element-wise, by bisection on
+    log φ. NaN where an arm is empty or the control has no success (the ratio is undefined);
+    the lower bound is exactly -1 where the treatment has no success."""
+    x_c, n_c, x_t, n_t = np.broadcast_arrays(*_as_float(x_c, n_c, x_t, n_t))
+    defined = (n_c > 0) & (n_t > 0) & (x_c > 0)
+    x_c, n_c, x_t, n_t = (np.where(defined, a, 1.0) for a in (x_c, n_c, x_t, n_t))
+    critical = two_sided_z(alpha)
+
+    def bound(target: float) -> np.ndarray:
+        """The ratio where S crosses `target` (S decreases in φ)."""
+        low, high = np.full(x_c.shape, _LOG_RATIO_RANGE[0]), np.full(x_c.shape, _LOG_RATIO_RANGE[1])
+        for _ in range(_INTERVAL_BISECTION_STEPS):
+            middle = (low + high) / 2.0
+            above = _score_statistic(x_c, n_c, x_t, n_t, np.exp(middle)) > target
+            low, high = np.where(above, middle, low), np.where(above, high, middle)
+        return np.exp((low + high) / 2.0)
+
+    lower = np.where(x_t > 0, bound(critical), 0.0)
+    upper = bound(-critical)
+    return np.where(defined, lower - 1.0, np.nan), np.where(defined, upper - 1.0, np.nan)
 
 
 def ztest_pvalue(x_c, n_c, x_t, n_t) -> np.ndarray:
@@ -169,7 +226,7 @@ class ProportionComparison:
 
 
 def compare_proportions(x_c, n_c, x_t, n_t, alpha: float = 0.05) -> ProportionComparison:
-    """Compare treatment with control: rates, lifts, delta-method CI and two-sided p-value.
+    """Compare treatment with control: rates, lifts, the score interval and two-sided p-value.
 
     The p-value is reported as NaN wherever the relative lift is undefined (empty arm or zero
     control rate): every result row is read as "this relative lift, this evidence", and a
@@ -178,7 +235,7 @@ def compare_proportions(x_c, n_c, x_t, n_t, alpha: float = 0.05) -> ProportionCo
     """
     control_rate, treatment_rate = rate(x_c, n_c), rate(x_t, n_t)
     lift, standard_error = relative_lift(x_c, n_c, x_t, n_t)
-    ci_low, ci_high = normal_interval(lift, standard_error, alpha)
+    ci_low, ci_high = score_interval(x_c, n_c, x_t, n_t, alpha)
     pvalues, exact = two_proportion_pvalue(x_c, n_c, x_t, n_t)
     pvalues = np.where(np.isnan(lift), np.nan, pvalues)
     return ProportionComparison(

@@ -66,6 +66,28 @@ def srm_chi2(observed, weights) -> tuple[np.ndarray, np.ndarray]:
     return np.where(empty, np.nan, statistic), np.where(empty, np.nan, pvalue)
 
 
+def presence_chi2(listed, sent) -> tuple[np.ndarray, np.ndarray]:
+    """Do the arms lose engagement rows at the same rate? Pearson's chi-square test of homogeneity
+    of the 2 x k table (listed, not listed) x arm, df = k - 1 over the arms with customers:
+
+        chi2 = Σ_arm [(L_a - s_a p̄)² / (s_a p̄) + (M_a - s_a (1 - p̄))² / (s_a (1 - p̄))]
+
+    with L_a of the s_a sent customers listed, M_a = s_a - L_a, p̄ = Σ L / Σ s. Vectorized over
+    leading axes (one row per simulated experiment). Every customer listed (or none), or fewer
+    than two arms with customers, gives chi2 = 0, p = 1: nothing was lost unevenly.
+    """
+    listed, sent = np.asarray(listed, dtype=float), np.asarray(sent, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = listed.sum(axis=-1, keepdims=True) / sent.sum(axis=-1, keepdims=True)
+        expected_listed, expected_missing = sent * share, sent * (1.0 - share)
+        terms = (listed - expected_listed) ** 2 / expected_listed + (sent - listed - expected_missing) ** 2 / expected_missing
+    degrees_of_freedom = (sent > 0).sum(axis=-1) - 1
+    testable = (degrees_of_freedom > 0) & (share[..., 0] > 0) & (share[..., 0] < 1)
+    statistic = np.where(testable, np.where(sent > 0, terms, 0.0).sum(axis=-1), 0.0)
+    p_value = np.where(testable, chdtrc(np.maximum(degrees_of_freedom, 1), statistic), 1.0)
+    return statistic, p_value
+
+
 def srm_test(
     counts: Mapping[str, int],
     weights: Mapping[str, float],

@@ -17,7 +17,7 @@ from scipy.special import betainc
 from .cuped import cuped_relative_lift, group_moments
 from .multiple_testing import holm_adjust
 from .proportions import compare_proportions
-from .srm import srm_chi2
+from .srm import presence_chi2, srm_chi2
 
 
 def _binomial_arms(
@@ -82,7 +82,7 @@ def relative_lift_ci_coverage(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> float:
-    """Share of simulated experiments whose delta-method CI contains the true relative lift."""
+    """Share of simulated experiments whose interval (the score interval) contains the true relative lift."""
     rng = np.random.default_rng(seed)
     x_c, x_t = _binomial_arms(
         rng, n_experiments, n_per_arm, control_rate, [control_rate * (1.0 + rel_lift)]
@@ -105,6 +105,40 @@ def srm_false_flag_rate(
     counts = rng.multinomial(n_customers, shares, size=n_experiments)
     _, p_value = srm_chi2(counts, shares)
     return float(np.mean(p_value < threshold))
+
+
+def engagement_mismatch_flag_rate(
+    n_experiments: int,
+    n_per_arm: int,
+    n_arms: int = 4,
+    listed_share: float = 0.98,
+    lost_in_one_arm: float = 0.0,
+    threshold: float = 0.001,
+    seed: int = 0,
+) -> float:
+    """Share of simulated waves whose engagement-rows test flags: each arm's export lists a
+    Binomial(n, listed_share) of its sent customers, one arm loses a further `lost_in_one_arm` of
+    its rows. With 0 extra loss it is the false-flag rate; otherwise the power to see the loss."""
+    rng = np.random.default_rng(seed)
+    shares = np.full(n_arms, listed_share)
+    shares[-1] *= 1.0 - lost_in_one_arm
+    listed = rng.binomial(n_per_arm, shares, size=(n_experiments, n_arms))
+    _, p_value = presence_chi2(listed, np.full(n_arms, float(n_per_arm)))
+    return float(np.mean(p_value < threshold))
+
+
+def relative_lift_interval_disagreements(n_experiments: int, seed: int = 0, alpha: float = 0.05) -> tuple[int, int]:
+    """(comparisons where the interval's side of zero and the z-test's verdict disagree, comparisons
+    decided by the z-test), over simulated experiments of random sizes (60 to 3,000 per arm),
+    rates (0.02 to 0.5) and lifts (0 or +30%)."""
+    rng = np.random.default_rng(seed)
+    n_c, n_t = rng.integers(60, 3000, n_experiments), rng.integers(60, 3000, n_experiments)
+    rates = rng.uniform(0.02, 0.5, n_experiments)
+    x_c, x_t = rng.binomial(n_c, rates), rng.binomial(n_t, rates * rng.choice([1.0, 1.3], n_experiments))
+    result = compare_proportions(x_c, n_c, x_t, n_t, alpha)
+    decided_by_z = ~result.used_exact_test & (x_c > 0)
+    excludes_zero = (result.rel_lift_ci_low > 0) | (result.rel_lift_ci_high < 0)
+    return int(np.sum(excludes_zero[decided_by_z] != (result.p_value[decided_by_z] < alpha))), int(decided_by_z.sum())
 
 
 @dataclass(frozen=True)

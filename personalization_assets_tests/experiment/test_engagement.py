@@ -60,10 +60,12 @@ def test_valid_export(tmp_path):
     assert (frame["source"] == SOURCE_IMPORTED).all() and (frame["wave"] == WAVE).all()
 
 
-def test_missing_customers_count_as_no_engagement(tmp_path):
+def test_missing_customers_count_as_no_engagement_and_are_marked(tmp_path):
     path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted", "C4,1,1,0", " C2 ,1,0,0"])
-    frame, missing = import_engagement(path, SENT, WAVE)
+    frame, missing = import_engagement(path, SENT, WAVE, min_coverage=0.3)
     assert missing == 4
+    assert frame.set_index("customer_id")["in_export"].to_dict() == {"C1": False, "C2": True, "C3": False, "C4": True,
+                                                                      "C5": False, "C6": False}
     assert len(frame) == len(SENT)
     by_id = frame.set_index("customer_id")
     assert by_id.loc["C4", ["opened", "clicked", "converted"]].tolist() == [1, 1, 0]
@@ -74,7 +76,7 @@ def test_missing_customers_count_as_no_engagement(tmp_path):
 
 def test_extra_columns_in_the_export_are_ignored(tmp_path):
     path = write(tmp_path / "e.csv", ["campaign,customer_id,opened,clicked,converted,device", "x,C1,1,0,0,ios"])
-    frame, missing = import_engagement(path, SENT, WAVE)
+    frame, missing = import_engagement(path, SENT, WAVE, min_coverage=0.0)
     assert missing == 5 and list(frame.columns) == list(ENGAGEMENT_COLUMNS)
 
 
@@ -118,9 +120,17 @@ def test_empty_export(tmp_path):
     assert "header row" in str(error)
 
 
-def test_header_only_export_means_no_engagement(tmp_path):
-    frame, missing = import_engagement(write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted"]), SENT, WAVE)
-    assert missing == len(SENT) and frame[["opened", "clicked", "converted"]].to_numpy().sum() == 0
+def test_a_header_only_export_is_refused(tmp_path):
+    error = import_error(write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted"]))
+    assert "header and no rows" in str(error) and "e.csv" in str(error) and "earlier results are kept" in str(error)
+
+
+def test_a_near_empty_export_is_refused_below_the_coverage_setting(tmp_path):
+    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted", "C4,1,1,0", "C2,1,0,0"])
+    error = import_error(path)
+    assert "lists 2 of the 6 customers" in str(error) and "min_coverage 50%" in str(error)
+    frame, missing = import_engagement(path, SENT, WAVE, min_coverage=0.0)  # explicitly accepted
+    assert missing == 4 and frame["in_export"].sum() == 2
 
 
 # --- simulation --------------------------------------------------------------------------------------

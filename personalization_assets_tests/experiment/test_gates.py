@@ -17,11 +17,13 @@ from personalization_assets.experiment.gates import (
     rollout_recommendations,
 )
 from personalization_assets.experiment.joins import analysis_frame
+from personalization_assets.experiment.planning import plan_campaign
 from personalization_assets.experiment.results import (
     OVERALL,
     RESULTS_COLUMNS,
     campaign_lift_gate,
     compute_results,
+    engagement_mismatch,
     sample_ratio_mismatch,
 )
 from personalization_assets.safety.gate import evaluate_safety_gate
@@ -52,6 +54,12 @@ def _simulated(n: int, effects: tuple[tuple[str, float], ...], seed: int):
     frame = analysis_frame(assignments, engagement, customers)
     results = compute_results(frame, config, wave=WAVE, segments=catalog().ids, source="simulated")
     return assignments, results
+
+
+def results_with_engagement(assignments: pd.DataFrame, engagement: pd.DataFrame, n: int, seed: int = 3) -> pd.DataFrame:
+    customers = customer_segments(n, seed)
+    frame = analysis_frame(assignments, engagement, customers)
+    return compute_results(frame, campaign(), wave=WAVE, segments=catalog().ids, source="imported")
 
 
 def simulated(n: int, effects: dict[str, float], seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -242,6 +250,67 @@ def test_sample_ratio_mismatch_fails_the_gate():
     assert not gate.passed
     assert [f for f in gate.failures if f.startswith("sample-ratio mismatch: p = ")]
     assert not sample_ratio_mismatch(assignments, campaign()).flagged
+
+
+def test_engagement_rows_lost_in_one_arm_fail_the_gate_true_effect_zero():
+    # The issue's case: 10% of one arm's rows dropped from the engagement export, no true effect.
+    n, seed = 40_000, 3
+    assignments, _ = simulated(n, NO_EFFECT, seed)
+    customers = customer_segments(n, seed)
+    settings = SimulationSettings(seed=seed, conversion_given_click=0.12, effects=SimulationEffects(default=NO_EFFECT))
+    engagement = simulate_engagement(sent_customers(assignments, customers), settings, WAVE)
+    intact = results_with_engagement(assignments, engagement, n, seed)
+    assert not engagement_mismatch(intact, campaign()).flagged
+    arms = assignments.set_index("customer_id").loc[engagement["customer_id"], "arm"].to_numpy()
+    friendly = np.flatnonzero(arms == "friendly")
+    lost_rows = friendly[: len(friendly) // 10]
+    engagement.loc[lost_rows, ["opened", "clicked", "converted"]] = 0  # read as non-openers
+    engagement["in_export"] = True
+    engagement.loc[lost_rows, "in_export"] = False
+    damaged = results_with_engagement(assignments, engagement, n, seed)
+    mismatch = engagement_mismatch(damaged, campaign())
+    assert mismatch.flagged and mismatch.p_value < 1e-6
+    assert mismatch.observed["friendly"] == int((arms == "friendly").sum()) - len(lost_rows)
+    gate = campaign_lift_gate(damaged, assignments, campaign())
+    assert not gate.passed and gate.engagement_p_value == mismatch.p_value
+    assert [f for f in gate.failures if f.startswith("engagement rows missing unevenly between arms: p = ")]
+
+
+def test_a_significant_result_whose_interval_includes_zero_is_not_a_winner():
+    # Fisher's exact test decides at small counts, the score interval can disagree: no rollout then.
+    gate = lift_gate(result_rows({"arm": "friendly", "rel_lift": 0.5, "p_value_adjusted": 0.01, "mde": 0.05,
+                                  "rel_lift_ci_low": -0.05, "rel_lift_ci_high": 1.2}))
+    assert not gate.passed
+    assert gate.failures == ("interval includes no lift: [-5.0%, +120.0%]",)
+
+
+def test_an_unmeasurable_scope_says_why_in_plain_words():
+    rows = result_rows({"arm": "friendly", "rel_lift": np.nan, "p_value_adjusted": np.nan, "mde": np.nan,
+                        "unmeasurable_reason": "too few customers in control: 2"}, control_n=2)
+    gate = lift_gate(rows)
+    assert gate.failures == ("not measurable: too few customers in control: 2",)
+    recommendation = rollout_recommendations(rows, scopes=[OVERALL], primary_metric="open_rate", minimum_lift=0.1, alpha=0.05)
+    assert recommendation["reason"].iloc[0] == "no reliable winner: not measurable: too few customers in control: 2"
+
+
+def test_plan_and_results_give_the_same_mde_for_the_same_campaign():
+    config = campaign()
+    _, results = simulated(40_000, NO_EFFECT)
+    primary = results[(results["scope"] == OVERALL) & (results["metric"] == config.metrics.primary)].set_index("arm")
+    control_rate, n_control = float(primary.loc["control", "rate"]), int(primary.loc["control", "n"])
+    smallest = primary.drop("control")["n"].idxmin()
+    # A plan for a scope whose arms have exactly the analysed sizes, at the observed control rate.
+    total = n_control / config.arm_weights["control"]
+    plan = plan_campaign(config, pd.Series({OVERALL: round(total)}), base_rate=control_rate)
+    planned = plan.scopes.iloc[0]
+    assert int(planned["control_n"]) == n_control
+    from personalization_assets.stats import minimum_detectable_lift
+    at_plan_sizes = minimum_detectable_lift(control_rate, n_control, int(planned["smallest_treatment_n"]),
+                                            alpha=plan.requirement.alpha_per_comparison)
+    assert planned["mde"] == pytest.approx(at_plan_sizes)
+    # The results' MDE is at the same alpha per comparison as the plan's.
+    assert float(primary.loc[smallest, "mde"]) == pytest.approx(
+        minimum_detectable_lift(control_rate, n_control, int(primary.loc[smallest, "n"]), alpha=plan.requirement.alpha_per_comparison))
 
 
 # --- rollout recommendations -------------------------------------------------------------------------

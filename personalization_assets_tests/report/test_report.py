@@ -264,8 +264,16 @@ def test_every_results_number_in_the_html_equals_experiment_results():
             assert_shown(high, row["cuped_rel_lift_ci_high"], PCT, what + " cuped ci high")
             assert_p_shown(cells["p_value"], row["p_value"], what + " p")
             assert_p_shown(cells["p_value_adjusted"], row["p_value_adjusted"], what + " p adjusted")
-            assert cells["significant"] == ("yes" if row["significant"] else "no"), what
-            assert_shown(percent(cells["chance_to_beat_control"]), row["chance_to_beat_control"], PCT, what + " chance")
+            expected_significant = ("yes" if row["significant"] else
+                                    f"n/a: {row['unmeasurable_reason']}" if row["unmeasurable_reason"] else "no")
+            assert cells["significant"] == expected_significant, what
+            shown_chance = cells["chance_to_beat_control"]
+            if shown_chance == ">99.9%":
+                assert row["chance_to_beat_control"] > 0.999, what
+            elif shown_chance == "<0.1%":
+                assert row["chance_to_beat_control"] < 0.001, what
+            else:
+                assert_shown(percent(shown_chance), row["chance_to_beat_control"], PCT, what + " chance")
             assert_shown(percent(cells["mde"]), row["mde"], PCT, what + " mde")
             checked += 1
     assert checked == (len(scopes)) * len(campaign().metrics.all) * (len(campaign().arm_names) - 1)

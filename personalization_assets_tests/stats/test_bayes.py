@@ -1,28 +1,38 @@
 import numpy as np
 import pytest
-from scipy.stats import norm
+from scipy.special import betaln
 
 from personalization_assets.stats.bayes import chance_to_beat_control
-from personalization_assets.stats.proportions import compare_proportions
 
 
-def test_is_the_normal_probability_that_the_lift_is_positive():
-    assert chance_to_beat_control(0.1, 0.05) == pytest.approx(norm.cdf(2.0))
-    assert chance_to_beat_control(0.0, 0.05) == pytest.approx(0.5)
-    assert chance_to_beat_control(-0.1, 0.05) == pytest.approx(1.0 - norm.cdf(2.0))
+def _exact_sum(x_c, n_c, x_t, n_t):
+    """P(p_t > p_c) for Beta(1 + x, 1 + n - x) posteriors by the closed-form finite sum
+    (sum over i < a_t of B(a_c + i, b_c + b_t) / ((b_t + i) B(1 + i, b_t) B(a_c, b_c)))."""
+    a_t, b_t, a_c, b_c = 1 + x_t, 1 + n_t - x_t, 1 + x_c, 1 + n_c - x_c
+    return sum(np.exp(betaln(a_c + i, b_c + b_t) - np.log(b_t + i) - betaln(1 + i, b_t) - betaln(a_c, b_c)) for i in range(a_t))
 
 
-def test_undefined_lift_gives_nan():
-    assert np.isnan(chance_to_beat_control([np.nan, 0.1], [0.05, np.nan])).all()
+@pytest.mark.parametrize("counts", [(1, 26, 0, 21), (10, 426, 27, 414), (0, 74, 3, 80), (500, 5000, 540, 5000),
+                                    (3, 3, 0, 5), (2_000, 10_000, 2_100, 10_000)])
+def test_equals_the_exact_beta_binomial_posterior(counts):
+    assert chance_to_beat_control(*counts) == pytest.approx(_exact_sum(*counts), abs=1e-9)
 
 
-def test_agrees_exactly_with_the_reported_confidence_interval():
-    # chance > 1 - alpha/2 exactly when the CI's lower bound is above 0 (same lift and se)
-    rng = np.random.default_rng(51)
-    x_c = rng.binomial(1000, 0.2, size=5000)
-    x_t = rng.binomial(1000, 0.23, size=5000)
-    result = compare_proportions(x_c, 1000, x_t, 1000, alpha=0.05)
-    chance = chance_to_beat_control(result.rel_lift, result.rel_lift_se)
-    np.testing.assert_array_equal(chance > 0.975, result.rel_lift_ci_low > 0)
-    np.testing.assert_array_equal(chance < 0.025, result.rel_lift_ci_high < 0)
-    assert 0.2 < np.mean(chance > 0.975) < 0.99  # both outcomes occur: the check can fail
+def test_zero_successes_in_a_small_arm_is_not_certainty():
+    # The issue's case: 0/21 against 1/26 was reported as 0%; the posterior says about 30%.
+    chance = float(chance_to_beat_control(1, 26, 0, 21))
+    assert 0.25 < chance < 0.35
+    assert 0.0 < float(chance_to_beat_control(0, 10, 0, 10)) == pytest.approx(0.5)
+
+
+def test_symmetric_and_nan_for_an_empty_arm():
+    assert chance_to_beat_control(40, 400, 55, 420) == pytest.approx(1 - chance_to_beat_control(55, 420, 40, 400), abs=1e-9)
+    assert np.isnan(chance_to_beat_control([0, 5], [0, 10], [1, 0], [10, 0])).all()
+
+
+def test_agrees_with_monte_carlo_draws_from_the_posteriors():
+    rng = np.random.default_rng(7)
+    draws = 400_000
+    p_c, p_t = rng.beta(1 + 30, 1 + 300 - 30, draws), rng.beta(1 + 42, 1 + 310 - 42, draws)
+    monte_carlo = np.mean(p_t > p_c)
+    assert chance_to_beat_control(30, 300, 42, 310) == pytest.approx(monte_carlo, abs=4 * np.sqrt(0.25 / draws))

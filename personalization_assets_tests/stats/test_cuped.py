@@ -71,8 +71,11 @@ def test_uninformative_covariate_reproduces_the_unadjusted_delta_method(two_arm_
     plain = compare_proportions(successes[0], moments.n[0], successes[1], moments.n[1])
     assert adjusted.theta[0, 0] == 0.0
     assert adjusted.rel_lift[0] == pytest.approx(float(plain.rel_lift), rel=1e-10)
-    assert adjusted.rel_lift_ci_low[0] == pytest.approx(float(plain.rel_lift_ci_low), rel=1e-10)
-    assert adjusted.rel_lift_ci_high[0] == pytest.approx(float(plain.rel_lift_ci_high), rel=1e-10)
+    assert adjusted.rel_lift_se[0] == pytest.approx(float(plain.rel_lift_se), rel=1e-10)
+    # The interval is on the log scale: exp(log R ± z se / R) - 1, never below -100%.
+    ratio, spread = 1 + float(plain.rel_lift), 1.959963984540054 * float(plain.rel_lift_se) / (1 + float(plain.rel_lift))
+    assert adjusted.rel_lift_ci_low[0] == pytest.approx(ratio * np.exp(-spread) - 1, rel=1e-10)
+    assert adjusted.rel_lift_ci_high[0] == pytest.approx(ratio * np.exp(spread) - 1, rel=1e-10)
 
 
 def test_adjusted_means_are_centred_on_the_pooled_covariate_mean(two_arm_customers):

@@ -6,6 +6,7 @@ import pytest
 from scipy.stats import fisher_exact
 
 from personalization_assets.stats import RESULT_COLUMNS, analyze_experiment, holm_adjust
+from personalization_assets.stats.power import minimum_detectable_lift
 from personalization_assets.stats.proportions import compare_proportions
 
 ARMS = ["control", "urgent", "informational", "friendly"]
@@ -157,9 +158,32 @@ def test_empty_arm_and_zero_control_rate_do_not_crash(outcomes):
         .all()
     )
     assert not held_out["significant"].any()
+    assert (held_out["unmeasurable_reason"] == "no customers in this arm").all()
     zero_control = results[(results["metric"] == "conversion_rate") & (results["arm"] != "control")]
-    assert zero_control[["rel_lift", "p_value", "chance_to_beat_control"]].isna().all().all()
+    assert zero_control[["rel_lift", "p_value", "p_value_adjusted", "cuped_rel_lift", "cuped_rel_lift_ci_low"]].isna().all().all()
     assert not zero_control["significant"].any()
+    measured = zero_control[zero_control["arm"] != "held_out"]
+    assert measured["unmeasurable_reason"].str.startswith("no conversion_rate successes in control (0/").all()
+    # The posterior is defined without a control success: never exactly 0 or 1.
+    assert measured["chance_to_beat_control"].between(0, 1, inclusive="neither").all()
+
+
+def test_too_few_customers_in_control_is_said_plainly(outcomes):
+    tiny = pd.concat([outcomes[outcomes["arm"] == "control"].head(2), outcomes[outcomes["arm"] != "control"]])
+    results = analyze_experiment(tiny, control="control", arms=ARMS, metrics=METRICS)
+    treatments = results[results["arm"] != "control"]
+    assert (treatments["unmeasurable_reason"] == "too few customers in control: 2").all()
+    assert treatments["p_value_adjusted"].isna().all() and not treatments["significant"].any()
+    assert (results.loc[results["arm"] == "control", "unmeasurable_reason"] == "").all()
+
+
+def test_mde_is_at_the_alpha_that_decides(outcomes):
+    results = analyze_experiment(outcomes, control="control", arms=ARMS, metrics=METRICS, alpha=0.05)
+    row = results[(results["arm"] != "control")].iloc[0]
+    n_comparisons = len(METRICS) * (len(ARMS) - (1 if "control" in ARMS else 0))
+    control_n = int(results.loc[(results["arm"] == "control") & (results["metric"] == row["metric"]), "n"].iloc[0])
+    assert row["mde"] == pytest.approx(minimum_detectable_lift(row["control_rate"], control_n, row["n"], 0.05 / n_comparisons))
+    assert row["mde"] > minimum_detectable_lift(row["control_rate"], control_n, row["n"], 0.05)
 
 
 def test_rows_of_unlisted_arms_are_ignored(outcomes, results):

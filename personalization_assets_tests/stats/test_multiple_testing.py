@@ -53,5 +53,6 @@ def test_adjusted_values_are_bounded_and_preserve_order(pvalues):
     assert adjusted.min() == pytest.approx(min(1.0, raw.min() * raw.size))
 
 
-def test_familywise_error_rate_with_three_arms_against_a_shared_control_simulated():
-    assert holm_familywise_error_rate(4000, 2000, 0.2, n_treatments=3, alpha=0.05, seed=21) <= 0.06
+@pytest.mark.parametrize("n_per_arm, rate", [(2000, 0.2), (400, 0.05)])
+def test_familywise_error_rate_with_three_arms_against_a_shared_control_simulated(n_per_arm, rate):
+    assert holm_familywise_error_rate(4000, n_per_arm, rate, n_treatments=3, alpha=0.05, seed=21) <= 0.06

@@ -12,11 +12,11 @@ from personalization_assets.stats.sequential import (
 SIMULATIONS, LOOKS, PER_LOOK, RATE, ALPHA = 2000, 20, 250, 0.2, 0.05
 
 
-def cumulative_counts(rng, effect: float):
+def cumulative_counts(rng, effect: float, per_look: int = PER_LOOK):
     """Successes and sizes per arm after each of LOOKS daily batches, for SIMULATIONS experiments."""
-    control = rng.binomial(PER_LOOK, RATE, size=(SIMULATIONS, LOOKS)).cumsum(axis=1)
-    treatment = rng.binomial(PER_LOOK, RATE * (1 + effect), size=(SIMULATIONS, LOOKS)).cumsum(axis=1)
-    n = PER_LOOK * np.arange(1, LOOKS + 1)
+    control = rng.binomial(per_look, RATE, size=(SIMULATIONS, LOOKS)).cumsum(axis=1)
+    treatment = rng.binomial(per_look, RATE * (1 + effect), size=(SIMULATIONS, LOOKS)).cumsum(axis=1)
+    n = per_look * np.arange(1, LOOKS + 1)
     return treatment / n, control / n, np.broadcast_to(n, (SIMULATIONS, LOOKS))
 
 
@@ -63,3 +63,10 @@ def test_known_value_of_the_mixture_ratio():
     expected = 1 / (np.sqrt(variance / (variance + 0.005)) * np.exp(0.005 * 0.01 / (2 * variance * (variance + 0.005))))
     assert np.isclose(p, min(1.0, expected))
     assert np.isnan(always_valid_p_value(0.0, 100, 0.0, 100, tau=0.01))
+
+
+def test_peeking_at_small_n_keeps_the_false_positive_rate_at_alpha():
+    # 20 customers per arm per look (400 per arm at the end), 2,000 simulated A/A experiments.
+    rate_t, rate_c, n = cumulative_counts(np.random.default_rng(2027), effect=0.0, per_look=20)
+    always_valid = np.fmin.accumulate(always_valid_p_value(rate_t, n, rate_c, n, 0.1 * RATE), axis=1)
+    assert float((always_valid[:, -1] < ALPHA).mean()) <= ALPHA

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 from scipy.stats import chisquare
 
@@ -67,3 +68,22 @@ def test_no_customers_is_not_flagged():
 
 def test_false_flag_rate_of_correct_randomisation_is_small_simulated():
     assert srm_false_flag_rate(20000, 10000, [1, 1, 1, 1], threshold=0.001, seed=31) <= 0.003
+
+
+def test_engagement_rows_test_flags_rarely_without_loss_and_sees_a_10_percent_loss_simulated():
+    from personalization_assets.stats.validation import engagement_mismatch_flag_rate
+
+    assert engagement_mismatch_flag_rate(4000, 5000, 4, 0.98, 0.0, 0.001, seed=31) <= 0.004
+    assert engagement_mismatch_flag_rate(2000, 5000, 4, 0.98, 0.10, 0.001, seed=32) >= 0.99
+
+
+def test_engagement_rows_test_equals_scipy_chi2_contingency():
+    from scipy.stats import chi2_contingency
+
+    from personalization_assets.stats.srm import presence_chi2
+
+    listed, sent = np.array([4900, 4880, 4410, 4950]), np.array([5000, 4990, 5010, 5000])
+    statistic, p_value = presence_chi2(listed, sent)
+    expected = chi2_contingency(np.vstack([listed, sent - listed]), correction=False)
+    assert float(statistic) == pytest.approx(expected.statistic) and float(p_value) == pytest.approx(expected.pvalue)
+    assert tuple(map(float, presence_chi2([10, 20], [10, 20]))) == (0.0, 1.0)  # everyone listed: nothing lost
