@@ -173,8 +173,7 @@ def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         [sys.executable, "-m", "personalization_assets.cli", "generate-data", "--out", str(data), "--customers", str(n)],
         check=True, cwd=REPO, stdout=subprocess.DEVNULL,
     )
-    generate_seconds = time.perf_counter() - generated_at
-    shutil.copytree(REPO / "prompts", workdir / "prompts")  # the campaign's `prompts: ../prompts`
+    generate_seconds = time.perf_counter() - generated_at  # the folder carries its own prompts
     result_path = workdir / "result.json"
     log_path = workdir / "cpo_run.log"
     env = {**os.environ, "CPO_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), "PYTHONWARNINGS": "ignore"}

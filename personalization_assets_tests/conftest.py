@@ -73,7 +73,7 @@ def _campaign_env_restored(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: py
 
 
 def _write_campaign(root: Path) -> CampaignFolder:
-    write_sample_data(root / "data", n_customers=TEST_CUSTOMERS)
+    write_sample_data(root / "data", n_customers=TEST_CUSTOMERS, copy_prompts=False)  # the project's layout: prompts beside data/
     shutil.copytree(PROJECT_ROOT / "prompts", root / "prompts")
     (root / "home").mkdir()
     return CampaignFolder(root)

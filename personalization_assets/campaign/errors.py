@@ -63,11 +63,36 @@ def read_csv_as_text(path: Path | str, row_name: str = "data row") -> pd.DataFra
     numbering, so a quoted line number is the one the user's editor shows.
     """
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise DataContractError(path, None, f"the file must have a header row and at least one {row_name}") from None
+    except UnicodeDecodeError as exc:
+        raise DataContractError(path, None, f"must be UTF-8 text: {undecodable_position(path, exc)}; save it as UTF-8 "
+                                "(spreadsheet programs: 'CSV UTF-8')") from None
+    except pd.errors.ParserError as exc:
+        raise DataContractError(path, None, f"must be a CSV file with the same number of fields on every line: {exc}".rstrip()) from None
+    except IsADirectoryError:
+        raise DataContractError(path, None, "must be a CSV file, not a folder") from None
+    except FileNotFoundError:
+        raise DataContractError(path, None, "the file does not exist") from None
     frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
     return frame.dropna(how="all")
+
+
+def undecodable_position(path: Path | str, error: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, as a person finds it: line, column and the byte."""
+    try:
+        data = Path(path).read_bytes()
+        data.decode("utf-8")  # a reader's error counts from its own buffer; this one from the file's start
+    except UnicodeDecodeError as whole_file:
+        start = whole_file.start
+    except OSError:
+        return f"byte {error.start}"
+    else:
+        return f"byte {error.start}"
+    line = data.count(b"\n", 0, start) + 1
+    column = start - (data.rfind(b"\n", 0, start) + 1) + 1
+    return f"byte 0x{data[start]:02x} at line {line}, column {column} is not UTF-8"
 
 
 def offending_rows(frame: pd.DataFrame, mask: pd.Series, columns: Sequence[str]) -> pd.DataFrame:

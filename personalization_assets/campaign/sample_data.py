@@ -17,6 +17,8 @@ is a complete, self-contained data folder.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -24,10 +26,20 @@ import numpy as np
 import pandas as pd
 
 from personalization_assets.audience.customers import REQUIRED_COLUMNS
+from personalization_assets.campaign.paths import PROJECT_ROOT
 
 DEFAULT_SEED = 20260105
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
+PROMPTS_DIR = PROJECT_ROOT / "prompts"
+
+
+def _replace_line(text: str, pattern: str, replacement: str) -> str:
+    """The first whole line matching `pattern` replaced (comments and layout kept, unlike a YAML round trip)."""
+    new, count = re.subn(rf"^{pattern}$", lambda _: replacement, text, count=1, flags=re.MULTILINE)
+    if not count:
+        raise ValueError(f"the packaged campaign has no line matching {pattern!r}")
+    return new
 
 # The contract's columns, with the optional merge fields right after the id.
 CUSTOMER_COLUMNS = [REQUIRED_COLUMNS[0], "first_name", "email", *REQUIRED_COLUMNS[1:]]
@@ -181,15 +193,22 @@ def generate_suppression(customers: pd.DataFrame, seed: int = DEFAULT_SEED) -> p
 
 
 def write_sample_data(
-    out_dir: Path, n_customers: int = 20000, seed: int = DEFAULT_SEED
+    out_dir: Path, n_customers: int = 20000, seed: int = DEFAULT_SEED, *, company: str | None = None, goal: str | None = None,
+    copy_prompts: bool | None = None,
 ) -> dict[str, Path]:
     """Write a complete sample data folder: customers, their (simulated) suppression list, content
-    corpus, segments and campaign.
+    corpus, segments and campaign, and the prompts it needs.
 
     The content, segment catalog and campaign config are packaged with the code and copied as
-    they are, so the folder can be edited freely without touching the package. Returns the path
-    of every file written, keyed by a short name (``customers``, ``segments``, ``campaign`` and
-    ``suppression``, ``content/<document id>``).
+    they are, so the folder can be edited freely without touching the package. `company` and
+    `goal` replace the sample's company name and campaign goal in the written campaign file.
+
+    The folder is self-contained: it runs from any working directory. A folder directly inside
+    the project (such as the committed `data/`) uses the project's `prompts/` through
+    `paths.prompts: ../prompts`; anywhere else the prompts are copied into `<out_dir>/prompts`
+    (`copy_prompts` decides it explicitly).
+    Returns the path of every file written, keyed by a short name (``customers``, ``segments``,
+    ``campaign``, ``suppression``, ``content/<document id>``, ``prompts/<file>``).
     """
     out_dir = Path(out_dir)
     content_dir = out_dir / "content"
@@ -203,8 +222,22 @@ def write_sample_data(
     written["suppression"] = out_dir / "suppression.csv"
     generate_suppression(customers, seed).to_csv(written["suppression"], index=False)
 
-    for name in ("segments", "campaign"):
-        written[name] = Path(shutil.copy2(SAMPLE_DIR / f"{name}.yaml", out_dir / f"{name}.yaml"))
+    written["segments"] = Path(shutil.copy2(SAMPLE_DIR / "segments.yaml", out_dir / "segments.yaml"))
+    campaign_text = (SAMPLE_DIR / "campaign.yaml").read_text()
+    if copy_prompts is None:
+        copy_prompts = (out_dir.resolve().parent / "prompts") != PROMPTS_DIR.resolve()
+    if copy_prompts:
+        for source in sorted(p for p in PROMPTS_DIR.rglob("*") if p.is_file()):
+            target = out_dir / "prompts" / source.relative_to(PROMPTS_DIR)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written[f"prompts/{source.relative_to(PROMPTS_DIR).as_posix()}"] = Path(shutil.copy2(source, target))
+        campaign_text = _replace_line(campaign_text, r"  prompts: .*", "  prompts: prompts")
+    if company is not None:
+        campaign_text = _replace_line(campaign_text, r"  name: .*", f"  name: {json.dumps(company)}")
+    if goal is not None:
+        campaign_text = re.sub(r"^goal: >-\n(?:  .*\n)+", lambda _: f"goal: {json.dumps(goal)}\n", campaign_text, count=1, flags=re.MULTILINE)
+    written["campaign"] = out_dir / "campaign.yaml"
+    written["campaign"].write_text(campaign_text)
 
     for document in sorted((SAMPLE_DIR / "content").glob("*.json")):
         written[f"content/{document.stem}"] = Path(

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -19,6 +20,7 @@ from personalization_assets.audience.segmentation import load_catalog
 from personalization_assets.audit.trail import AuditTrailError
 from personalization_assets.campaign.config import CampaignConfig, load_campaign
 from personalization_assets.campaign.errors import ConfigError, DataContractError
+from personalization_assets.campaign.home_lock import HomeBusyError, exclusive_home
 from personalization_assets.campaign.paths import (
     CAMPAIGN_ENV,
     PROJECT_ROOT,
@@ -35,6 +37,10 @@ EXIT_SAFETY_GATE = 2
 EXIT_AUDIT_BROKEN = 3
 EXIT_AWAITING_APPROVAL = 4
 EXIT_USAGE = 64
+EXIT_INTERNAL = 70  # a bug (sysexits EX_SOFTWARE): the message says how to get the traceback
+EXIT_IO = 74  # CPO_HOME or an output cannot be written (EX_IOERR)
+EXIT_HOME_BUSY = 75  # another cpo command holds CPO_HOME (EX_TEMPFAIL: try again later)
+DEBUG_ENV = "CPO_DEBUG"
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
 
@@ -53,6 +59,22 @@ def wave_key_for(date: dt.date, first_wave: dt.date) -> str:
     if date < first_wave:
         raise ConfigError("--wave", f"{date} is before the campaign's first wave {first_wave}")
     return (date - dt.timedelta(days=date.weekday())).isoformat()
+
+
+def wave_date(text: str) -> dt.date:
+    """A --wave value: an ISO date, checked before anything runs (argparse reports it as a usage error)."""
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, exiting 64 (EX_USAGE) on a usage error like every other input mistake, not 2."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _quiet_run_config(verbose: bool) -> dict:
@@ -130,8 +152,8 @@ class Session:
 
         return self.defs.resolve_job_def(CONTENT_JOB).partitions_def.get_partition_keys()
 
-    def wave_for(self, date: str | None) -> str:
-        return wave_key_for(dt.date.fromisoformat(date) if date else dt.date.today(), self.config.first_wave)
+    def wave_for(self, date: dt.date | None) -> str:
+        return wave_key_for(date or dt.date.today(), self.config.first_wave)
 
     def execute(self, job_name: str, *, tags: dict[str, str] | None = None, partition_key: str | None = None):
         """Run a job in this instance with the configured executor (`CPO_EXECUTOR`)."""
@@ -198,10 +220,13 @@ def command_run(args: argparse.Namespace) -> int:
 def command_backfill(args: argparse.Namespace) -> int:
     """Re-materialize one segment's content (after editing its content or prompts), then a wave."""
     session = Session.open(args.campaign, args.verbose)
+    wave = session.wave_for(args.wave) if args.wave else None  # a bad wave is refused before anything runs
+    if args.segment not in session.segments():
+        raise ConfigError("--segment", f"{args.segment!r} is not a segment of the catalog: {', '.join(session.segments())}")
     failed = session.run_content([args.segment])
-    if failed is not None or not args.wave:
+    if failed is not None or wave is None:
         return failed or EXIT_OK
-    return session.run_wave(session.wave_for(args.wave))
+    return session.run_wave(wave)
 
 
 def command_plan(args: argparse.Namespace) -> int:
@@ -257,7 +282,7 @@ def command_audit(args: argparse.Namespace) -> int:
               f"the warehouse's assignments and variant texts and the exported emails equal what was sealed, "
               f"every send of an approved variant ({log.chain_path})")
         return EXIT_OK
-    wave = wave_key_for(dt.date.fromisoformat(args.wave), dt.date.min) if args.wave else None
+    wave = wave_key_for(args.wave, dt.date.min) if args.wave else None
     print(explain(log, args.customer_id, wave))
     return EXIT_OK
 
@@ -288,7 +313,7 @@ def command_approve(args: argparse.Namespace) -> int:
 def command_generate_data(args: argparse.Namespace) -> int:
     from personalization_assets.campaign.sample_data import write_sample_data
 
-    written = write_sample_data(Path(args.out), n_customers=args.customers, seed=args.seed)
+    written = write_sample_data(Path(args.out), n_customers=args.customers, seed=args.seed, company=args.company, goal=args.goal)
     print(f"wrote {len(written)} files to {Path(args.out).resolve()} ({args.customers} customers, seed {args.seed})")
     return EXIT_OK
 
@@ -301,27 +326,29 @@ def command_ui(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cpo", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="cpo", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run a whole campaign wave: every segment's content, then the wave")
     run.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
-    run.add_argument("--wave", help="any date in the wave's week, YYYY-MM-DD (default: today)")
+    run.add_argument("--wave", type=wave_date, help="any date in the wave's week, YYYY-MM-DD (default: today)")
     run.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
-    run.set_defaults(handler=command_run)
+    run.set_defaults(handler=command_run, writes_home=True)
 
     generate = sub.add_parser("generate-data", help="write the seeded sample campaign (customers, content, catalog, config)")
     generate.add_argument("--out", default="data", help="folder to write (default: data)")
     generate.add_argument("--customers", type=int, default=20000, help="number of customers (default: 20000)")
     generate.add_argument("--seed", type=int, default=20260105)
+    generate.add_argument("--company", help="company name for the campaign file (default: the sample's)")
+    generate.add_argument("--goal", help="the campaign's goal, in a sentence (default: the sample's)")
     generate.set_defaults(handler=command_generate_data)
 
     backfill = sub.add_parser("backfill", help="re-materialize one segment's content, then optionally re-run a wave")
     backfill.add_argument("--segment", required=True, help="segment id (a partition key of the content assets)")
-    backfill.add_argument("--wave", help="also re-run the wave containing this date, YYYY-MM-DD")
+    backfill.add_argument("--wave", type=wave_date, help="also re-run the wave containing this date, YYYY-MM-DD")
     backfill.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
     backfill.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
-    backfill.set_defaults(handler=command_backfill)
+    backfill.set_defaults(handler=command_backfill, writes_home=True)
 
     plan = sub.add_parser("plan", help="how many customers the campaign needs, and the MDE of each segment")
     plan.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
@@ -337,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_sub.add_parser("repair", help="set a torn last record (an interrupted append) aside so the trail can continue")
     explain_parser = audit_sub.add_parser("explain", help="why a customer got (or did not get) which message")
     explain_parser.add_argument("customer_id")
-    explain_parser.add_argument("--wave", help="any date in the wave's week, YYYY-MM-DD (default: every wave)")
+    explain_parser.add_argument("--wave", type=wave_date, help="any date in the wave's week, YYYY-MM-DD (default: every wave)")
     audit.set_defaults(handler=command_audit)
 
     review = sub.add_parser("review", help="show each variant awaiting a reviewer: text, verdict, cited documents, diff")
@@ -351,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve_parser.add_argument("--reject", action="store_true", help="reject instead: the variant's customers are held out")
     approve_parser.add_argument("--reason", default="", help="why (required with --reject)")
     approve_parser.add_argument("--campaign", default=None, help="campaign file (default: CPO_CAMPAIGN or data/campaign.yaml)")
-    approve_parser.set_defaults(handler=command_approve)
+    approve_parser.set_defaults(handler=command_approve, writes_home=True)
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) with the CLI's instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -365,18 +392,42 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
-        return args.handler(args)
+        with exclusive_home(cpo_home()) if getattr(args, "writes_home", False) else contextlib.nullcontext():
+            return args.handler(args)
     except AuditTrailError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_AUDIT_BROKEN
+    except HomeBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_HOME_BUSY
     except Exception as exc:
         # A user's mistake can surface wrapped by Dagster (a definitions load error): the cause
-        # named in the chain is what the user must fix; anything else is a bug and is raised.
+        # named in the chain is what the user must fix.
         mistake = _user_mistake(exc)
-        if mistake is None:
+        if mistake is not None:
+            print(f"error: {mistake}", file=sys.stderr)
+            return EXIT_USAGE
+        if os.environ.get(DEBUG_ENV):
             raise
-        print(f"error: {mistake}", file=sys.stderr)
-        return EXIT_USAGE
+        unwritable = _os_error(exc)
+        if unwritable is not None:
+            print(f"error: cannot write {unwritable.filename or cpo_home()}: {unwritable.strerror} "
+                  f"(CPO_HOME is {cpo_home()}; nothing of this step was kept)", file=sys.stderr)
+            return EXIT_IO
+        print(f"internal error: {type(exc).__name__}: {exc}\nThis is a bug in cpo; run again with {DEBUG_ENV}=1 for the traceback "
+              "and report it.", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """A file-system refusal in the chain (read-only home, full disk), which the user can fix."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (PermissionError, OSError)) and getattr(exc, "strerror", None):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _user_mistake(exc: BaseException | None) -> ConfigError | DataContractError | None:

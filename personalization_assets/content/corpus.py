@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from personalization_assets.campaign.errors import DataContractError
+from personalization_assets.campaign.errors import (
+    DataContractError,
+    undecodable_position,
+)
 
 DOCUMENT_FIELDS = (
     "document_id",
@@ -26,9 +29,21 @@ TEXT_FIELDS = ("document_id", "title", "category", "content", "audience", "sourc
 CORPUS_COLUMNS = (*DOCUMENT_FIELDS[:-1], "metadata_json", "source_file")
 
 
+def approval_date(value: object) -> dt.date:
+    """An ISO 8601 date or timestamp ("2025-11-01", "2025-11-01T00:00:00Z", what content systems
+    export) as the date it names; ValueError otherwise."""
+    text = str(value).strip()
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return dt.datetime.fromisoformat(text).date()
+
+
 def _load_document(path: Path) -> dict:
     try:
-        document = json.loads(path.read_text())
+        document = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataContractError(path, None, f"must be UTF-8 text: {undecodable_position(path, exc)}") from None
     except json.JSONDecodeError as exc:
         raise DataContractError(path, None, f"must be valid JSON ({exc})") from None
     if not isinstance(document, dict):
@@ -44,9 +59,10 @@ def _load_document(path: Path) -> dict:
     if not document["source_url"].startswith("https://"):
         raise DataContractError(path, "source_url", "must be an https:// URL", [document["source_url"]])
     try:
-        dt.date.fromisoformat(str(document["approval_date"]))
+        document["approval_date"] = approval_date(document["approval_date"]).isoformat()
     except ValueError:
-        raise DataContractError(path, "approval_date", "must be an ISO date (YYYY-MM-DD)", [repr(document["approval_date"])]) from None
+        raise DataContractError(path, "approval_date", "must be an ISO 8601 date or timestamp (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)",
+                                [repr(document["approval_date"])]) from None
     return document
 
 
@@ -56,9 +72,13 @@ def load_corpus(content_dir: Path | str) -> pd.DataFrame:
     files = sorted(content_dir.glob("*.json"))
     if not files:
         raise DataContractError(content_dir, None, "the content folder must contain at least one *.json document")
-    rows = []
+    rows, failures = [], []
     for path in files:
-        document = _load_document(path)
+        try:
+            document = _load_document(path)
+        except DataContractError as error:
+            failures.append(error)  # every failing file is listed, not only the first
+            continue
         rows.append(
             {
                 **{key: document[key].strip() if key in TEXT_FIELDS else document[key] for key in DOCUMENT_FIELDS[:-1]},
@@ -68,6 +88,12 @@ def load_corpus(content_dir: Path | str) -> pd.DataFrame:
                 "source_file": path.name,
             }
         )
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        names = ", ".join(Path(error.file).name for error in failures)
+        raise DataContractError(content_dir, None, f"{len(failures)} of {len(files)} documents break their contract ({names}); "
+                                "the first of them:", [str(error) for error in failures])
     corpus = pd.DataFrame(rows, columns=list(CORPUS_COLUMNS))
     duplicated = corpus["document_id"].duplicated(keep=False)
     if duplicated.any():

@@ -8,7 +8,7 @@ from personalization_assets.content.retrieval import (
     retrieve_for_segments,
     segment_query,
 )
-from personalization_assets.defs.metadata import segment_metadata, service_metadata
+from personalization_assets.defs.metadata import add_segment_metadata, service_metadata
 from personalization_assets.defs.partitions import CONTENT_GROUP, per_segment
 from personalization_assets.defs.resources import (
     CampaignResource,
@@ -86,7 +86,5 @@ def retrieved_content(
     empty = sorted(set(context.partition_keys) - set(frame.loc[frame["purpose"] == "segment", "segment"]))
     if empty:
         raise dg.Failure(f"no approved documents match the audiences of segments {empty}: add content or widen 'audiences'")
-    context.add_output_metadata(
-        segment_metadata(frame, backend=search.backend, **service_metadata(service_before, search.service_stats()))
-    )
+    add_segment_metadata(context, frame, backend=search.backend, **service_metadata(service_before, search.service_stats()))
     return frame

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from personalization_assets.audit.trail import variant_records
-from personalization_assets.defs.metadata import segment_metadata, service_metadata
+from personalization_assets.defs.metadata import add_segment_metadata, service_metadata
 from personalization_assets.defs.partitions import per_segment
 from personalization_assets.defs.resources import (
     AuditResource,
@@ -38,18 +38,23 @@ def message_variants(
     outcome = generate_with_repair(generator.generate, requests, repairable=generator.repairable)
     frame = variants_table(requests, outcome)
     audit.log().append(variant_records(frame, context.run_id))
-    context.add_output_metadata(
-        segment_metadata(
-            frame,
-            backends=", ".join(sorted(frame["backend"].unique())),
-            input_tokens=int(frame["input_tokens"].sum()),
-            output_tokens=int(frame["output_tokens"].sum()),
-            cost_usd=float(frame["cost_usd"].sum()),
-            refusals=int((frame["refusal"] != "").sum()),
-            repair_attempts=int(frame["repair_attempts"].sum()),
-            documents=dg.MetadataValue.md(citation_coverage(retrieved_content, frame).to_markdown(index=False)),
-            failing_validation=int((frame["validation_failures"] != "").sum()),
-            **service_metadata(service_before, generator.service_stats()),
-        )
+    add_segment_metadata(
+        context,
+        frame,
+        lambda part: {
+            # What generating this segment paid: the shared control counts in the first segment that asked for it.
+            "input_tokens": int(part["input_tokens"].sum()),
+            "output_tokens": int(part["output_tokens"].sum()),
+            "cost_usd": float(part["cost_usd"].sum()),
+            "refusals": int((part["refusal"] != "").sum()),
+            "repair_attempts": int(part["repair_attempts"].sum()),
+            "failing_validation": int((part["validation_failures"] != "").sum()),
+            "documents": dg.MetadataValue.md(citation_coverage(retrieved_content[retrieved_content["segment"].isin(part["segment"])],
+                                                               part).to_markdown(index=False)),
+        },
+        backends=", ".join(sorted(frame["backend"].unique())),
+        run_input_tokens=int(frame["input_tokens"].sum()),
+        run_cost_usd=float(frame["cost_usd"].sum()),
+        **service_metadata(service_before, generator.service_stats()),
     )
     return frame

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 
 
-def segment_metadata(frame: pd.DataFrame, **extra: object) -> dict[str, object]:
-    return {"dagster/row_count": len(frame), "segments": ", ".join(sorted(frame["segment"].unique())), **extra}
+def add_segment_metadata(context, frame: pd.DataFrame, per_segment: Callable[[pd.DataFrame], Mapping[str, object]] | None = None,
+                         **run_wide: object) -> None:
+    """Metadata of a per-segment asset run over one or several segment partitions: each
+    partition's materialization gets its own row count and `per_segment(rows of that segment)`,
+    so a partition's metadata describes that partition, not the whole run; `run_wide` (the
+    backend, service counters) describes the run and goes on every partition."""
+    def described(segment: str) -> dict[str, object]:
+        part = frame[frame["segment"] == segment]
+        return {"dagster/row_count": len(part), "segment": segment, **(per_segment(part) if per_segment else {})}
+
+    segments = list(context.partition_keys)
+    if len(segments) == 1:  # the output is that one partition (also how an asset invoked directly is run)
+        context.add_output_metadata({**described(segments[0]), **run_wide})
+        return
+    for segment in segments:
+        context.add_asset_metadata(described(segment), partition_key=segment)
+    context.add_output_metadata({"run_segments": ", ".join(segments), **run_wide})
 
 
 def service_metadata(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, object]:

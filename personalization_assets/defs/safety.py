@@ -6,7 +6,7 @@ from dagster_duckdb import DuckDBResource
 
 from personalization_assets.audit.trail import verdict_records
 from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
-from personalization_assets.defs.metadata import segment_metadata, service_metadata
+from personalization_assets.defs.metadata import add_segment_metadata, service_metadata
 from personalization_assets.defs.partitions import per_segment
 from personalization_assets.defs.resources import (
     AuditResource,
@@ -53,17 +53,19 @@ def safety_verdicts(
     )
     audit.log().append(verdict_records(frame, context.run_id, approval_mode=campaign.config.approval.mode))
     blocked = frame[frame["decision"] != "approved"]
-    context.add_output_metadata(
-        segment_metadata(
-            frame,
-            approved=int((frame["decision"] == "approved").sum()),
-            blocked=len(blocked),
-            blocked_variants=dg.MetadataValue.md(
-                "\n".join(f"- `{r.variant_id}` ({r.segment}): {r.reasons}" for r in blocked.itertuples()) or "none"
+    add_segment_metadata(
+        context,
+        frame,
+        lambda part: {
+            "approved": int((part["decision"] == "approved").sum()),
+            "blocked": int((part["decision"] != "approved").sum()),
+            "blocked_variants": dg.MetadataValue.md(
+                "\n".join(f"- `{r.variant_id}`: {r.reasons}" for r in part[part["decision"] != "approved"].itertuples()) or "none"
             ),
-            policy_version=settings.policy_version,
-            **service_metadata(service_before, safety.service_stats()),
-        )
+        },
+        run_blocked=len(blocked),
+        policy_version=settings.policy_version,
+        **service_metadata(service_before, safety.service_stats()),
     )
     return frame
 

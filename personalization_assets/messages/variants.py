@@ -195,6 +195,19 @@ class GenerationOutcome:
     repair_attempts: list[int]
 
 
+def _paid_once(requests: Sequence[VariantRequest], results: list[GeneratedVariant]) -> list[GeneratedVariant]:
+    """Identical requests (the control message, the same for every segment) cost once: the first
+    keeps its tokens and cost, every repeat shows 0, so the table's sums are what the run paid,
+    whichever backend answered (a remote backend already sends them once)."""
+    seen: set[tuple] = set()
+    paid = []
+    for request, result in zip(requests, results, strict=True):
+        key = (request.prompt_sha256, tuple(tuple(sorted(m.items())) for m in request.messages))
+        paid.append(replace(result, input_tokens=0, output_tokens=0, cost_usd=0.0) if key in seen else result)
+        seen.add(key)
+    return paid
+
+
 def generate_with_repair(
     generate: Callable[[Sequence[VariantRequest]], list[GeneratedVariant]],
     requests: Sequence[VariantRequest],
@@ -204,7 +217,7 @@ def generate_with_repair(
     """Generate, validate, and give each failing variant one repair attempt with its failures fed
     back. A deterministic backend (the embedded template) would answer the same again, so it is
     not asked twice; whatever still fails is blocked at screening with these reasons."""
-    results = list(generate(requests))
+    results = _paid_once(requests, list(generate(requests)))
     failures = [_failures(q, r) for q, r in zip(requests, results, strict=True)]
     attempts = [0] * len(requests)
     retry = [i for i, f in enumerate(failures) if f and repairable] if repairable else []

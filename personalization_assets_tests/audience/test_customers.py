@@ -310,3 +310,26 @@ def test_blank_lines_are_not_customers(tmp_path):
     frame = load_customers(path)
     assert list(frame["customer_id"]) == [ROWS[0][0], ROWS[1][0]]
     assert frame.index.equals(pd.RangeIndex(2))
+
+
+def test_a_latin1_file_names_the_line_where_it_stops_being_utf8(tmp_path):
+    rows = with_cell("first_name", "Jos\u00e9")
+    path = tmp_path / "customers.csv"
+    path.write_bytes(("\n".join(",".join(row) for row in [HEADER, *rows]) + "\n").encode("latin-1"))
+    error = load_error(path)
+    assert str(path) in str(error) and "is not UTF-8" in str(error) and f"line {BROKEN_LINE}," in str(error)
+
+
+def test_a_row_with_an_extra_field_names_its_line(tmp_path):
+    rows = [list(row) for row in ROWS]
+    rows[BROKEN_INDEX].append("surplus")
+    error = load_error(write_csv(tmp_path / "customers.csv", rows))
+    assert str(tmp_path / "customers.csv") in str(error)
+    assert "same number of fields" in str(error) and f"line {BROKEN_LINE}" in str(error)
+
+
+def test_a_file_that_is_not_a_csv_is_named(tmp_path):
+    path = tmp_path / "logo.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10")
+    error = load_error(path)
+    assert str(path) in str(error)

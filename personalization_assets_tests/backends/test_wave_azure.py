@@ -125,7 +125,7 @@ class WaveRun:
 def azure_wave(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WaveRun]:
     """The sample campaign (with canary customers) run twice: embedded, then through the Azure double."""
     root = tmp_path_factory.mktemp("azure-wave")
-    write_sample_data(root / "data", n_customers=TEST_CUSTOMERS)
+    write_sample_data(root / "data", n_customers=TEST_CUSTOMERS, copy_prompts=False)
     shutil.copytree(PROJECT_ROOT / "prompts", root / "prompts")
     home = root / "home"
     (home / "dagster").mkdir(parents=True)

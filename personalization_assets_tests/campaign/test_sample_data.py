@@ -197,7 +197,7 @@ def test_no_banned_or_noncompliant_language(documents):
 
 def test_write_sample_data_writes_a_complete_folder(tmp_path):
     out_dir = tmp_path / "data"
-    written = write_sample_data(out_dir, n_customers=300, seed=11)
+    written = write_sample_data(out_dir, n_customers=300, seed=11, copy_prompts=False)
 
     assert written["customers"] == out_dir / "customers.csv"
     loaded = pd.read_csv(written["customers"], dtype={"customer_id": str})
@@ -220,10 +220,26 @@ def test_write_sample_data_writes_a_complete_folder(tmp_path):
 def test_the_committed_data_folder_is_the_packaged_sample_generated(tmp_path):
     """One source: `personalization_assets/campaign/sample/` (shipped in the wheel). `data/` is what
     `cpo generate-data --out data` writes from it; any edit of one without the other fails here."""
-    written = write_sample_data(tmp_path / "data")
+    written = write_sample_data(tmp_path / "data", copy_prompts=False)  # as inside the project
     committed = PROJECT_ROOT / "data"
     generated_names = sorted(p.relative_to(tmp_path / "data").as_posix() for p in written.values())
     committed_names = sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file())
     assert committed_names == generated_names
     for name in generated_names:
         assert (committed / name).read_bytes() == (tmp_path / "data" / name).read_bytes(), name
+
+
+def test_a_folder_written_anywhere_is_self_contained_with_its_company_and_goal(tmp_path, monkeypatch):
+    from personalization_assets.campaign.config import load_campaign
+    from personalization_assets.campaign.sample_data import PROMPTS_DIR
+
+    out = tmp_path / "deep" / "inside" / "campaign"
+    write_sample_data(out, n_customers=50, company="Acme Bikes", goal="Sell more bikes in autumn.")
+    monkeypatch.chdir(tmp_path)  # any working directory
+    config = load_campaign(out / "campaign.yaml")
+    assert config.paths.prompts == (out / "prompts").resolve()
+    assert sorted(p.relative_to(out / "prompts") for p in (out / "prompts").rglob("*.md")) == \
+        sorted(p.relative_to(PROMPTS_DIR) for p in PROMPTS_DIR.rglob("*.md"))
+    assert config.company.name == "Acme Bikes" and config.goal == "Sell more bikes in autumn."
+    text = (out / "campaign.yaml").read_text()
+    assert "# Campaign configuration" in text and "Northwind" not in text  # comments kept, the sample's name gone

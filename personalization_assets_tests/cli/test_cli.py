@@ -102,3 +102,75 @@ def test_an_environment_mistake_exits_64_in_a_fresh_process(campaign_folder, var
                           env={**environ, variable: value}, capture_output=True, text=True, timeout=120)
     assert done.returncode == cli.EXIT_USAGE, done.stderr[-2000:]
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["run", "--wave", "2026-11-xx"], ["backfill", "--segment", "at_risk", "--wave", "11/30/2026"],
+                                  ["audit", "explain", "C1", "--wave", "tomorrow"]])
+def test_a_bad_wave_is_a_usage_error_before_anything_runs(campaign_folder, capsys, argv):
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*argv, *(["--campaign", str(campaign_folder.campaign)] if argv[0] != "audit" else [])])
+    assert exited.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "expected a date as YYYY-MM-DD" in err and "Traceback" not in err
+    assert not (campaign_folder.root / "home" / "dagster").exists() or not any((campaign_folder.root / "home" / "dagster").rglob("*.db"))
+
+
+def test_an_unknown_segment_is_refused_before_anything_runs(campaign_folder, capsys):
+    code = cli.main(["backfill", "--segment", "no_such_segment", "--campaign", str(campaign_folder.campaign)])
+    assert code == cli.EXIT_USAGE
+    assert "'no_such_segment' is not a segment of the catalog: vip_champions" in capsys.readouterr().err
+
+
+def test_a_second_command_on_a_busy_home_refuses(campaign_folder, capsys):
+    from personalization_assets.campaign.home_lock import exclusive_home
+    from personalization_assets.campaign.paths import cpo_home
+
+    with exclusive_home(cpo_home()):
+        code = cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", TEST_WAVE])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_HOME_BUSY
+    assert f"{cpo_home()} is in use by cpo (pid " in err and "set CPO_HOME to another folder" in err
+
+
+def test_the_home_lock_is_released_when_its_holder_dies(tmp_path):
+    import subprocess
+    import sys
+
+    from personalization_assets.campaign.home_lock import exclusive_home
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from personalization_assets.campaign.home_lock import exclusive_home; "
+                               f"ctx = exclusive_home(Path({str(tmp_path)!r})); ctx.__enter__(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(Exception, match="is in use by cpo"):
+            with exclusive_home(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive_home(tmp_path):  # a killed holder leaves no stale lock
+        pass
+
+
+def test_an_unwritable_home_is_named_without_a_traceback(campaign_folder, capsys, monkeypatch, tmp_path):
+    # A home that cannot be created (a file stands in the way): the same refusal as a read-only
+    # folder or a full disk, and one that holds when the tests run as root.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("CPO_HOME", str(blocker / "home"))
+    code = cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", TEST_WAVE])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_IO and "cannot write" in err and "Not a directory" in err and "Traceback" not in err
+
+
+def test_an_unexpected_error_is_reported_without_a_traceback(monkeypatch, capsys):
+    def broken(args):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(cli, "command_plan", broken)
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    code = cli.main(["plan"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_INTERNAL and "internal error: KeyError: 'boom'" in err and f"{cli.DEBUG_ENV}=1" in err

@@ -125,7 +125,7 @@ def test_document_with_a_non_https_url(tmp_path, url):
         ("content", "   ", "non-empty string"),
         ("title", 42, "non-empty string"),
         ("keywords", "tent, camp", "list of strings"),
-        ("approval_date", "12/01/2026", "ISO date"),
+        ("approval_date", "12/01/2026", "ISO 8601 date"),
     ],
 )
 def test_document_with_bad_field_values(tmp_path, field, value, rule):
@@ -133,6 +133,28 @@ def test_document_with_bad_field_values(tmp_path, field, value, rule):
     error = corpus_error(folder)
     assert str(folder / "bad.json") in str(error)
     assert error.column == field and rule in error.rule
+
+
+@pytest.mark.parametrize("value", ["2025-11-01T00:00:00Z", "2025-11-01T09:30:00+01:00", "2025-11-01T00:00:00", "2025-11-01"])
+def test_iso_8601_dates_and_timestamps_are_accepted_and_stored_as_the_date(tmp_path, value):
+    folder = write_docs(tmp_path / "content", {"ok.json": document(approval_date=value)})
+    assert load_corpus(folder)["approval_date"].tolist() == ["2025-11-01"]
+
+
+def test_every_failing_document_is_listed(tmp_path):
+    folder = write_docs(tmp_path / "content", {"a.json": document("DOC-1", title=""), "b.json": "[1]",
+                                               "c.json": document("DOC-3")})
+    message = str(corpus_error(folder))
+    assert "2 of 3 documents break their contract (a.json, b.json)" in message
+    assert "title" in message and "one JSON object" in message and "c.json" not in message
+
+
+def test_a_document_that_is_not_utf8_names_the_line(tmp_path):
+    folder = tmp_path / "content"
+    folder.mkdir()
+    (folder / "latin.json").write_bytes(json.dumps(document(title="Jos\u00e9"), ensure_ascii=False).encode("latin-1"))
+    message = str(corpus_error(folder))
+    assert "latin.json" in message and "is not UTF-8" in message and "line 1" in message
 
 
 def test_duplicate_document_ids(tmp_path):

@@ -352,3 +352,17 @@ def test_every_layout_a_prompt_may_name_is_one_the_local_generator_has(tmp_path)
     tone.write_text('---\nstructure: breif\nsubject: "S"\nopener: "O"\ncta: "Go"\n---\nWrite.\n')
     with pytest.raises(ConfigError, match="front matter.structure: Input should be 'plain', 'brief', 'detailed' or 'conversational'"):
         _load_tone(tone)
+
+
+def test_the_control_message_is_paid_once_across_segments():
+    from personalization_assets.backends.local_generator import compose_local
+    from personalization_assets.messages.variants import generate_with_repair
+
+    batch = requests()
+    outcome = generate_with_repair(lambda batch: [compose_local(r) for r in batch], batch, repairable=False)
+    controls = [result for request, result in zip(batch, outcome.results, strict=True) if request.arm == "control"]
+    assert len(controls) == len(catalog().ids) > 1
+    assert controls[0].input_tokens > 0
+    assert all(c.input_tokens == c.output_tokens == 0 and c.cost_usd == 0.0 for c in controls[1:])
+    # The tones differ per segment: each keeps its own tokens.
+    assert all(r.input_tokens > 0 for q, r in zip(batch, outcome.results, strict=True) if q.arm != "control")
