@@ -7,7 +7,7 @@ the customers contract before anything runs, and evaluated as numpy masks on a m
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -172,22 +172,29 @@ def load_catalog(path: Path | str) -> SegmentCatalog:
     return parse_catalog(read_yaml(path, missing="segment catalog not found"), path)
 
 
-def check_rules_against_columns(catalog: SegmentCatalog, columns: Sequence[str]) -> None:
-    """Fail before segmenting when a rule names a column the customer table does not have."""
-    available = set(columns)
+def check_rules_against_customers(catalog: SegmentCatalog, customers: pd.DataFrame) -> None:
+    """Fail before segmenting when a rule names a column the customer table does not have, or
+    compares a column with a value of another kind (text with a number: an error, or a rule that
+    silently matches nobody)."""
     for segment in catalog.segments:
         for condition in segment.conditions:
-            if condition.column not in available:
-                raise ConfigError(
-                    catalog.path,
-                    f"segment '{segment.segment_id}' rule uses column '{condition.column}', "
-                    f"which the customers table does not have",
-                )
+            where = f"segment '{segment.segment_id}' rule on column '{condition.column}'"
+            if condition.column not in customers.columns:
+                raise ConfigError(catalog.path, f"segment '{segment.segment_id}' rule uses column '{condition.column}', "
+                                  "which the customers table does not have")
+            numeric = pd.api.types.is_numeric_dtype(customers[condition.column]) and not pd.api.types.is_bool_dtype(
+                customers[condition.column])
+            values = condition.value if condition.operator in ("in", "not_in", "between") else [condition.value]
+            wrong = [v for v in values if (isinstance(v, bool) or not isinstance(v, (int, float))) == numeric]
+            if wrong:
+                kind, expected = ("numbers", "a number") if numeric else ("text", "text (quote it)")
+                raise ConfigError(catalog.path, f"{where}: the column holds {kind}, so '{condition.operator}' needs {expected}; "
+                                  f"got {', '.join(repr(v) for v in wrong)}")
 
 
 def assign_segments(customers: pd.DataFrame, catalog: SegmentCatalog) -> pd.Series:
     """Segment id per customer: the first rule in catalog order that matches wins."""
-    check_rules_against_columns(catalog, customers.columns)
+    check_rules_against_customers(catalog, customers)
     n = len(customers)
     matches = []
     for segment in catalog.segments:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,13 +63,15 @@ def read_csv_as_text(path: Path | str, row_name: str = "data row") -> pd.DataFra
     Everything stays text so type errors are ours to report; blank lines are dropped only after
     numbering, so a quoted line number is the one the user's editor shows.
     """
+    _check_first_row_width(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False, encoding="utf-8")
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False, encoding="utf-8",
+                            index_col=False)
     except pd.errors.EmptyDataError:
         raise DataContractError(path, None, f"the file must have a header row and at least one {row_name}") from None
     except UnicodeDecodeError as exc:
-        raise DataContractError(path, None, f"must be UTF-8 text: {undecodable_position(path, exc)}; save it as UTF-8 "
-                                "(spreadsheet programs: 'CSV UTF-8')") from None
+        raise DataContractError(path, None, f"must be a CSV file of UTF-8 text: {undecodable_position(path, exc)}; save it "
+                                "as UTF-8 (spreadsheet programs: 'CSV UTF-8')") from None
     except pd.errors.ParserError as exc:
         raise DataContractError(path, None, f"must be a CSV file with the same number of fields on every line: {exc}".rstrip()) from None
     except IsADirectoryError:
@@ -77,6 +80,20 @@ def read_csv_as_text(path: Path | str, row_name: str = "data row") -> pd.DataFra
         raise DataContractError(path, None, "the file does not exist") from None
     frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
     return frame.dropna(how="all")
+
+
+def _check_first_row_width(path: Path | str) -> None:
+    """pandas reads a first data row with one field too many as an index column, shifting every
+    value one column to the left, where a later such row is an error: the first row is checked here."""
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = csv.reader(handle)
+            header, first = next(rows, None), next(rows, None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # pandas' own reading reports these
+    if header and first and len(first) > len(header):
+        raise DataContractError(path, None, f"must be a CSV file with the same number of fields on every line: "
+                                f"Expected {len(header)} fields in line 2, saw {len(first)}")
 
 
 def undecodable_position(path: Path | str, error: UnicodeDecodeError) -> str:

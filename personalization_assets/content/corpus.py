@@ -93,7 +93,7 @@ def load_corpus(content_dir: Path | str) -> pd.DataFrame:
     if failures:
         names = ", ".join(Path(error.file).name for error in failures)
         raise DataContractError(content_dir, None, f"{len(failures)} of {len(files)} documents break their contract ({names}); "
-                                "the first of them:", [str(error) for error in failures])
+                                "their errors:", [str(error) for error in failures])
     corpus = pd.DataFrame(rows, columns=list(CORPUS_COLUMNS))
     duplicated = corpus["document_id"].duplicated(keep=False)
     if duplicated.any():

@@ -12,7 +12,7 @@ from personalization_assets.audience.customers import (
 from personalization_assets.audience.eligibility import CONTACTABLE, with_contact_holds
 from personalization_assets.audience.segmentation import (
     assign_segments,
-    check_rules_against_columns,
+    check_rules_against_customers,
     segment_sizes,
 )
 from personalization_assets.defs.partitions import (
@@ -38,7 +38,7 @@ def customers(context: dg.AssetExecutionContext, campaign: CampaignResource) -> 
     path = config.paths.customers
     frame = load_customers(path)
     # A rule on a column the file lacks fails here, before anything is stored.
-    check_rules_against_columns(campaign.catalog, frame.columns)
+    check_rules_against_customers(campaign.catalog, frame)
     for column in OPTIONAL_TEXT_COLUMNS:  # optional merge fields: empty when the file has none
         if column not in frame.columns:
             frame[column] = ""

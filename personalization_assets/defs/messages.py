@@ -2,8 +2,11 @@
 
 import dagster as dg
 import pandas as pd
+from dagster_duckdb import DuckDBResource
 
 from personalization_assets.audit.trail import variant_records
+from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
+from personalization_assets.content.corpus import load_corpus
 from personalization_assets.defs.metadata import add_segment_metadata, service_metadata
 from personalization_assets.defs.partitions import per_segment
 from personalization_assets.defs.resources import (
@@ -12,6 +15,7 @@ from personalization_assets.defs.resources import (
     GeneratorResource,
 )
 from personalization_assets.defs.types import SCHEMAS, MessageVariantsFrame
+from personalization_assets.messages.staleness import stale_variants, staleness_summary
 from personalization_assets.messages.variants import (
     citation_coverage,
     generate_with_repair,
@@ -58,3 +62,21 @@ def message_variants(
         **service_metadata(service_before, generator.service_stats()),
     )
     return frame
+
+
+@dg.asset_check(asset=message_variants, description="Every segment's messages were written from the current prompts and documents")
+def content_current(campaign: CampaignResource, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    # Every segment, not only the partitions just built: after a one-segment backfill the others
+    # are listed with the command that rebuilds them.
+    with warehouse.get_connection() as connection:
+        variants = connection.execute(f"SELECT segment, variant_id, prompt_sha256 FROM {WAREHOUSE_SCHEMA}.message_variants").df()
+        retrieved = connection.execute(f"SELECT * FROM {WAREHOUSE_SCHEMA}.retrieved_content").df()
+    stale = stale_variants(campaign.config, campaign.catalog, campaign.prompts, variants, retrieved,
+                           load_corpus(campaign.config.paths.content))
+    return dg.AssetCheckResult(
+        passed=not stale,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=staleness_summary(stale),
+        metadata={"stale_segments": ", ".join(stale) or "none",
+                  "stale_variants": dg.MetadataValue.md("\n".join(f"- {s}: {', '.join(v)}" for s, v in stale.items()) or "none")},
+    )

@@ -8,6 +8,7 @@ of exactly what an LLM would receive.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 import json
@@ -187,5 +188,8 @@ def prompt_messages(
     ]
 
 
-def prompt_sha256(messages: Sequence[Mapping[str, str]]) -> str:
-    return hashlib.sha256(json.dumps(list(messages), sort_keys=True).encode()).hexdigest()
+def prompt_sha256(messages: Sequence[Mapping[str, str]], tone: ToneSpec | None = None) -> str:
+    """The hash of everything a backend is given to write a variant: the messages, and the tone's
+    phrase banks (which the embedded generator writes from), so an edit of either changes it."""
+    given = {"messages": list(messages), "tone": dataclasses.asdict(tone) if tone is not None else None}
+    return hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()

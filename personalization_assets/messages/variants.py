@@ -95,7 +95,7 @@ def _request(
         goal=config.goal,
         documents=documents,
         messages=tuple(messages),
-        prompt_sha256=prompt_sha256(messages),
+        prompt_sha256=prompt_sha256(messages, tone),
         body_length=config.generation.body_length,
     )
 
@@ -185,7 +185,7 @@ def repair_request(request: VariantRequest, result: GeneratedVariant, failures: 
     )
     feedback = REPAIR_INSTRUCTION.format(failures="\n".join(f"- {line}" for line in describe(failures, result.subject, result.body, sources)))
     messages = (*request.messages, {"role": "assistant", "content": previous}, {"role": "user", "content": feedback})
-    return replace(request, messages=messages, prompt_sha256=prompt_sha256(messages))
+    return replace(request, messages=messages, prompt_sha256=prompt_sha256(messages, request.tone))
 
 
 @dataclass(frozen=True)

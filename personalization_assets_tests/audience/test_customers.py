@@ -320,12 +320,13 @@ def test_a_latin1_file_names_the_line_where_it_stops_being_utf8(tmp_path):
     assert str(path) in str(error) and "is not UTF-8" in str(error) and f"line {BROKEN_LINE}," in str(error)
 
 
-def test_a_row_with_an_extra_field_names_its_line(tmp_path):
+@pytest.mark.parametrize("index", [BROKEN_INDEX, 0])  # the first data row too, which pandas would take as an index
+def test_a_row_with_an_extra_field_names_its_line(tmp_path, index):
     rows = [list(row) for row in ROWS]
-    rows[BROKEN_INDEX].append("surplus")
+    rows[index].append("surplus")
     error = load_error(write_csv(tmp_path / "customers.csv", rows))
     assert str(tmp_path / "customers.csv") in str(error)
-    assert "same number of fields" in str(error) and f"line {BROKEN_LINE}" in str(error)
+    assert "same number of fields" in str(error) and f"line {index + 2}," in str(error)
 
 
 def test_a_file_that_is_not_a_csv_is_named(tmp_path):

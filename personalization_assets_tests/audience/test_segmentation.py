@@ -14,7 +14,7 @@ from personalization_assets.audience.customers import load_customers
 from personalization_assets.audience.segmentation import (
     SegmentCatalog,
     assign_segments,
-    check_rules_against_columns,
+    check_rules_against_customers,
     load_catalog,
     segment_sizes,
 )
@@ -222,8 +222,23 @@ def test_rule_naming_an_unknown_column(tmp_path):
     message = str(info.value)
     assert str(path) in message and "'lifetime_value'" in message and "'spenders'" in message
     with pytest.raises(ConfigError):
-        check_rules_against_columns(catalog, ["age"])
-    check_rules_against_columns(catalog, ["age", "lifetime_value"])  # no error
+        check_rules_against_customers(catalog, frame)
+    check_rules_against_customers(catalog, frame.assign(lifetime_value=[250.0]))  # no error
+
+
+@pytest.mark.parametrize(("rule", "column", "values", "message"), [
+    ({"tier": {">": 5}}, "tier", ["gold"], "the column holds text, so '>' needs text (quote it); got 5"),
+    ({"tier": {"==": 5}}, "tier", ["gold"], "the column holds text, so '==' needs text (quote it); got 5"),
+    ({"age": {">": "four"}}, "age", [30], "the column holds numbers, so '>' needs a number; got 'four'"),
+    ({"age": {"between": [18, "sixty"]}}, "age", [30], "got 'sixty'"),
+    ({"tier": {"in": ["gold", 3]}}, "tier", ["gold"], "got 3"),
+])
+def test_a_rule_comparing_a_column_with_a_value_of_another_kind_is_named(tmp_path, rule, column, values, message):
+    path = write_catalog(tmp_path, [segment("picky", rule), segment("rest", "all")])
+    with pytest.raises(ConfigError) as info:
+        assign_segments(pd.DataFrame({column: values}), load_catalog(path))
+    assert str(path) in str(info.value) and f"segment 'picky' rule on column '{column}'" in str(info.value)
+    assert message in str(info.value)
 
 
 def test_every_committed_segment_is_non_empty_on_the_sample_customers():

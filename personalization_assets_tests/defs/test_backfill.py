@@ -34,8 +34,14 @@ def test_one_segment_backfill_replaces_only_that_segment(materialized_copy):
     # Edit the friendly tone's openers; only the backfilled segment may pick the change up.
     edit_friendly_openers(campaign_folder.root / "prompts")
     defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
-    assert materialize_segments(defs, instance, [EDITED]).success
+    backfill = materialize_segments(defs, instance, [EDITED])
+    assert backfill.success
     assert_only_backfilled_segment_changed(before, campaign_folder.warehouse, segments)
+    # The other segments still carry the old friendly tone, and the content check says which and how to rebuild them.
+    (current,) = [e for e in backfill.get_asset_check_evaluations() if e.check_name == "content_current"]
+    others = [s for s in segments if s != EDITED]
+    assert not current.passed and current.metadata["stale_segments"].value == ", ".join(others)
+    assert f"cpo backfill --segment {others[0]}" in current.description
 
     # The wave can then be re-run; its customers in that arm get the new message.
     assert materialize_wave(defs, instance, TEST_WAVE).success

@@ -39,7 +39,7 @@ def test_dagsters_own_loader_sees_the_whole_graph_in_the_defs_package():
     loaded = dg.components.load_defs(defs_package)
     graph = loaded.resolve_asset_graph()
     assert {key.to_user_string() for key in graph.get_all_asset_keys()} == CONTENT_ASSETS | WAVE_ASSETS
-    assert len(graph.asset_check_keys) == 4
+    assert len(graph.asset_check_keys) == 5
     assert [s.name for s in loaded.schedules] == ["weekly_campaign_wave"]
     assert [s.name for s in loaded.sensors] == ["engagement_file_sensor"]
     assert {job.name for job in loaded.jobs} == {CONTENT_JOB, WAVE_JOB}
@@ -76,6 +76,7 @@ def test_graph_partitions_and_checks(campaign_folder):
         ("safety_verdicts", "reviewer_approval"),
         ("assignments", "sample_ratio_mismatch"),
         ("experiment_results", "lift_threshold"),
+        ("message_variants", "content_current"),
     }
     safety_check = next(iter(defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("safety_verdicts"), "safety_pass_rate")).check_specs))
     assert safety_check.blocking

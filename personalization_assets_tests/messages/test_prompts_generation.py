@@ -169,7 +169,7 @@ def test_prompt_hash_is_stable_and_tracks_the_documents():
     assert prompt_sha256(render(tone="urgent")) != prompt_sha256(first)
     # The hash of planned requests is the hash of their messages.
     for request in requests()[:4]:
-        assert request.prompt_sha256 == prompt_sha256(request.messages)
+        assert request.prompt_sha256 == prompt_sha256(request.messages, request.tone)
 
 
 # --- fit_subject -------------------------------------------------------------------------------------
@@ -366,3 +366,31 @@ def test_the_control_message_is_paid_once_across_segments():
     assert all(c.input_tokens == c.output_tokens == 0 and c.cost_usd == 0.0 for c in controls[1:])
     # The tones differ per segment: each keeps its own tokens.
     assert all(r.input_tokens > 0 for q, r in zip(batch, outcome.results, strict=True) if q.arm != "control")
+
+
+def test_stale_segments_are_the_ones_given_an_edited_document_or_prompt():
+    from personalization_assets.messages.staleness import (
+        stale_variants,
+        staleness_summary,
+    )
+
+    built = pd.DataFrame([{"segment": r.segment_id, "variant_id": r.variant_id, "prompt_sha256": r.prompt_sha256} for r in requests()])
+    assert stale_variants(campaign(), catalog(), prompt_library(), built, retrieved(), corpus()) == {}
+    # Edit one document that only some segments were given.
+    found = retrieved()
+    segment_docs = found[found["purpose"] == "segment"]
+    control_docs = set(found.loc[found["purpose"] == "control", "document_id"])
+    counts = segment_docs[~segment_docs["document_id"].isin(control_docs)].groupby("document_id")["segment"].nunique()
+    document = counts[counts < len(catalog().ids)].index[0]
+    given = sorted(set(segment_docs.loc[segment_docs["document_id"] == document, "segment"]))
+    edited = corpus().copy()
+    edited.loc[edited["document_id"] == document, "content"] += " Now in a new colour."
+    stale = stale_variants(campaign(), catalog(), prompt_library(), built, found, edited)
+    assert sorted(stale) == given and all(v.endswith((":urgent", ":informational", ":friendly")) for vs in stale.values() for v in vs)
+    assert f"cpo backfill --segment {given[0]}" in staleness_summary(stale)
+    # A phrase-bank edit of one tone makes that tone stale everywhere (the embedded generator writes from it).
+    library = prompt_library()
+    friendly = dataclasses.replace(library.tones["friendly"], openers=("A brand-new opener.",))
+    edited_library = dataclasses.replace(library, tones={**library.tones, "friendly": friendly})
+    stale = stale_variants(campaign(), catalog(), edited_library, built, found, corpus())
+    assert stale == {segment: [f"{segment}:friendly"] for segment in catalog().ids if segment in set(built["segment"])}
