@@ -26,13 +26,18 @@ from personalization_assets.campaign.paths import CAMPAIGN_ENV, PROJECT_ROOT
 from personalization_assets.defs.jobs import executor_def, executor_name
 from personalization_assets.defs.partitions import CAMPAIGN_PATH, matches_code_location
 from personalization_assets.defs.resources import campaign_resources
+from personalization_assets.messages.prompts import prompt_files_version
 
 
 @functools.cache
 def code_location() -> dg.Definitions:
     """Everything defined at module level in the `defs` package, with the code location's resources."""
     loaded = dg.components.load_defs(defs_package, project_root=PROJECT_ROOT)
-    return dg.Definitions.merge(loaded, dg.Definitions(executor=executor_def()))
+    versioned = dg.Definitions(
+        assets=with_prompt_version(loaded.assets, load_campaign(CAMPAIGN_PATH)), asset_checks=loaded.asset_checks, jobs=loaded.jobs,
+        schedules=loaded.schedules, sensors=loaded.sensors, resources=loaded.resources,
+    )
+    return dg.Definitions.merge(versioned, dg.Definitions(executor=executor_def()))
 
 
 def campaign_definitions(
@@ -53,9 +58,26 @@ def campaign_definitions(
         )
     loaded = code_location()
     return dg.Definitions(
-        assets=loaded.assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs, schedules=loaded.schedules,
-        sensors=loaded.sensors, resources=resources, executor=executor_def(),
+        assets=with_prompt_version(loaded.assets, config), asset_checks=loaded.asset_checks, jobs=loaded.jobs,
+        schedules=loaded.schedules, sensors=loaded.sensors, resources=resources, executor=executor_def(),
     )
+
+
+# The assets whose output is written from the prompt files.
+PROMPTED_ASSETS = frozenset({"message_variants"})
+
+
+def with_prompt_version(assets, config) -> list:
+    """The assets, with the message assets' code version set to the campaign's prompt files'
+    hash: after a prompt edit the UI shows every segment built before it as stale (code version
+    changed) until that segment is backfilled."""
+    version = prompt_files_version(config.paths.prompts, config.tones)
+    return [
+        asset.map_asset_specs(lambda spec: spec.replace_attributes(code_version=version)
+                              if spec.key.to_user_string() in PROMPTED_ASSETS else spec)
+        if isinstance(asset, dg.AssetsDefinition) and any(k.to_user_string() in PROMPTED_ASSETS for k in asset.keys) else asset
+        for asset in assets
+    ]
 
 
 def campaign_job(job_name: str, campaign_path: str) -> dg.JobDefinition:

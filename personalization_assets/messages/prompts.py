@@ -188,6 +188,19 @@ def prompt_messages(
     ]
 
 
+def prompt_files_version(directory: Path | str, tones: Sequence[str]) -> str:
+    """A short hash of the prompt files a campaign's variants are written from (system, generate,
+    control and each configured tone): the message assets' Dagster code version, so the UI marks a
+    segment built before a prompt edit as stale until it is rebuilt."""
+    directory = Path(directory)
+    files = [directory / "system.md", directory / "generate.md", directory / "control.md",
+             *(directory / "tones" / f"{tone}.md" for tone in tones)]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def prompt_sha256(messages: Sequence[Mapping[str, str]], tone: ToneSpec | None = None) -> str:
     """The hash of everything a backend is given to write a variant: the messages, and the tone's
     phrase banks (which the embedded generator writes from), so an edit of either changes it."""

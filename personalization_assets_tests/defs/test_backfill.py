@@ -51,3 +51,25 @@ def test_one_segment_backfill_replaces_only_that_segment(materialized_copy):
     assert messages["body"].str.contains(NEW_OPENER, regex=False).all()
     assignments = read_table(campaign_folder.warehouse, "assignments")
     assert assignments["wave"].eq(TEST_WAVE).all() and assignments["customer_id"].is_unique
+
+
+def test_after_a_prompt_edit_the_ui_sees_the_segments_not_yet_rebuilt_as_stale(campaign_folder):
+    """The message assets' code version is the prompt files' hash: a partition built before an edit
+    keeps the old version, which Dagster shows as stale (code version changed) until it is rebuilt."""
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    instance = dg.DagsterInstance.ephemeral()
+    segments = defs.resolve_job_def("campaign_content").partitions_def.get_partition_keys()
+    assert materialize_segments(defs, instance, segments).success
+    edit_friendly_openers(campaign_folder.root / "prompts")
+    edited = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    assert materialize_segments(edited, instance, [EDITED]).success
+    key = dg.AssetKey("message_variants")
+    current = edited.resolve_assets_def(key).code_versions_by_key[key]
+    assert current != defs.resolve_assets_def(key).code_versions_by_key[key]
+
+    def built_with(segment: str) -> str:
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[segment]), limit=1).records
+        return records[0].asset_materialization.tags["dagster/code_version"]
+
+    assert built_with(EDITED) == current
+    assert all(built_with(segment) != current for segment in segments if segment != EDITED)
