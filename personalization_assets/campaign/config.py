@@ -142,9 +142,15 @@ class AudienceSettings(StrictModel):
 class EngagementSettings(StrictModel):
     """What an imported engagement export must cover (`experiment/engagement.py`)."""
 
+    lists: Literal["every_sent_customer", "customers_with_events"] = Field(
+        "every_sent_customer",
+        description="what the ESP export lists: one row per sent customer (lost rows are then detected per arm), or only "
+                    "customers with an open, click or conversion (nothing can then tell a lost row from no engagement)",
+    )
     min_coverage: Number = Field(
         0.5, ge=0, le=1,
-        description="an export listing fewer than this share of the wave's sent customers is refused (0 accepts any non-empty file)",
+        description="an export listing fewer than this share of the wave's sent customers is refused (0 accepts any non-empty "
+                    "file); not applied when the export lists only customers with events",
     )
 
 

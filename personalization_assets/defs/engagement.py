@@ -29,7 +29,8 @@ def engagement(
     sent = sent_customers(assignments, customer_segments)
     path = config.paths.engagement_file(wave)
     if path.is_file():
-        frame, missing = import_engagement(path, sent, wave, config.engagement.min_coverage)
+        every_sent = config.engagement.lists == "every_sent_customer"
+        frame, missing = import_engagement(path, sent, wave, config.engagement.min_coverage if every_sent else 0.0)
         metadata = {"source": f"imported from {path}", "sent_customers_missing_from_file": missing}
     else:
         frame = simulate_engagement(sent, config.simulation, wave)

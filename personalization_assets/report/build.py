@@ -80,8 +80,8 @@ def markdown_summary(title: str, headline: str, verdicts: Sequence[Verdict], seg
     lines += [
         "",
         f"- sent {sent:,} of {assigned:,} customers ({assigned - sent:,} held out); sample-ratio mismatch p = "
-        f"{p_value(srm.p_value)} ({'FLAGGED' if srm.flagged else 'ok'}); engagement rows per arm p = "
-        f"{p_value(lost.p_value)} ({'FLAGGED' if lost.flagged else 'ok'})",
+        f"{p_value(srm.p_value)} ({'FLAGGED' if srm.flagged else 'ok'}); engagement rows per arm "
+        + (f"p = {p_value(lost.p_value)} ({'FLAGGED' if lost.flagged else 'ok'})" if lost.observed else "not checked (events-only export)"),
         f"- variants: {safety_gate.n_variants - safety_gate.n_blocked} approved, {safety_gate.n_blocked} blocked",
         f"- generation: {int(costs['calls'].sum()):,} calls, {int(costs['input_tokens'].sum() + costs['output_tokens'].sum()):,} "
         f"tokens, ${costs['cost_usd'].sum():,.4f}" + (f", {sum(hits):,} cache hits" if hits else ""),

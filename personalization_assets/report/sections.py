@@ -205,12 +205,16 @@ def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
                                    "arm; do not trust this wave's lifts." if srm.flagged else "no mismatch."),
                        "bad" if srm.flagged else "good"))
     lost = engagement_mismatch(inputs.results, config)
-    listed = ", ".join(f"{arm} {n:,}" for arm, n in lost.observed.items())
-    lost_text = (f"Engagement rows test (chi-square of the sent customers the engagement export lists, per arm; listed: {listed}): "
-                 f"chi² = {lost.chi2:.2f}, p = {p_value(lost.p_value)}: ")
-    blocks.append(Para(lost_text + ("**FLAGGED** (p < 0.001): the export lost rows unevenly between arms, and the missing "
-                                    "customers count as non-openers; do not trust this wave's lifts." if lost.flagged
-                                    else "no mismatch."), "bad" if lost.flagged else "good"))
+    if lost.observed:
+        listed = ", ".join(f"{arm} {n:,}" for arm, n in lost.observed.items())
+        lost_text = (f"Engagement rows test (chi-square of the sent customers the engagement export lists, per arm; listed: {listed}): "
+                     f"chi² = {lost.chi2:.2f}, p = {p_value(lost.p_value)}: ")
+        blocks.append(Para(lost_text + ("**FLAGGED** (p < 0.001): the export lost rows unevenly between arms, and the missing "
+                                        "customers count as non-openers; do not trust this wave's lifts." if lost.flagged
+                                        else "no mismatch."), "bad" if lost.flagged else "good"))
+    else:
+        blocks.append(Para("Engagement rows test: not run. The campaign's export lists only customers with events "
+                           "(engagement.lists), so a lost row cannot be told from a customer who did not open.", "note"))
     held = assignments.loc[~assignments["sent"].astype(bool)]
     if len(held):
         reasons = held["hold_reason"].fillna("unknown").astype(str).value_counts()

@@ -274,6 +274,11 @@ def test_engagement_rows_lost_in_one_arm_fail_the_gate_true_effect_zero():
     gate = campaign_lift_gate(damaged, assignments, campaign())
     assert not gate.passed and gate.engagement_p_value == mismatch.p_value
     assert [f for f in gate.failures if f.startswith("engagement rows missing unevenly between arms: p = ")]
+    # An export that lists only customers with events cannot show lost rows: the test is not run.
+    from personalization_assets.campaign.config import EngagementSettings
+
+    events_only = campaign().model_copy(update={"engagement": EngagementSettings(lists="customers_with_events")})
+    assert not engagement_mismatch(damaged, events_only).flagged and not engagement_mismatch(damaged, events_only).observed
 
 
 def test_a_significant_result_whose_interval_includes_zero_is_not_a_winner():
