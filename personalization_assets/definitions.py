@@ -71,7 +71,7 @@ def with_prompt_version(assets, config) -> list:
     """The assets, with the message assets' code version set to the campaign's prompt files'
     hash: after a prompt edit the UI shows every segment built before it as stale (code version
     changed) until that segment is backfilled."""
-    version = prompt_files_version(config.paths.prompts, config.tones)
+    version = prompt_files_version(config.paths.prompts, config.tones, config.company.name, config.goal)
     return [
         asset.map_asset_specs(lambda spec: spec.replace_attributes(code_version=version)
                               if spec.key.to_user_string() in PROMPTED_ASSETS else spec)

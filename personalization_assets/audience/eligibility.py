@@ -98,8 +98,8 @@ def load_suppression(path: Path | None) -> Suppression:
     _reject(frame, frame["customer_id"].isna() & frame["email"].isna(), path, "customer_id", "each entry needs a customer_id or an email")
     _reject(frame, ~frame["reason"].fillna("").str.match(_REASON.pattern), path, "reason",
             "must be a lower-case word such as unsubscribed, bounced, complained")
-    dates = pd.to_datetime(frame["date"], format="%Y-%m-%d", errors="coerce")
-    _reject(frame, dates.isna(), path, "date", "must be an ISO date (YYYY-MM-DD)")
+    dates = pd.to_datetime(frame["date"], format="ISO8601", errors="coerce", utc=True)  # a date, or a timestamp as exported
+    _reject(frame, dates.isna(), path, "date", "must be an ISO 8601 date or timestamp (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)")
     by_id = frame.dropna(subset=["customer_id"]).drop_duplicates("customer_id")
     by_email = frame.dropna(subset=["email"]).assign(email=lambda f: f["email"].str.lower()).drop_duplicates("email")
     return Suppression(

@@ -227,6 +227,8 @@ def write_sample_data(
     if copy_prompts is None:
         copy_prompts = (out_dir.resolve().parent / "prompts") != PROMPTS_DIR.resolve()
     if copy_prompts:
+        if not (PROMPTS_DIR / "system.md").is_file():
+            raise FileNotFoundError(f"the project's prompts are not at {PROMPTS_DIR}: generate the folder from a source checkout")
         for source in sorted(p for p in PROMPTS_DIR.rglob("*") if p.is_file()):
             target = out_dir / "prompts" / source.relative_to(PROMPTS_DIR)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +237,10 @@ def write_sample_data(
     if company is not None:
         campaign_text = _replace_line(campaign_text, r"  name: .*", f"  name: {json.dumps(company)}")
     if goal is not None:
-        campaign_text = re.sub(r"^goal: >-\n(?:  .*\n)+", lambda _: f"goal: {json.dumps(goal)}\n", campaign_text, count=1, flags=re.MULTILINE)
+        campaign_text, replaced = re.subn(r"^goal: >-\n(?:  .*\n)+", lambda _: f"goal: {json.dumps(goal)}\n", campaign_text, count=1,
+                                          flags=re.MULTILINE)
+        if not replaced:
+            raise ValueError("the packaged campaign has no 'goal: >-' block to replace")
     written["campaign"] = out_dir / "campaign.yaml"
     written["campaign"].write_text(campaign_text)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import errno
 import os
 import subprocess
 import sys
@@ -63,8 +64,10 @@ def wave_key_for(date: dt.date, first_wave: dt.date) -> str:
 
 def wave_date(text: str) -> dt.date:
     """A --wave value: an ISO date, checked before anything runs (argparse reports it as a usage error)."""
+    from personalization_assets.content.corpus import approval_date as iso_date
+
     try:
-        return dt.date.fromisoformat(text.strip())
+        return iso_date(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
@@ -361,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--audit-dir", help="audit folder (default: $CPO_HOME/audit)")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="check the hash chain, every sealed file, and the warehouse and exports against them")
-    audit_sub.add_parser("repair", help="set a torn last record (an interrupted append) aside so the trail can continue")
+    audit_sub.add_parser("repair", help="set a torn last record (an interrupted append) aside so the trail can continue"
+                         ).set_defaults(writes_home=True)
     explain_parser = audit_sub.add_parser("explain", help="why a customer got (or did not get) which message")
     explain_parser.add_argument("customer_id")
     explain_parser.add_argument("--wave", type=wave_date, help="any date in the wave's week, YYYY-MM-DD (default: every wave)")
@@ -419,12 +423,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+_UNWRITABLE = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EDQUOT}
+
+
 def _os_error(exc: BaseException | None) -> OSError | None:
-    """A file-system refusal in the chain (read-only home, full disk), which the user can fix."""
+    """A file-system refusal in the chain (read-only home, full disk, no permission), which the
+    user can fix; a database's "disk is full" counts as one."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, (PermissionError, OSError)) and getattr(exc, "strerror", None):
+        if isinstance(exc, OSError) and exc.errno in _UNWRITABLE:
             return exc
+        if "disk is full" in str(exc) or "No space left on device" in str(exc):
+            return OSError(errno.ENOSPC, "No space left on device (the database could not write)")
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from personalization_assets.campaign.errors import DataContractError
 from personalization_assets.content.corpus import CORPUS_COLUMNS, load_corpus
 from personalization_assets.content.retrieval import (
     retrieve_for_segments,
@@ -85,6 +86,7 @@ def retrieved_content(
     ).assign(backend=search.backend)
     empty = sorted(set(context.partition_keys) - set(frame.loc[frame["purpose"] == "segment", "segment"]))
     if empty:
-        raise dg.Failure(f"no approved documents match the audiences of segments {empty}: add content or widen 'audiences'")
+        raise DataContractError(campaign.config.paths.segments, "audiences", f"no approved document matches the audiences of "
+                                f"segments {empty}: add content for them or widen their 'audiences'")
     add_segment_metadata(context, frame, backend=search.backend, **service_metadata(service_before, search.service_stats()))
     return frame

@@ -21,7 +21,7 @@ from personalization_assets.experiment.results import (
     **per_wave(SCHEMAS["experiment_results"]),
     ins={
         "assignments": columns("customer_id", "segment", "arm", "sent"),
-        "engagement": columns("customer_id", "opened", "clicked", "converted", "source"),
+        "engagement": columns("customer_id", "opened", "clicked", "converted", "in_export", "source"),
         "customer_segments": columns("customer_id", *COVARIATES),
     },
     check_specs=[dg.AssetCheckSpec("lift_threshold", asset="experiment_results",

@@ -63,6 +63,10 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
     reject((raw["clicked"] == 1) & (raw["opened"] == 0), "clicked", "a click requires an open (opened = 1)")
     reject((raw["converted"] == 1) & (raw["clicked"] == 0), "converted", "a conversion requires a click (clicked = 1)")
 
+    if min_coverage > 0 and len(raw) < len(sent) and not (raw[list(OUTCOMES)] == 0).all(axis=1).any():
+        raise DataContractError(path, "opened", f"every row of the file has an event and it lists {len(raw):,} of the {len(sent):,} "
+                                f"customers wave {wave} sent: an export of customers with events only? Set engagement.lists: "
+                                "customers_with_events for such exports (lost rows can then not be detected)")
     if len(sent) and len(raw) < min_coverage * len(sent):
         raise DataContractError(path, "customer_id", f"the file lists {len(raw):,} of the {len(sent):,} customers wave {wave} sent "
                                 f"({len(raw) / len(sent):.1%}), below engagement.min_coverage {min_coverage:.0%}: a truncated "

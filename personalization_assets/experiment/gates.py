@@ -64,7 +64,10 @@ def best_treatment(results: pd.DataFrame, scope: str, metric: str) -> pd.Series 
     rows = rows[rows["n"] > 0]
     if rows.empty:
         return None
-    return rows.sort_values(["rel_lift", "arm"], ascending=[False, True], na_position="last").iloc[0]
+    # A measurable arm first: a tiny arm's large lift must not hide a measured winner.
+    unmeasurable = rows["unmeasurable_reason"].fillna("").astype(str).ne("") if "unmeasurable_reason" in rows else False
+    ranked = rows.assign(_unmeasurable=unmeasurable)
+    return ranked.sort_values(["_unmeasurable", "rel_lift", "arm"], ascending=[True, False, True], na_position="last").iloc[0].drop("_unmeasurable")
 
 
 def evaluate_lift_gate(

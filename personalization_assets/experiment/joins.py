@@ -87,6 +87,7 @@ def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer
     (outcome_rows,) = left_join_rows(frame["customer_id"].to_numpy(), engagement["customer_id"].to_numpy())
     for column in METRIC_COLUMNS.values():
         frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
-    listed = engagement["in_export"].to_numpy(dtype=bool) if "in_export" in engagement else np.ones(len(engagement), dtype=bool)
+    listed = (engagement["in_export"].astype(object).where(engagement["in_export"].notna(), True).to_numpy(dtype=bool)
+              if "in_export" in engagement else np.ones(len(engagement), dtype=bool))
     frame["in_export"] = take(listed, outcome_rows, False).astype(bool)
     return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), "in_export", *COVARIATES]]

@@ -188,16 +188,19 @@ def prompt_messages(
     ]
 
 
-def prompt_files_version(directory: Path | str, tones: Sequence[str]) -> str:
+def prompt_files_version(directory: Path | str, tones: Sequence[str], *written_for: str) -> str:
     """A short hash of the prompt files a campaign's variants are written from (system, generate,
-    control and each configured tone): the message assets' Dagster code version, so the UI marks a
-    segment built before a prompt edit as stale until it is rebuilt."""
+    control and each configured tone) and of `written_for` (the company name and goal the prompts
+    are filled with): the message assets' Dagster code version, so the UI marks a segment built
+    before such an edit as stale until it is rebuilt."""
     directory = Path(directory)
     files = [directory / "system.md", directory / "generate.md", directory / "control.md",
              *(directory / "tones" / f"{tone}.md" for tone in tones)]
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"") + b"\0")
+    for text in written_for:
+        digest.update(text.encode() + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -222,9 +222,13 @@ def generate_with_repair(
     attempts = [0] * len(requests)
     retry = [i for i, f in enumerate(failures) if f and repairable] if repairable else []
     if retry:
-        repaired = generate([repair_request(requests[i], results[i], failures[i]) for i in retry])
+        repair_requests = [repair_request(requests[i], results[i], failures[i]) for i in retry]
+        repaired = _paid_once(repair_requests, list(generate(repair_requests)))
         for i, result in zip(retry, repaired, strict=True):
-            results[i], failures[i], attempts[i] = result, _failures(requests[i], result), 1
+            first = results[i]  # the first attempt was paid too: its usage stays in the row
+            paid = replace(result, input_tokens=result.input_tokens + first.input_tokens,
+                           output_tokens=result.output_tokens + first.output_tokens, cost_usd=result.cost_usd + first.cost_usd)
+            results[i], failures[i], attempts[i] = paid, _failures(requests[i], result), 1
     return GenerationOutcome(results, failures, attempts)
 
 

@@ -250,9 +250,10 @@ def results_section(inputs: ReportInputs, scopes: Sequence[str], segment_names: 
     config, results = inputs.config, inputs.results
     covariates = sorted({c for m in config.metrics.all for c in METRIC_COVARIATES.get(m, [])})
     blocks = [
-        Para("Relative lift = treatment rate ÷ control rate − 1, with a 95% score interval: every lift the z-test "
-             "would not reject, so it excludes 0 exactly when p < alpha and never goes below −100%. p: pooled "
-             "two-proportion z-test (Fisher's exact test when an expected cell count is below 5); p (Holm): adjusted "
+        Para(f"Relative lift = treatment rate ÷ control rate − 1, with a {1 - config.alpha:.0%} score interval: every lift "
+             "the z-test would not reject, so where the z-test decides it excludes 0 exactly when p < alpha; it never goes "
+             "below −100%. p: pooled two-proportion z-test (Fisher's exact test when an expected cell count is below 5, "
+             "where the interval can disagree, so a winner needs both); p (Holm): adjusted "
              f"across every tone × metric comparison of the scope; significant = p (Holm) < {config.alpha:g}. CUPED "
              f"re-estimates each lift after removing what the customers' pre-experiment {', '.join(covariates)} predict "
              "(narrower intervals, same target), only where the plain lift is defined. P(beat control): the exact "

@@ -160,7 +160,8 @@ def cuped_relative_lift(
             _quadratic_form(gradient_t, treatment.cov) / n_t
             + _quadratic_form(gradient_c, control.cov) / n_c
         )
-    defined = (n_c > 0) & (n_t > 0) & (adjusted_c > 0)
+    # Both adjusted means positive: otherwise the ratio is no rate ratio (and would read below -100%).
+    defined = (n_c > 0) & (n_t > 0) & (adjusted_c > 0) & (adjusted_t > 0)
     lift = np.where(defined, ratio - 1.0, np.nan)
     standard_error = np.where(defined, np.sqrt(np.maximum(variance, 0.0)), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -92,8 +92,13 @@ def _score_statistic(x_c, n_c, x_t, n_t, ratio) -> np.ndarray:
     p_c, p_t = x_c / n_c, x_t / n_t
     constrained_c, constrained_t = _constrained_rates(x_c, n_c, x_t, n_t, ratio)
     variance = constrained_t * (1.0 - constrained_t) / n_t + ratio**2 * constrained_c * (1.0 - constrained_c) / n_c
+    numerator = p_t - ratio * p_c
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (p_t - ratio * p_c) / np.sqrt(variance)
+        statistic = numerator / np.sqrt(variance)
+    # Zero variance (every customer of both arms a success, at this ratio): the sign of the numerator decides.
+    with np.errstate(invalid="ignore"):
+        degenerate = np.where(numerator == 0, 0.0, np.copysign(np.inf, numerator))
+    return np.where(variance > 0, statistic, degenerate)
 
 
 _LOG_RATIO_RANGE = (-30.0, 30.0)  # ratios from 1e-13 to 1e13: far past any two rates' ratio

@@ -79,7 +79,7 @@ def test_precedence_suppressed_then_consent_then_address_then_merge_values(tmp_p
     ("reason,date\nunsubscribed,2026-01-01\n", None, "needs a customer_id or an email"),
     ("customer_id,email,reason,date\n,,unsubscribed,2026-01-01\n", "customer_id", "needs a customer_id or an email"),
     ("customer_id,reason,date\nC1,Un Subscribed,2026-01-01\n", "reason", "lower-case word"),
-    ("customer_id,reason,date\nC1,unsubscribed,01/02/2026\n", "date", "ISO date"),
+    ("customer_id,reason,date\nC1,unsubscribed,01/02/2026\n", "date", "ISO 8601 date"),
 ])
 def test_a_bad_suppression_file_names_file_column_and_rule(tmp_path, content, column, rule):
     path = tmp_path / "suppression.csv"
@@ -145,3 +145,10 @@ def test_a_bad_suppression_file_exits_64_before_anything_is_written(campaign_fol
     assert cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", TEST_WAVE]) == 64
     err = capsys.readouterr().err
     assert "suppression.csv" in err and "date" in err and "Traceback" not in err
+
+
+def test_suppression_dates_may_be_iso_8601_timestamps(tmp_path):
+    path = tmp_path / "suppression.csv"
+    path.write_text("customer_id,reason,date\nC1,unsubscribed,2025-11-01T00:00:00Z\nC2,bounced,2025-11-02\n")
+    suppression = load_suppression(path)
+    assert suppression.by_customer_id.to_dict() == {"C1": "unsubscribed", "C2": "bounced"}

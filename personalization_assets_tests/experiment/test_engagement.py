@@ -61,16 +61,16 @@ def test_valid_export(tmp_path):
 
 
 def test_missing_customers_count_as_no_engagement_and_are_marked(tmp_path):
-    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted", "C4,1,1,0", " C2 ,1,0,0"])
+    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted", "C4,1,1,0", " C2 ,1,0,0", "C5,0,0,0"])
     frame, missing = import_engagement(path, SENT, WAVE, min_coverage=0.3)
-    assert missing == 4
+    assert missing == 3
     assert frame.set_index("customer_id")["in_export"].to_dict() == {"C1": False, "C2": True, "C3": False, "C4": True,
-                                                                      "C5": False, "C6": False}
+                                                                      "C5": True, "C6": False}
     assert len(frame) == len(SENT)
     by_id = frame.set_index("customer_id")
     assert by_id.loc["C4", ["opened", "clicked", "converted"]].tolist() == [1, 1, 0]
     assert by_id.loc["C2", "opened"] == 1  # ids are trimmed
-    for absent in ("C1", "C3", "C5", "C6"):
+    for absent in ("C1", "C3", "C6"):
         assert by_id.loc[absent, ["opened", "clicked", "converted"]].tolist() == [0, 0, 0]
 
 
@@ -120,13 +120,21 @@ def test_empty_export(tmp_path):
     assert "header row" in str(error)
 
 
+def test_an_events_only_export_is_refused_unless_the_campaign_says_so(tmp_path):
+    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted", "C4,1,1,0", "C2,1,0,0", "C1,1,0,0", "C3,1,0,0"])
+    error = import_error(path)
+    assert "an export of customers with events only?" in str(error) and "engagement.lists: customers_with_events" in str(error)
+    frame, missing = import_engagement(path, SENT, WAVE, min_coverage=0.0)  # what engagement.lists: customers_with_events passes
+    assert missing == 2
+
+
 def test_a_header_only_export_is_refused(tmp_path):
     error = import_error(write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted"]))
     assert "header and no rows" in str(error) and "e.csv" in str(error) and "earlier results are kept" in str(error)
 
 
 def test_a_near_empty_export_is_refused_below_the_coverage_setting(tmp_path):
-    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted", "C4,1,1,0", "C2,1,0,0"])
+    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted", "C4,1,1,0", "C2,0,0,0"])
     error = import_error(path)
     assert "lists 2 of the 6 customers" in str(error) and "min_coverage 50%" in str(error)
     frame, missing = import_engagement(path, SENT, WAVE, min_coverage=0.0)  # explicitly accepted

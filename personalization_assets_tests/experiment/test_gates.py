@@ -389,3 +389,11 @@ def test_the_safety_gate_lists_every_blocked_variant_with_its_reasons():
     # The control is blocked because one segment's screen blocked it: that segment's reasons show.
     assert gate.blocked_lines(verdicts) == ["control (s2): rule false_urgency",
                                             "s1:urgent (s1): Violence severity 6 >= 4; rule missing_cta"]
+
+
+def test_an_unmeasurable_arm_does_not_hide_a_measured_winner():
+    rows = result_rows({"arm": "urgent", "rel_lift": 3.0, "p_value_adjusted": np.nan, "mde": np.nan,
+                        "unmeasurable_reason": "too few customers in this arm: 4"},
+                       {"arm": "friendly", "rel_lift": 0.2, "p_value_adjusted": 0.001, "mde": 0.05, "unmeasurable_reason": ""})
+    gate = lift_gate(rows)
+    assert gate.best_arm == "friendly" and gate.passed

@@ -5,10 +5,12 @@ from statsmodels.stats import proportion as sm_proportion
 from statsmodels.stats.proportion import confint_proportions_2indep
 
 from personalization_assets.stats.proportions import (
+    _score_statistic,
     compare_proportions,
     fisher_pvalue,
     min_expected_cell_count,
     needs_exact_test,
+    score_interval,
     two_proportion_pvalue,
     ztest_pvalue,
 )
@@ -79,6 +81,19 @@ def test_the_interval_is_the_score_interval_of_statsmodels(x_c, n_c, x_t, n_t):
     result = compare_proportions(x_c, n_c, x_t, n_t, alpha=0.05)
     assert result.rel_lift_ci_high == pytest.approx(high - 1.0, abs=1e-7)
     assert result.rel_lift_ci_low == pytest.approx(low - 1.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("x, n", [(10, 10), (20, 20), (0, 15)])
+def test_the_interval_when_both_arms_are_all_or_no_successes(x, n):
+    # Zero variance at the ratio 1: the score test does not reject a ratio it matches exactly.
+    low, high = score_interval(x, n, x, n)
+    if x == 0:
+        assert np.isnan(low) and np.isnan(high)  # no control success: the ratio is undefined
+        return
+    phis = np.exp(np.linspace(-2, 2, 400_001))
+    accepted = phis[np.abs(_score_statistic(float(x), float(n), float(x), float(n), phis)) <= 1.959963984540054]
+    assert low == pytest.approx(accepted.min() - 1, abs=1e-4) and high == pytest.approx(accepted.max() - 1, abs=1e-4)
+    assert low < 0 < high
 
 
 def test_the_interval_agrees_with_the_z_test_and_stays_above_minus_100_percent():
