@@ -195,3 +195,19 @@ def test_engagement_file_end_to_end(materialized_copy):
 
         # Acted on: the next tick requests nothing.
         assert tick(defs, instance, data.cursor).run_requests == []
+
+        # The same export with a fifth of one arm's rows lost on the ESP side: the engagement-rows
+        # test sees it through the results asset, and the lift check fails naming it.
+        informational = export[sent["arm"].to_numpy() == "informational"]
+        export.drop(informational.index[: len(informational) // 5]).to_csv(engagement_dir / f"{TEST_WAVE}.csv", index=False)
+        lost = tick(defs, instance, data.cursor)
+        assert len(lost.run_requests) == 1
+        rerun = defs.resolve_job_def(WAVE_JOB).execute_in_process(
+            instance=instance, partition_key=TEST_WAVE, asset_selection=list(lost.run_requests[0].asset_selection),
+            tags=lost.run_requests[0].tags, raise_on_error=False,
+        )
+        assert rerun.success
+        lift_check = check_results(rerun)["lift_threshold"]
+        assert not lift_check.passed and "engagement rows missing unevenly between arms" in lift_check.metadata["failures"].value
+        rows = read_table(warehouse, "experiment_results").set_index(["scope", "metric", "arm"])
+        assert rows.loc[("overall", "open_rate", "informational"), "engagement_rows"] < rows.loc[("overall", "open_rate", "informational"), "n"]
