@@ -60,7 +60,8 @@ def cost_summary(variants: pd.DataFrame) -> pd.DataFrame:
         calls = frame[~frame["cache_hit"]]
     else:
         calls = frame
-    calls = calls.drop_duplicates([*keys, "prompt_sha256"])
+    # One call per distinct request: the row that carries its usage (repeats of a shared request show 0).
+    calls = calls.groupby([*keys, "prompt_sha256"], as_index=False, sort=False)[["input_tokens", "output_tokens", "cost_usd"]].max()
     summary = frame.groupby(keys, sort=True).size().rename("variants").to_frame()
     summary = summary.join(calls.groupby(keys).agg(calls=("prompt_sha256", "size"), input_tokens=("input_tokens", "sum"),
                                                    output_tokens=("output_tokens", "sum"), cost_usd=("cost_usd", "sum")))

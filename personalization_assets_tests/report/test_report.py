@@ -513,3 +513,15 @@ def test_html_escapes_every_value_and_keeps_only_bold_markup():
     reader = read_tables(document)
     attrs, cells = reader.tables["t"][0]
     assert attrs == {"k": hostile} and cells == {hostile: hostile}
+
+
+def test_a_shared_request_counts_once_with_its_cost_whichever_row_comes_first():
+    variants = make_variants(["vip_champions", "at_risk"]).assign(backend="azure-openai", model="gpt-4o-mini", cost_usd=0.01,
+                                                                  input_tokens=100)
+    control = variants["arm"] == CONTROL_ARM
+    variants.loc[control, "prompt_sha256"] = "shared"
+    first_control = variants.index[control][0]
+    variants.loc[control & (variants.index != first_control), ["cost_usd", "input_tokens"]] = 0  # the paid-once repeat
+    for ordered in (variants, variants.iloc[::-1]):
+        summary = cost_summary(ordered).iloc[0]
+        assert summary["calls"] == 7 and summary["cost_usd"] == pytest.approx(0.07) and summary["input_tokens"] == 700
