@@ -64,7 +64,7 @@ def wave_key_for(date: dt.date, first_wave: dt.date) -> str:
 
 def wave_date(text: str) -> dt.date:
     """A --wave value: an ISO date, checked before anything runs (argparse reports it as a usage error)."""
-    from personalization_assets.content.corpus import approval_date as iso_date
+    from personalization_assets.campaign.dates import iso_date
 
     try:
         return iso_date(text)

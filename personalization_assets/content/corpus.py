@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
 import pandas as pd
 
+from personalization_assets.campaign.dates import iso_date
 from personalization_assets.campaign.errors import (
     DataContractError,
     undecodable_position,
@@ -27,16 +27,6 @@ DOCUMENT_FIELDS = (
 TEXT_FIELDS = ("document_id", "title", "category", "content", "audience", "source_url")
 # The warehouse stores these as JSON text so every table stays flat and SQL-friendly.
 CORPUS_COLUMNS = (*DOCUMENT_FIELDS[:-1], "metadata_json", "source_file")
-
-
-def approval_date(value: object) -> dt.date:
-    """An ISO 8601 date or timestamp ("2025-11-01", "2025-11-01T00:00:00Z", what content systems
-    export) as the date it names; ValueError otherwise."""
-    text = str(value).strip()
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        return dt.datetime.fromisoformat(text).date()
 
 
 def _load_document(path: Path) -> dict:
@@ -59,7 +49,7 @@ def _load_document(path: Path) -> dict:
     if not document["source_url"].startswith("https://"):
         raise DataContractError(path, "source_url", "must be an https:// URL", [document["source_url"]])
     try:
-        document["approval_date"] = approval_date(document["approval_date"]).isoformat()
+        document["approval_date"] = iso_date(document["approval_date"]).isoformat()
     except ValueError:
         raise DataContractError(path, "approval_date", "must be an ISO 8601 date or timestamp (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)",
                                 [repr(document["approval_date"])]) from None
