@@ -89,10 +89,10 @@ def engagement_mismatch(results: pd.DataFrame, config: CampaignConfig) -> SrmRes
     (`stats/srm.presence_chi2`). A mismatch means the export lost rows unevenly between arms,
     and those customers were read as non-openers. `expected` holds each arm's listed count if
     every arm lost rows at the same rate."""
-    rows = results[(results["scope"] == OVERALL) & (results["metric"] == config.metrics.primary)].set_index("arm")
     if config.engagement.lists == "customers_with_events":
         # A missing row is a customer without events: its absence says nothing about lost rows.
         return SrmResult(chi2=math.nan, p_value=math.nan, flagged=False, expected={}, observed={})
+    rows = results[(results["scope"] == OVERALL) & (results["metric"] == config.metrics.primary)].set_index("arm")
     rows = rows.reindex(list(config.arm_names)).fillna({"n": 0, "engagement_rows": 0})
     sent, listed = rows["n"].to_numpy(dtype=float), rows["engagement_rows"].to_numpy(dtype=float)
     statistic, p_value = (float(v) for v in presence_chi2(listed, sent))

@@ -199,12 +199,12 @@ def _paid_once(requests: Sequence[VariantRequest], results: list[GeneratedVarian
     """Identical requests (the control message, the same for every segment) cost once: the first
     keeps its tokens and cost, every repeat shows 0, so the table's sums are what the run paid,
     whichever backend answered (a remote backend already sends them once)."""
-    seen: set[tuple] = set()
+    seen: set[str] = set()
     paid = []
     for request, result in zip(requests, results, strict=True):
-        key = (request.prompt_sha256, tuple(tuple(sorted(m.items())) for m in request.messages))
-        paid.append(replace(result, input_tokens=0, output_tokens=0, cost_usd=0.0) if key in seen else result)
-        seen.add(key)
+        # The prompt hash covers the messages and the tone: equal hashes are the same request.
+        paid.append(replace(result, input_tokens=0, output_tokens=0, cost_usd=0.0) if request.prompt_sha256 in seen else result)
+        seen.add(request.prompt_sha256)
     return paid
 
 

@@ -197,7 +197,7 @@ _TLDS = (r"com|net|org|info|biz|io|co|ly|me|ru|cn|uk|de|fr|nl|eu|us|ca|au|in|xyz
          r"|pt|nz|ie|jp|br|mx|za|sg|hk|tk|ml|ga|cf|pw|su|ua|ro|cz|gr|tr|ae|travel|tech|pro|space|website|fun|guru|life"
          r"|today|tips|news|blog|page|one|zone|camp|run|bike|ski|fit|team|land|earth|global|group|media|digital|studio"
          r"|design|works|tools|supply|market|money|cash|bet|win|vip|promo|coupon|codes|gift|gifts|fyi|outdoors?|gear|fm|eco|am"
-         r"|bio|cafe|health|fitness|bike|golf|coach|events|tickets|tours|yoga|run|ski|surf|dev|cloud|host|stream|video|tube")
+         r"|bio|cafe|health|fitness|golf|coach|events|tickets|tours|yoga|surf|dev|cloud|host|stream|video|tube")
 _DOMAIN_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _BARE_LINK = re.compile(
     rf"\b(?:{_DOMAIN_LABEL}\.)+(?:{_TLDS})\b(?:/[^\s<>\"'()\[\]{{}}]*)?"
@@ -263,13 +263,17 @@ def _has_unbacked_classified_claim(rule_id: str, draft: _Draft, *, backed_by_end
         backed_by_end_date and draft.source_states_end_date)
 
 
+def _makes_promise(normalized: str, claims: frozenset[str]) -> bool:
+    """A health or financial promise: a phrase of the table, or one the claim classifier read."""
+    return _HEALTH_FINANCIAL_PROMISE.search(normalized) is not None or "health_financial_promise" in claims
+
+
 _COMPLIANCE_RULES: dict[str, Callable[[_Draft], bool]] = {
     "unverifiable_guarantee": lambda d: (_has_unbacked_claim(_GUARANTEE_CLAIMS, d)
                                          or _has_unbacked_classified_claim("unverifiable_guarantee", d)),
     "false_urgency": lambda d: (_has_unbacked_claim(_URGENCY_CLAIMS, d)
                                 or _has_unbacked_classified_claim("false_urgency", d, backed_by_end_date=True)),
-    "health_financial_promise": lambda d: (_HEALTH_FINANCIAL_PROMISE.search(d.text) is not None
-                                           or "health_financial_promise" in d.claims),
+    "health_financial_promise": lambda d: _makes_promise(d.text, d.claims),
     "unresolved_placeholder": lambda d: bool(find_placeholders(d.text)),
     "unapproved_url": lambda d: any(url not in d.approved_urls for url in find_urls(d.raw_text)),
     "citation_not_retrieved": lambda d: any(doc_id not in d.retrieved_ids for doc_id in d.citations),
@@ -316,7 +320,6 @@ def find_source_hits(text: str) -> list[str]:
     promises, template leftovers, and text that must never reach an email (markup, control and
     bidi characters, template syntax: none allowed, not even a merge field)."""
     normalized = normalize(text)
-    promises = _HEALTH_FINANCIAL_PROMISE.search(normalized) is not None or "health_financial_promise" in claims_in([text])[0]
-    hits = ["health_financial_promise"] if promises else []
+    hits = ["health_financial_promise"] if _makes_promise(normalized, claims_in([text])[0]) else []
     hits += ["unresolved_placeholder"] if find_placeholders(normalized) else []
     return sorted(hits + unsafe_text_kinds(text))

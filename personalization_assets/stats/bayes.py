@@ -26,7 +26,7 @@ from scipy.special import betainc, betaincinv, betaln
 PRIOR_SUCCESSES = 1.0
 PRIOR_FAILURES = 1.0
 _QUADRATURE_NODES, _QUADRATURE_WEIGHTS = leggauss(256)
-_TAIL_MASS = 5e-13  # left out of the integral on each side of the control posterior
+_TAIL_MASS = 5e-13  # left out of the integral on each side of the posterior it runs over
 
 
 def _mass_below(a_x, b_x, a_y, b_y) -> np.ndarray:

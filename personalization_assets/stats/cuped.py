@@ -138,10 +138,11 @@ def _quadratic_form(vectors: np.ndarray, matrices: np.ndarray) -> np.ndarray:
 def cuped_relative_lift(
     control: GroupMoments, treatment: GroupMoments, alpha: float = 0.05
 ) -> CupedComparison:
-    """CUPED-adjusted relative lift of each treatment over its control, with delta-method CI.
+    """CUPED-adjusted relative lift of each treatment over its control, with its delta-method
+    standard error and a log-scale interval.
 
     ``control`` and ``treatment`` hold one group per comparison (same length). NaN where an arm
-    is empty or the adjusted control mean is not positive.
+    is empty or an adjusted mean (control or treatment) is not positive.
     """
     theta = pooled_theta(control, treatment)
     n_c, n_t = control.n, treatment.n
@@ -166,8 +167,7 @@ def cuped_relative_lift(
     standard_error = np.where(defined, np.sqrt(np.maximum(variance, 0.0)), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_low, log_high = normal_interval(np.log(ratio), standard_error / ratio, alpha)
-    positive = defined & (ratio > 0)
-    ci_low, ci_high = np.where(positive, np.expm1(log_low), np.nan), np.where(positive, np.expm1(log_high), np.nan)
+    ci_low, ci_high = np.where(defined, np.expm1(log_low), np.nan), np.where(defined, np.expm1(log_high), np.nan)
     return CupedComparison(
         theta=theta,
         adjusted_control_mean=adjusted_c,
