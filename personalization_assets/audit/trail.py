@@ -39,6 +39,19 @@ from personalization_assets.safety.approval import (
 GENESIS_HASH = "0" * 64
 CHAIN_FILE = "chain.jsonl"
 DECISION_FIELDS = ("wave", "customer_id", "segment", "arm", "variant_id", "sent", "hold_reason")
+# A wave's sends: its randomized test, and (with rollout.test_share) the rollout to everyone else.
+# Each stage has its own warehouse table and export file, sealed by records of its stage; a record
+# written before stages existed is the test's.
+STAGE_TEST, STAGE_ROLLOUT = "test", "rollout"
+STAGE_TABLES = {STAGE_TEST: "assignments", STAGE_ROLLOUT: "rollout_assignments"}
+
+
+def stage_of(record: Mapping[str, object]) -> str:
+    return str(record.get("stage") or STAGE_TEST)
+
+
+def _stage_suffix(stage: str) -> str:
+    return "" if stage == STAGE_TEST else f".{stage}"
 # What a rendered email's hash covers: the address it goes to and every byte of its text.
 RENDERED_FIELDS = ("customer_id", "email", "subject", "body")
 # With this set, every record carries an HMAC-SHA256 under the key: a chain rewritten and rehashed
@@ -205,13 +218,14 @@ class AuditLog:
         with self._locked():
             return self._append_locked(records)
 
-    def append_send_decisions(self, run_id: str, wave: str, decisions: pd.DataFrame) -> dict:
-        """Write one row per customer decision and seal them with one chain record."""
+    def append_send_decisions(self, run_id: str, wave: str, decisions: pd.DataFrame, stage: str = STAGE_TEST) -> dict:
+        """Write one row per customer decision and seal them with one chain record. `stage` tells
+        a wave's randomized test from its rollout (`experiment/rollout.py`)."""
         with self._locked():
             _, previous = self._head()
             folder = self.directory / "decisions" / wave
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{run_id}.parquet"
+            path = folder / f"{run_id}{_stage_suffix(stage)}.parquet"
             with duckdb.connect() as connection:
                 connection.register("frame", decisions[list(DECISION_FIELDS)])
                 connection.execute(
@@ -241,6 +255,7 @@ class AuditLog:
                         "kind": "send_decisions",
                         "run_id": run_id,
                         "wave": wave,
+                        "stage": stage,
                         "file": path.relative_to(self.directory).as_posix(),
                         "rows": int(count),
                         "sent": int(sent),
@@ -254,7 +269,7 @@ class AuditLog:
                 ]
             )[0]
 
-    def append_rendered_emails(self, run_id: str, wave: str, export: Path) -> dict:
+    def append_rendered_emails(self, run_id: str, wave: str, export: Path, stage: str = STAGE_TEST) -> dict:
         """Seal the emails a run exported: one hash per customer's rendered email (address,
         subject, body), in `rendered/<wave>/<run id>.parquet`, and one chain record with the root
         hash. This record is what makes a run's send decisions "sent": a run that stopped before
@@ -263,7 +278,7 @@ class AuditLog:
             self._head()  # a torn chain refuses before anything is written
             folder = self.directory / "rendered" / wave
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{run_id}.parquet"
+            path = folder / f"{run_id}{_stage_suffix(stage)}.parquet"
             with duckdb.connect() as connection:
                 connection.execute(
                     f"""CREATE TABLE rendered AS SELECT row_number() OVER (ORDER BY customer_id) AS row, customer_id, variant_id,
@@ -273,7 +288,7 @@ class AuditLog:
                 root, count = connection.execute(
                     "SELECT sha256(string_agg(message_sha256, '' ORDER BY row)), count(*) FROM rendered").fetchone()
             return self._append_locked([{
-                "kind": "rendered_emails", "run_id": run_id, "wave": wave, "file": path.relative_to(self.directory).as_posix(),
+                "kind": "rendered_emails", "run_id": run_id, "wave": wave, "stage": stage, "file": path.relative_to(self.directory).as_posix(),
                 "rows": int(count), "root_hash": root or "",
             }])[0]
 
@@ -373,18 +388,19 @@ class AuditLog:
             return f"rendered-email file {record['file']} was changed ({count} rows; the chain sealed {record['rows']})"
         return None
 
-    def verify_against(self, warehouse: Path, exports: Path, export_file: str) -> list[str]:
-        """What the chain cannot see alone: whether the warehouse's assignments and variant texts,
-        and the exported emails, are the ones it sealed. Every wave the warehouse holds must have
-        sealed decisions equal to its rows; every export must equal a run's sealed emails."""
+    def verify_against(self, warehouse: Path, exports: Path, export_files: Mapping[str, str]) -> list[str]:
+        """What the chain cannot see alone: whether the warehouse's send decisions and variant
+        texts, and the exported emails, are the ones it sealed. For each stage (`STAGE_TABLES`,
+        `export_files`: its export file name), every wave its table holds must have sealed
+        decisions equal to its rows, and every export must equal a run's sealed emails."""
         records = self.records()
-        sealed: dict[str, list[dict]] = {}
-        rendered: dict[str, list[dict]] = {}
+        sealed: dict[tuple[str, str], list[dict]] = {}
+        rendered: dict[tuple[str, str], list[dict]] = {}
         for record in records:
             if record.get("kind") == "send_decisions":
-                sealed.setdefault(str(record["wave"]), []).append(record)
+                sealed.setdefault((stage_of(record), str(record["wave"])), []).append(record)
             elif record.get("kind") == "rendered_emails":
-                rendered.setdefault(str(record["wave"]), []).append(record)
+                rendered.setdefault((stage_of(record), str(record["wave"])), []).append(record)
         problems: list[str] = []
         if warehouse.is_file():
             try:
@@ -395,27 +411,32 @@ class AuditLog:
             with connection:
                 tables = {row[0] for row in connection.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'personalization'").fetchall()}
-                if "assignments" in tables:
+                for stage, table in STAGE_TABLES.items():
+                    if table not in tables:
+                        continue
                     for wave, rows in connection.execute(
-                            "SELECT wave, count(*) FROM personalization.assignments GROUP BY wave ORDER BY wave").fetchall():
-                        problems += self._check_wave(connection, str(wave), int(rows), sealed.get(str(wave), []), records,
-                                                     "message_variants" in tables)
-        legacy = {wave for wave, seals in sealed.items() if not any(seal.get("emails_sealed") for seal in seals)}
-        for path in sorted(exports.glob(f"*/{export_file}")) if exports.is_dir() else []:
-            if path.parent.name in legacy and not rendered.get(path.parent.name):
-                continue  # exported before emails were sealed: nothing to compare it with
-            problems += self._check_export(path, path.parent.name, rendered.get(path.parent.name, []))
+                            f"SELECT wave, count(*) FROM personalization.{table} GROUP BY wave ORDER BY wave").fetchall():
+                        problems += self._check_wave(connection, table, str(wave), int(rows), sealed.get((stage, str(wave)), []),
+                                                     records, "message_variants" in tables)
+        legacy = {wave for (stage, wave), seals in sealed.items() if not any(seal.get("emails_sealed") for seal in seals)}
+        for stage, export_file in export_files.items():
+            for path in sorted(exports.glob(f"*/{export_file}")) if exports.is_dir() else []:
+                wave = path.parent.name
+                if wave in legacy and not rendered.get((stage, wave)):
+                    continue  # exported before emails were sealed: nothing to compare it with
+                problems += self._check_export(path, wave, rendered.get((stage, wave), []))
         return problems
 
-    def _check_wave(self, connection, wave: str, rows: int, seals: list[dict], records: list[dict], has_variants: bool) -> list[str]:
+    def _check_wave(self, connection, table: str, wave: str, rows: int, seals: list[dict], records: list[dict],
+                    has_variants: bool) -> list[str]:
         if not seals:
-            return [f"wave {wave}: the warehouse holds {rows} assignments, but the audit trail seals no decisions for it "
+            return [f"wave {wave}: the warehouse holds {rows} {table.replace('_', ' ')}, but the audit trail seals no decisions for it "
                     "(the chain, or its records for this wave, were deleted, emptied or replaced)"]
         matched = None
         for seal in reversed(seals):  # the latest first: a later run that did not store its rows leaves an earlier one
             root = connection.execute(
                 f"SELECT sha256(string_agg(h, '' ORDER BY customer_id)) FROM (SELECT customer_id, {_decision_hash_sql('a')} AS h "
-                "FROM (SELECT ? AS run_id, * FROM personalization.assignments WHERE wave = ?) AS a)", [seal["run_id"], wave]).fetchone()[0]
+                f"FROM (SELECT ? AS run_id, * FROM personalization.{table} WHERE wave = ?) AS a)", [seal["run_id"], wave]).fetchone()[0]
             if root == seal["root_hash"] and rows == seal["rows"]:
                 matched = seal
                 break
@@ -426,17 +447,17 @@ class AuditLog:
             differs = " OR ".join(f"s.{f} IS DISTINCT FROM w.{f}" for f in fields)
             changed = connection.execute(
                 f"SELECT coalesce(s.customer_id, w.customer_id) FROM (SELECT * FROM read_parquet(?)) s FULL JOIN "
-                f"(SELECT * FROM personalization.assignments WHERE wave = ?) w ON s.customer_id = w.customer_id "
+                f"(SELECT * FROM personalization.{table} WHERE wave = ?) w ON s.customer_id = w.customer_id "
                 f"WHERE s.customer_id IS NULL OR w.customer_id IS NULL OR {differs} ORDER BY 1", [path, wave]).fetchall()
             examples = ", ".join(str(row[0]) for row in changed[:3])
-            return [f"wave {wave}: the warehouse's assignments differ from every sealed decision file; against the latest "
+            return [f"wave {wave}: the warehouse's {table.replace('_', ' ')} differ from every sealed decision file; against the latest "
                     f"(run {latest['run_id']}, record {latest['seq']}) {len(changed)} customers differ (e.g. {examples})"]
         if not has_variants:
             return []
         # The texts of the variants this wave sent, as the warehouse holds them, against the hashes recorded before the seal.
         variants = connection.execute(
             "SELECT DISTINCT v.segment, v.variant_id, v.subject, v.body, v.cta, v.citations FROM personalization.message_variants v "
-            "JOIN personalization.assignments a ON a.segment = v.segment AND a.variant_id = v.variant_id WHERE a.wave = ? AND a.sent",
+            f"JOIN personalization.{table} a ON a.segment = v.segment AND a.variant_id = v.variant_id WHERE a.wave = ? AND a.sent",
             [wave]).df()
         recorded: dict[tuple[str, str], str] = {}
         for record in records:
@@ -502,11 +523,12 @@ class AuditLog:
         sealed = pd.DataFrame([r for r in self.records() if r.get("kind") == "send_decisions"])
         if sealed.empty:
             return pd.DataFrame()
-        files = [(self.directory / f).as_posix() for f in sealed["file"]]
-        query = "SELECT * FROM read_parquet(?) WHERE customer_id = ?" + (" AND wave = ?" if wave else "")
+        sealed = sealed.assign(filename=[(self.directory / f).as_posix() for f in sealed["file"]],
+                               stage=[stage_of(r) for r in sealed.to_dict("records")])
+        query = "SELECT * FROM read_parquet(?, filename = true) WHERE customer_id = ?" + (" AND wave = ?" if wave else "")
         with duckdb.connect() as connection:
-            rows = connection.execute(query, [files, customer_id, *([wave] if wave else [])]).df()
-        return rows.merge(sealed[["run_id", "wave", "seq"]], on=["run_id", "wave"]).sort_values("seq")
+            rows = connection.execute(query, [sealed["filename"].tolist(), customer_id, *([wave] if wave else [])]).df()
+        return rows.merge(sealed[["filename", "seq", "stage"]], on="filename").drop(columns="filename").sort_values("seq")
 
     def latest(self, kind: str, segment: str, variant_id: str, before_seq: int) -> dict | None:
         """The latest `kind` record ('variant' or 'verdict') on a variant before a chain position."""
@@ -528,11 +550,11 @@ class AuditLog:
             return pd.DataFrame(columns=["customer_id", "segment", "variant_id", "decision"])
         with duckdb.connect() as connection:
             sent = connection.execute(
-                "SELECT run_id, wave, customer_id, segment, variant_id FROM read_parquet(?) WHERE sent",
+                "SELECT filename, run_id, wave, customer_id, segment, variant_id FROM read_parquet(?, filename = true) WHERE sent",
                 [[(self.directory / r["file"]).as_posix() for r in sealed]],
             ).df()
-        seqs = pd.DataFrame([{"run_id": r["run_id"], "wave": r["wave"], "seq": r["seq"]} for r in sealed])
-        sent = sent.merge(seqs, on=["run_id", "wave"]).sort_values("seq")
+        seqs = pd.DataFrame([{"filename": (self.directory / r["file"]).as_posix(), "seq": r["seq"]} for r in sealed])
+        sent = sent.merge(seqs, on="filename").drop(columns="filename").sort_values("seq")
         traced = pd.merge_asof(
             sent, verdicts.sort_values("seq"), on="seq", by=["segment", "variant_id"], direction="backward"
         )
@@ -554,22 +576,23 @@ def explain(log: AuditLog, customer_id: str, wave: str | None = None) -> str:
         scope = f" in wave {wave}" if wave else ""
         return f"no recorded send decision for customer {customer_id}{scope}"
     records = log.records()
-    rendered = {(str(r["run_id"]), str(r["wave"])) for r in records if r.get("kind") == "rendered_emails"}
+    rendered = {(str(r["run_id"]), str(r["wave"]), stage_of(r)) for r in records if r.get("kind") == "rendered_emails"}
     legacy = {(str(r["run_id"]), str(r["wave"])) for r in records if r.get("kind") == "send_decisions" and not r.get("emails_sealed")}
     lines = []
     for decision in decisions.itertuples():
+        stage = "" if decision.stage == STAGE_TEST else f" ({decision.stage})"
         verdict = log.latest("verdict", decision.segment, decision.variant_id, decision.seq)
         variant = log.latest("variant", decision.segment, decision.variant_id, decision.seq)
         if not decision.sent:
             outcome = f"NOT SENT ({decision.hold_reason})"
-        elif (decision.run_id, decision.wave) in rendered:
+        elif (decision.run_id, decision.wave, decision.stage) in rendered:
             outcome = "SENT"
         elif (decision.run_id, decision.wave) in legacy:
             outcome = "SENT (recorded before emails were sealed)"
         else:  # decided to send, but the run stopped before its emails were rendered and sealed
             outcome = "NOT SENT (decided to send, but this run stopped before its emails were rendered)"
         lines.append(
-            f"wave {decision.wave}, run {decision.run_id}: customer {customer_id} in segment '{decision.segment}', "
+            f"wave {decision.wave}{stage}, run {decision.run_id}: customer {customer_id} in segment '{decision.segment}', "
             f"arm '{decision.arm}', variant '{decision.variant_id}': {outcome}"
         )
         if variant:

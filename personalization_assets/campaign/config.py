@@ -159,16 +159,70 @@ class SimulationEffects(StrictModel):
     segments: dict[str, dict[str, Effect]] = Field(default_factory=dict)
 
 
+class CustomerCondition(StrictModel):
+    """Which customers a heterogeneous effect applies to: one customer column against one bound."""
+
+    column: Literal["age", "purchase_frequency", "avg_order_value", "last_engagement_days", "historical_open_rate",
+                    "historical_click_rate", "tier"]
+    below: Number | None = None
+    at_least: Number | None = None
+    equals: NonBlank | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> CustomerCondition:
+        given = [name for name in ("below", "at_least", "equals") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of below, at_least, equals (got {given or 'none'})")
+        if (self.column == "tier") != (self.equals is not None):
+            raise ValueError("tier is compared with equals; the numeric columns with below or at_least")
+        return self
+
+
+class HeterogeneousEffect(StrictModel):
+    """A ground-truth effect that varies inside a segment: customers matching `when` (and, if
+    given, in `segment`) have their arm effects multiplied by `effects`."""
+
+    when: CustomerCondition
+    segment: NonBlank | None = None
+    effects: dict[str, Effect]
+
+
 class SimulationSettings(StrictModel):
     """Ground truth of the engagement simulator, used only when a wave has no engagement file."""
 
     seed: StrictInt = 0
     conversion_given_click: Number = Field(0.1, ge=0, le=1)
     effects: SimulationEffects = Field(default_factory=SimulationEffects)
+    heterogeneity: tuple[HeterogeneousEffect, ...] = Field(
+        (), description="effects that vary with customer columns inside a segment: what a per-customer policy can find"
+    )
 
     def effect(self, segment: str, arm: str) -> float:
         """Ground-truth multiplicative effect of sending `arm`'s message to a customer of `segment`."""
         return float(self.effects.segments.get(segment, {}).get(arm, self.effects.default.get(arm, 1.0)))
+
+
+class RolloutSettings(StrictModel):
+    """Test on a share, then roll out (`experiment/rollout.py`): the randomized test is
+    `test_share` of each segment; once its engagement is in, the rest is sent by `policy`, except a
+    randomized `holdout_share` of it kept on the control message so the rollout's lift is measured."""
+
+    test_share: Number = Field(gt=0, lt=1, description="share of each segment in the randomized test (0.2 = 20%)")
+    policy: Literal["winner", "personalized"] = Field(
+        "winner", description="winner: each segment's gated winning tone, else control; personalized: each customer's "
+                              "predicted best message where the personalized policy's gate passes, else winner"
+    )
+    holdout_share: Number = Field(0.1, gt=0, lt=1, description="share of the rollout kept on the control message")
+
+
+class PersonalizationSettings(StrictModel):
+    """The per-customer policy (`experiment/uplift.py`) and its honest value (`experiment/policies.py`)."""
+
+    estimator: Literal["gradient_boosting", "logistic"] = Field(
+        "gradient_boosting", description="the T-learner's per-arm outcome model (scikit-learn)"
+    )
+    folds: StrictInt = Field(5, ge=2, le=20, description="cross-fitting folds of the policy-value estimate")
+    seed: StrictInt = 0
 
 
 class PathSettings(StrictModel):
@@ -194,6 +248,10 @@ class PathSettings(StrictModel):
     def engagement_file(self, wave: str) -> Path:
         return self.engagement / f"{wave}.csv"
 
+    def rollout_engagement_file(self, wave: str) -> Path:
+        """The ESP export of a wave's rollout send (after a test on a share), beside the test's."""
+        return self.engagement / "rollout" / f"{wave}.csv"
+
 
 class CampaignConfig(StrictModel):
     campaign_id: NonBlank
@@ -214,6 +272,8 @@ class CampaignConfig(StrictModel):
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     audience: AudienceSettings = Field(default_factory=AudienceSettings)
     engagement: EngagementSettings = Field(default_factory=EngagementSettings)
+    rollout: RolloutSettings | None = Field(None, description="test on a share, then roll out; default: the whole audience is the test")
+    personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
 
@@ -283,6 +343,16 @@ class CampaignConfig(StrictModel):
         if not any(arms.get(tone, 0) > 0 for tone in tones):
             raise ValueError("must give at least one tone a positive weight")
         return arms
+
+    @model_validator(mode="after")
+    def _heterogeneity_arms(self) -> CampaignConfig:
+        known = {CONTROL_ARM, *self.tones}
+        for position, rule in enumerate(self.simulation.heterogeneity):
+            unknown = sorted(set(rule.effects) - known)
+            if unknown:
+                raise ValueError(f"simulation.heterogeneity[{position}].effects: arms {unknown} are neither "
+                                 f"'{CONTROL_ARM}' nor a configured tone {list(self.tones)}")
+        return self
 
     @property
     def path(self) -> Path:

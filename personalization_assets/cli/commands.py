@@ -208,6 +208,22 @@ class Session:
         print_wave_summary(warehouse_path(), self.config, wave)
         print("checks:")
         print("\n".join(_check_lines(result)))
+        return EXIT_OK if self.config.rollout is None else self.run_rollout(wave)
+
+    def run_rollout(self, wave: str) -> int:
+        """After a test on a share: value the policies on the test, send everyone else, measure it."""
+        from personalization_assets.cli.summary import rollout_summary
+        from personalization_assets.defs.jobs import ROLLOUT_JOB
+
+        result = self.execute(ROLLOUT_JOB, partition_key=wave)
+        print(f"rollout run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
+        if not result.success:
+            message, code = _run_error(result)
+            print(f"error: {message}", file=sys.stderr)
+            return code
+        print(rollout_summary(warehouse_path(), self.config, wave))
+        print("checks:")
+        print("\n".join(_check_lines(result)))
         return EXIT_OK
 
 
@@ -256,9 +272,17 @@ def command_plan(args: argparse.Namespace) -> int:
 
 
 def command_audit(args: argparse.Namespace) -> int:
-    from personalization_assets.audit.trail import AuditLog, explain
+    from personalization_assets.audit.trail import (
+        STAGE_ROLLOUT,
+        STAGE_TEST,
+        AuditLog,
+        explain,
+    )
     from personalization_assets.campaign.paths import audit_dir, exports_dir
-    from personalization_assets.messages.rendering import EXPORT_FILE
+    from personalization_assets.messages.rendering import (
+        EXPORT_FILE,
+        ROLLOUT_EXPORT_FILE,
+    )
 
     log = AuditLog(args.audit_dir or audit_dir())
     if args.audit_command == "repair":
@@ -270,7 +294,7 @@ def command_audit(args: argparse.Namespace) -> int:
             print(f"audit trail BROKEN at {problem} ({log.chain_path})")
             return EXIT_AUDIT_BROKEN
         # What the chain cannot show alone: the warehouse and the exports against what it sealed.
-        mismatches = log.verify_against(warehouse_path(), exports_dir(), EXPORT_FILE)
+        mismatches = log.verify_against(warehouse_path(), exports_dir(), {STAGE_TEST: EXPORT_FILE, STAGE_ROLLOUT: ROLLOUT_EXPORT_FILE})
         if mismatches:
             print(f"audit trail does NOT match what was stored ({log.chain_path}):\n" + "\n".join(f"- {m}" for m in mismatches))
             return EXIT_AUDIT_BROKEN

@@ -58,3 +58,38 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
 
 def print_wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> None:
     print(wave_summary(warehouse, config, wave))
+
+
+def rollout_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
+    """What `cpo run` prints after a rollout: the policies' values, what was sent, the realized lift."""
+    from personalization_assets.experiment.rollout import ROLLED_OUT
+    from personalization_assets.messages.rendering import ROLLOUT_EXPORT_FILE
+    from personalization_assets.report.rollout import ROLLOUT_HTML
+
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        values = _query(connection, "SELECT * FROM {schema}.policy_values WHERE wave = ?", wave)
+        sent = _query(connection, "SELECT policy, rollout_group, arm, count(*) AS customers FROM {schema}.rollout_assignments "
+                                  "WHERE wave = ? AND sent GROUP BY ALL ORDER BY rollout_group, arm", wave)
+        results = _query(connection, "SELECT * FROM {schema}.rollout_results WHERE wave = ? AND scope = 'overall' AND metric = ? "
+                                     "AND arm = ?", wave, config.metrics.primary, ROLLED_OUT)
+    simulated = bool(values["true_value"].notna().any())
+    table = values.assign(
+        value=values["value"].map("{:.2%}".format),
+        interval=[f"[{lo:.2%}, {hi:.2%}]" for lo, hi in zip(values["ci_low"], values["ci_high"], strict=True)],
+        gain=[f"{d * 100:+.2f} pts [{lo * 100:+.2f}, {hi * 100:+.2f}]" for d, lo, hi in
+              zip(values["diff_vs_baseline"], values["diff_ci_low"], values["diff_ci_high"], strict=True)],
+        **({"true_value": values["true_value"].map("{:.2%}".format)} if simulated else {}),
+    )[["policy", "value", "interval", "gain", *(["true_value"] if simulated else [])]]
+    policy = str(sent["policy"].iloc[0]) if len(sent) else "none"
+    realized = (f"{results['rel_lift'].iloc[0]:+.1%} [{results['rel_lift_ci_low'].iloc[0]:+.1%}, {results['rel_lift_ci_high'].iloc[0]:+.1%}]"
+                if len(results) else "not measurable")
+    source = " (engagement SIMULATED)" if len(results) and (results["engagement_source"] == SOURCE_SIMULATED).any() else ""
+    return "\n".join([
+        f"policies, valued on the test ({config.rollout.test_share:.0%} of each segment; doubly robust, cross-fitted"
+        f"{'; true values from the simulator' if simulated else ''}):",
+        table.to_string(index=False),
+        f"rollout by the {policy} policy: " + ", ".join(f"{r.rollout_group}/{r.arm} {r.customers}" for r in sent.itertuples()),
+        f"realized {config.metrics.primary} lift over the holdout{source}: {realized}",
+        f"emails: {exports_dir() / wave / ROLLOUT_EXPORT_FILE}",
+        f"report: {reports_dir() / wave / ROLLOUT_HTML}",
+    ])

@@ -9,7 +9,7 @@ from personalization_assets.experiment.engagement import (
     import_engagement,
     simulate_engagement,
 )
-from personalization_assets.experiment.joins import COVARIATES, sent_customers
+from personalization_assets.experiment.joins import PROFILE_COLUMNS, sent_customers
 
 
 @dg.asset(
@@ -18,22 +18,29 @@ from personalization_assets.experiment.joins import COVARIATES, sent_customers
     deps=[dg.AssetKey("personalized_messages")],
     ins={
         "assignments": columns("customer_id", "segment", "arm", "sent"),
-        "customer_segments": columns("customer_id", *COVARIATES),
+        "customer_segments": columns("customer_id", *PROFILE_COLUMNS),
     },
 )
 def engagement(
     context: dg.AssetExecutionContext, campaign: CampaignResource, assignments: pd.DataFrame, customer_segments: pd.DataFrame
 ) -> pd.DataFrame:
     """Opens, clicks, conversions: the wave's ESP export if present, else SIMULATED from ground truth."""
-    config, wave = campaign.config, context.partition_key
-    sent = sent_customers(assignments, customer_segments)
-    path = config.paths.engagement_file(wave)
+    config = campaign.config
+    return take_engagement(context, config, assignments, customer_segments, config.paths.engagement_file(context.partition_key))
+
+
+def take_engagement(context: dg.AssetExecutionContext, config, assignments: pd.DataFrame, customer_segments: pd.DataFrame,
+                    path, salt: str = "") -> pd.DataFrame:
+    """The engagement of the customers `assignments` sent: the ESP export at `path` if present,
+    else SIMULATED (draws salted by `salt`, so two sends of one wave draw apart)."""
+    wave = context.partition_key
+    sent = sent_customers(assignments, customer_segments, columns=PROFILE_COLUMNS)
     if path.is_file():
         every_sent = config.engagement.lists == "every_sent_customer"
         frame, missing = import_engagement(path, sent, wave, config.engagement.min_coverage if every_sent else 0.0)
         metadata = {"source": f"imported from {path}", "sent_customers_missing_from_file": missing}
     else:
-        frame = simulate_engagement(sent, config.simulation, wave)
+        frame = simulate_engagement(sent, config.simulation, wave, salt=salt)
         metadata = {"source": f"SIMULATED (no {path.name} in {path.parent})"}
     context.add_output_metadata({"dagster/row_count": len(frame), **metadata,
                                  **{k: int(frame[k].sum()) for k in ("opened", "clicked", "converted")}})

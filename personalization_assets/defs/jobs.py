@@ -14,10 +14,17 @@ from collections.abc import Mapping
 import dagster as dg
 
 from personalization_assets.campaign.errors import ConfigError
-from personalization_assets.defs.partitions import CONTENT_GROUP, WAVE_GROUP
+from personalization_assets.defs.partitions import (
+    CONTENT_GROUP,
+    ROLLOUT_GROUP,
+    WAVE_GROUP,
+)
 
 CONTENT_JOB = "campaign_content"
 WAVE_JOB = "campaign_wave"
+ROLLOUT_JOB = "campaign_rollout"
+# What an engagement file re-runs (the engagement sensor): the wave's analysis, and the rollout after it.
+ANALYSIS_JOB = "campaign_wave_and_rollout"
 EXECUTOR_ENV = "CPO_EXECUTOR"
 MAX_CONCURRENT_ENV = "CPO_MAX_CONCURRENT"
 EXECUTORS = ("in_process", "multiprocess")
@@ -49,5 +56,15 @@ campaign_wave = dg.define_asset_job(
     WAVE_JOB,
     selection=dg.AssetSelection.groups(WAVE_GROUP),
     description="Segment, assign, render, take engagement, analyse and report one campaign wave.",
+)
+campaign_rollout = dg.define_asset_job(
+    ROLLOUT_JOB,
+    selection=dg.AssetSelection.groups(ROLLOUT_GROUP),
+    description="After a test on a share (rollout.test_share): value the policies, then send everyone else and measure it.",
+)
+campaign_wave_and_rollout = dg.define_asset_job(
+    ANALYSIS_JOB,
+    selection=dg.AssetSelection.groups(WAVE_GROUP, ROLLOUT_GROUP),
+    description="The wave and its rollout: what the engagement sensor re-runs when a wave's ESP export arrives.",
 )
 weekly_campaign_wave = dg.build_schedule_from_partitioned_job(campaign_wave, name="weekly_campaign_wave")

@@ -18,6 +18,7 @@ from personalization_assets.campaign.paths import default_campaign_path
 
 CONTENT_GROUP = "content"
 WAVE_GROUP = "wave"
+ROLLOUT_GROUP = "rollout"  # after a test on a share: the policies' values and the send to everyone else
 # Waves are stored as 'YYYY-MM-DD' text; the cast lets the IO manager select a week's rows.
 WAVE_PARTITION_EXPR = "CAST(wave AS TIMESTAMP)"
 
@@ -57,10 +58,15 @@ def per_segment(schema: dg.TableSchema | None = None) -> dict[str, object]:
                 metadata=_metadata("segment", schema), group_name=CONTENT_GROUP)
 
 
-def per_wave(schema: dg.TableSchema | None = None) -> dict[str, object]:
+def per_wave(schema: dg.TableSchema | None = None, group: str = WAVE_GROUP) -> dict[str, object]:
     """The `@asset` arguments of a per-wave asset: each wave is its own partition, so next week
     never overwrites this week."""
-    return dict(partitions_def=wave_partitions, metadata=_metadata(WAVE_PARTITION_EXPR, schema), group_name=WAVE_GROUP)
+    return dict(partitions_def=wave_partitions, metadata=_metadata(WAVE_PARTITION_EXPR, schema), group_name=group)
+
+
+def wave_out(schema: dg.TableSchema | None = None, group: str = ROLLOUT_GROUP) -> dg.AssetOut:
+    """One per-wave output of a multi-asset, stored like a `per_wave` asset's."""
+    return dg.AssetOut(metadata=_metadata(WAVE_PARTITION_EXPR, schema), group_name=group)
 
 
 # Wave assets read every segment's content rows.

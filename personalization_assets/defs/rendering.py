@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from personalization_assets.audience.customers import OPTIONAL_TEXT_COLUMNS
+from personalization_assets.audit.trail import STAGE_TEST
 from personalization_assets.campaign.paths import exports_dir
 from personalization_assets.defs.partitions import ALL_SEGMENTS, columns, per_wave
 from personalization_assets.defs.resources import AuditResource
@@ -26,12 +27,19 @@ def personalized_messages(
     """The send list (who gets which approved variant, at which address); the send-ready emails,
     merge fields filled in locally, go to $CPO_HOME/exports/<wave>/personalized_messages.parquet,
     each email's hash sealed in the audit trail."""
-    path = exports_dir() / context.partition_key / EXPORT_FILE
-    unsealed = path.with_name(f".{EXPORT_FILE}.unsealed")
+    return export_and_seal(context, audit, assignments, customers, message_variants, EXPORT_FILE, STAGE_TEST)
+
+
+def export_and_seal(context: dg.AssetExecutionContext, audit: AuditResource, assignments: pd.DataFrame, customers: pd.DataFrame,
+                    message_variants: pd.DataFrame, file_name: str, stage: str) -> pd.DataFrame:
+    """Render the sent customers' emails to `$CPO_HOME/exports/<wave>/<file_name>`, sealed in the
+    audit trail as `stage`'s emails; returns the send list."""
+    path = exports_dir() / context.partition_key / file_name
+    unsealed = path.with_name(f".{file_name}.unsealed")
     frame = export_messages(assignments, customers, message_variants, unsealed)
     # Sealed before the file takes its name: a send-ready export is always a sealed one, and the
     # decisions of a run that stops before this are never "sent".
-    sealed = audit.log().append_rendered_emails(context.run_id, context.partition_key, unsealed)
+    sealed = audit.log().append_rendered_emails(context.run_id, context.partition_key, unsealed, stage)
     os.replace(unsealed, path)
     context.add_output_metadata({"dagster/row_count": len(frame), "emails": dg.MetadataValue.path(str(path)),
                                  "emails_bytes": path.stat().st_size, "audit_record": sealed["seq"]})

@@ -4,7 +4,10 @@
 send is over. When such a file appears or its content changes, the sensor requests one run of the
 wave job, for that wave partition, over `engagement` and every wave-group asset downstream of it
 (`experiment_results`, `experiment_report`, `rollout_recommendation`, ...): the wave's analysis is
-redone on the imported data, and its assignments and messages are left as they were.
+redone on the imported data, and its assignments and messages are left as they were. When the
+campaign tests on a share (`rollout.test_share`), the run also redoes the rollout that follows from
+the test (`policy_values` ... `rollout_report`); a rollout's own export,
+`paths.engagement/rollout/<wave>.csv`, re-runs the rollout's engagement, results and report.
 
 - The cursor keeps, per file name, the content hash and modification time of the version last
   acted on; a file whose content did not change (touched, or copied again) requests nothing.
@@ -26,15 +29,31 @@ from pathlib import Path
 
 import dagster as dg
 
-from personalization_assets.defs.jobs import WAVE_JOB
-from personalization_assets.defs.partitions import WAVE_GROUP, wave_partitions
+from personalization_assets.defs.jobs import ANALYSIS_JOB
+from personalization_assets.defs.partitions import (
+    ROLLOUT_GROUP,
+    WAVE_GROUP,
+    wave_partitions,
+)
 from personalization_assets.defs.resources import CampaignResource
 
 ENGAGEMENT_SENSOR = "engagement_file_sensor"
 ENGAGEMENT_ASSET = dg.AssetKey("engagement")
 ASSIGNMENTS_ASSET = dg.AssetKey("assignments")
-# What an engagement file invalidates: the engagement itself and everything after it in its wave.
-ENGAGEMENT_SELECTION = dg.AssetSelection.assets(ENGAGEMENT_ASSET).downstream() & dg.AssetSelection.groups(WAVE_GROUP)
+ROLLOUT_ENGAGEMENT_ASSET = dg.AssetKey("rollout_engagement")
+ROLLOUT_ASSIGNMENTS_ASSET = dg.AssetKey("rollout_assignments")
+ROLLOUT_FOLDER = "rollout"
+
+
+def engagement_selection(rollout: bool) -> dg.AssetSelection:
+    """What a test's engagement file invalidates: the engagement and everything after it in its
+    wave, and, when the campaign tests on a share, the rollout that follows from it."""
+    groups = (WAVE_GROUP, ROLLOUT_GROUP) if rollout else (WAVE_GROUP,)
+    return dg.AssetSelection.assets(ENGAGEMENT_ASSET).downstream() & dg.AssetSelection.groups(*groups)
+
+
+# What a rollout's engagement file (paths.engagement/rollout/<wave>.csv) invalidates: its engagement, results and report.
+ROLLOUT_ENGAGEMENT_SELECTION = dg.AssetSelection.assets(ROLLOUT_ENGAGEMENT_ASSET).downstream()
 
 
 @dataclass(frozen=True)
@@ -74,35 +93,45 @@ def engagement_run_key(wave: str, version: FileVersion) -> str:
     return f"engagement:{wave}:{version.sha256[:16]}:{version.mtime_ns}"
 
 
-def _wave_assigned(instance: dg.DagsterInstance, wave: str) -> bool:
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=ASSIGNMENTS_ASSET, asset_partitions=[wave]), limit=1)
+def _wave_assigned(instance: dg.DagsterInstance, wave: str, asset_key: dg.AssetKey = ASSIGNMENTS_ASSET) -> bool:
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[wave]), limit=1)
     return bool(records.records)
 
 
 @dg.sensor(
     name=ENGAGEMENT_SENSOR,
-    job_name=WAVE_JOB,
+    job_name=ANALYSIS_JOB,
     minimum_interval_seconds=30,
-    description="Re-runs a wave's engagement, results and report when its engagement CSV (paths.engagement/<wave>.csv) appears or changes.",
+    description="Re-runs a wave's engagement, results and report (and its rollout) when its engagement CSV "
+                "(paths.engagement/<wave>.csv, or rollout/<wave>.csv for a rollout's) appears or changes.",
 )
 def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: CampaignResource):
     folder = campaign.config.paths.engagement
     files, ignored = _load_cursor(context.cursor)
     if context.repository_def is None:
         raise dg.DagsterInvariantViolationError(f"{ENGAGEMENT_SENSOR} needs its Definitions to resolve the assets to re-run")
-    selection = sorted(ENGAGEMENT_SELECTION.resolve(context.repository_def.asset_graph), key=lambda key: key.to_user_string())
+    graph = context.repository_def.asset_graph
+    rollout = campaign.config.rollout is not None
+    # Per folder: the asset whose materialization says the send happened, and what its file re-runs.
+    stages = {folder: (ASSIGNMENTS_ASSET, engagement_selection(rollout))}
+    if rollout:
+        stages[folder / ROLLOUT_FOLDER] = (ROLLOUT_ASSIGNMENTS_ASSET, ROLLOUT_ENGAGEMENT_SELECTION)
 
     requests: list[dg.RunRequest] = []
-    present = sorted(p for p in folder.glob("*.csv") if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+    present = sorted(p for stage_folder in stages if stage_folder.is_dir() for p in stage_folder.glob("*.csv")
+                     if p.is_file() and not p.name.startswith("."))
     for path in present:
         wave = path.stem
+        assigned_asset, stage_selection = stages[path.parent]
+        selection = sorted(stage_selection.resolve(graph), key=lambda key: key.to_user_string())
+        name = path.relative_to(folder).as_posix()  # the cursor's key: rollout/<wave>.csv apart from <wave>.csv
         if not wave_partitions.has_partition_key(wave):
-            if path.name not in ignored:
+            if name not in ignored:
                 context.log.warning(f"ignoring {path}: '{wave}' is not a wave partition key (expected e.g. "
                                     f"{wave_partitions.get_first_partition_key()}.csv)")
-                ignored.add(path.name)
+                ignored.add(name)
             continue
-        known = files.get(path.name)
+        known = files.get(name)
         try:
             stat = path.stat()
             if known and (known.mtime_ns, known.size) == (stat.st_mtime_ns, stat.st_size):
@@ -111,23 +140,23 @@ def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: Campai
         except FileNotFoundError:  # removed (or renamed) since the folder was listed
             continue
         if known and known.sha256 == version.sha256:
-            files[path.name] = version  # touched or copied again, same content: nothing to redo
+            files[name] = version  # touched or copied again, same content: nothing to redo
             continue
-        files[path.name] = version
-        if not _wave_assigned(context.instance, wave):
-            context.log.info(f"{path.name}: wave {wave} has no assignments yet; its wave run will import the file")
+        files[name] = version
+        if not _wave_assigned(context.instance, wave, assigned_asset):
+            context.log.info(f"{name}: wave {wave} has no {assigned_asset.to_user_string()} yet; its run will import the file")
             continue
-        context.log.info(f"{path.name}: {'changed' if known else 'new'} engagement for wave {wave}; requesting a re-run")
+        context.log.info(f"{name}: {'changed' if known else 'new'} engagement for wave {wave}; requesting a re-run")
         requests.append(
             dg.RunRequest(
-                run_key=engagement_run_key(wave, version),
+                run_key=engagement_run_key(wave if path.parent == folder else f"{wave}:{ROLLOUT_FOLDER}", version),
                 partition_key=wave,
                 asset_selection=selection,
                 tags={"cpo/engagement_file": str(path), "cpo/engagement_sha256": version.sha256},
             )
         )
     # Forget files that were removed, so putting one back counts as new.
-    names = {p.name for p in present if p.exists()}
+    names = {p.relative_to(folder).as_posix() for p in present if p.exists()}
     files = {name: v for name, v in files.items() if name in names}
     ignored &= names
     cursor = _dump_cursor(files, ignored)

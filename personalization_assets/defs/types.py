@@ -22,7 +22,9 @@ from personalization_assets.audience.customers import (
 )
 from personalization_assets.content.corpus import CORPUS_COLUMNS
 from personalization_assets.experiment.assignment import ASSIGNMENT_COLUMNS
+from personalization_assets.experiment.policies import POLICY_VALUE_COLUMNS
 from personalization_assets.experiment.results import RESULTS_COLUMNS
+from personalization_assets.experiment.rollout import CHOICE_COLUMNS, ROLLOUT_COLUMNS
 from personalization_assets.messages.variants import VARIANT_COLUMNS
 from personalization_assets.safety.documents import DOCUMENT_VERDICT_COLUMNS
 from personalization_assets.safety.screening import VERDICT_COLUMNS
@@ -64,6 +66,16 @@ _COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "mde": (FLOAT, "minimum detectable lift at alpha / comparisons, power 0.8"),
     "unmeasurable_reason": (TEXT, "why the comparison cannot be measured (empty when it can)"),
     "engagement_rows": (INTEGER, "sent customers of the arm the engagement export listed"),
+    "policy": (TEXT, "the rollout policy: control_for_all, best_single_tone, winner_per_segment, personalized (winner in a rollout)"),
+    "value": (FLOAT, "doubly robust, cross-fitted estimate of the policy's primary-metric rate on the test's customers"),
+    "ci_low": (FLOAT, "lower bound of the value's (1 - alpha) interval"),
+    "ci_high": (FLOAT, "upper bound of the value's (1 - alpha) interval"),
+    "diff_vs_baseline": (FLOAT, "value minus the best non-personalized policy's, from paired scores"),
+    "diff_ci_low": (FLOAT, "lower bound of that difference's interval: the personalized gate needs it above 0"),
+    "true_value": (FLOAT, "the simulator's true value of the same picks (simulated engagement only; else empty)"),
+    "rollout_group": (TEXT, "rollout (sent the policy's pick) or holdout (kept on the control message)"),
+    "winner_arm": (TEXT, "the customer's segment winner under the lift gate (control without one)"),
+    "personalized_arm": (TEXT, "the uplift model's predicted best arm for the customer"),
     **{category: (INTEGER, "Azure severity 0-7 (-1: not analysed)") for category in ("hate", "self_harm", "sexual", "violence")},
 }
 
@@ -103,6 +115,9 @@ SafetyVerdictsFrame = dataframe_type(
 ExperimentResultsFrame = dataframe_type(
     "ExperimentResultsFrame", "Every arm against control, per metric, overall and per segment.", RESULTS_COLUMNS
 )
+RolloutAssignmentsFrame = dataframe_type(
+    "RolloutAssignmentsFrame", "After a test on a share: each other customer's arm, variant, rollout group and policy.", ROLLOUT_COLUMNS
+)
 SCHEMAS = {
     "customers": table_schema((*REQUIRED_COLUMNS, "contact_hold")),
     "screened_corpus": table_schema((*CORPUS_COLUMNS, *DOCUMENT_VERDICT_COLUMNS[1:])),
@@ -110,4 +125,7 @@ SCHEMAS = {
     "message_variants": table_schema(VARIANT_COLUMNS),
     "safety_verdicts": table_schema(VERDICT_COLUMNS),
     "experiment_results": table_schema(RESULTS_COLUMNS),
+    "policy_values": table_schema(("wave", *POLICY_VALUE_COLUMNS)),
+    "rollout_choices": table_schema(CHOICE_COLUMNS),
+    "rollout_assignments": table_schema(ROLLOUT_COLUMNS),
 }

@@ -138,8 +138,12 @@ def build_assignments(
     experiment_id: str,
     weights: Mapping[str, float],
     wave: str,
+    arms: pd.Categorical | None = None,
 ) -> pd.DataFrame:
     """Each customer's arm and variant, and whether they are sent it.
+
+    The arm is the salted hash's (`assign_arms`) unless `arms` gives each customer's (a rollout's
+    chosen arms, categories in the campaign's arm order).
 
     `verdicts.decision` is what may be sent: approved, blocked, or rejected by a reviewer.
     A customer whose variant was blocked or rejected is held out (`sent = False`, `hold_reason`), never sent
@@ -147,7 +151,8 @@ def build_assignments(
     customer with a contact hold (`customer_segments.contact_hold`: suppressed, no consent, no
     address, ...) keeps its arm and is held out with that reason, which comes first.
     """
-    arms = assign_arms(customer_segments["customer_id"], experiment_id, weights)
+    if arms is None:
+        arms = assign_arms(customer_segments["customer_id"], experiment_id, weights)
     # Customer-level work is done on integer codes: each customer's (segment, arm) cell indexes a
     # small table of variants and decisions, instead of a million-row merge on text keys.
     segment_codes, segment_values = pd.factorize(customer_segments["segment"], use_na_sentinel=False)

@@ -77,19 +77,18 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
     return _finish(frame.assign(in_export=in_export), wave, SOURCE_IMPORTED), int((~in_export).sum())
 
 
-def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: str) -> pd.DataFrame:
-    """Outcomes for the sent customers (columns customer_id, segment, arm, historical rates)."""
-    effect = _effects(sent, settings)
-    open_rate = sent["historical_open_rate"].to_numpy(dtype=float)
-    click_rate = sent["historical_click_rate"].to_numpy(dtype=float)
-    click_given_open = np.divide(click_rate, open_rate, out=np.zeros_like(click_rate), where=open_rate > 0)
+def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: str, *, salt: str = "") -> pd.DataFrame:
+    """Outcomes for the sent customers (columns customer_id, segment, arm, historical rates, and
+    the columns the heterogeneous effects read). `salt` tells apart draws of different sends of
+    the same wave (the rollout's from the test's)."""
+    p_open, p_click_given_open, p_convert_given_click = outcome_probabilities(sent, settings, sent["arm"])
     ids = sent["customer_id"].to_numpy()
-    salt = f"simulation:{settings.seed}:{wave}"
+    salt = f"simulation:{settings.seed}:{wave}{salt}"
     # One draw per outcome, each from its own salted hash of the id (the ids are encoded once).
     open_draw, click_draw, convert_draw = unit_intervals(ids, [salt + ":open", salt + ":click", salt + ":convert"])
-    opened = open_draw < np.clip(open_rate * effect, 0, 1)
-    clicked = opened & (click_draw < np.clip(click_given_open * effect, 0, 1))
-    converted = clicked & (convert_draw < np.clip(settings.conversion_given_click * effect, 0, 1))
+    opened = open_draw < p_open
+    clicked = opened & (click_draw < p_click_given_open)
+    converted = clicked & (convert_draw < p_convert_given_click)
     frame = pd.DataFrame(
         {"customer_id": ids, "opened": opened.astype(np.int8), "clicked": clicked.astype(np.int8), "converted": converted.astype(np.int8),
          "in_export": True}
@@ -97,12 +96,49 @@ def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: 
     return _finish(frame, wave, SOURCE_SIMULATED)
 
 
-def _effects(sent: pd.DataFrame, settings: SimulationSettings) -> np.ndarray:
-    """Ground-truth multiplier per customer, looked up per (segment, arm) pair, not per row."""
-    segment_codes, segments = pd.factorize(sent["segment"], use_na_sentinel=False)
-    arm_codes, arms = pd.factorize(sent["arm"], use_na_sentinel=False)
-    table = np.array([[settings.effect(str(segment), str(arm)) for arm in arms] for segment in segments], dtype=float)
-    return table.reshape(len(segments), len(arms))[segment_codes, arm_codes]
+def outcome_probabilities(customers: pd.DataFrame, settings: SimulationSettings, arms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The simulator's ground truth for each customer sent `arms` (one arm name per row): the
+    probabilities of an open, of a click given an open and of a conversion given a click."""
+    effect = customer_effects(customers, settings, arms)
+    open_rate = customers["historical_open_rate"].to_numpy(dtype=float)
+    click_rate = customers["historical_click_rate"].to_numpy(dtype=float)
+    click_given_open = np.divide(click_rate, open_rate, out=np.zeros_like(click_rate), where=open_rate > 0)
+    return (np.clip(open_rate * effect, 0, 1), np.clip(click_given_open * effect, 0, 1),
+            np.clip(settings.conversion_given_click * effect, 0, 1))
+
+
+def expected_outcomes(customers: pd.DataFrame, settings: SimulationSettings, arms) -> dict[str, np.ndarray]:
+    """Each customer's true probability of opening, clicking and converting when sent `arms`:
+    what a policy's true value is computed from (no draws)."""
+    p_open, p_click, p_convert = outcome_probabilities(customers, settings, arms)
+    return {"opened": p_open, "clicked": p_open * p_click, "converted": p_open * p_click * p_convert}
+
+
+def customer_effects(customers: pd.DataFrame, settings: SimulationSettings, arms) -> np.ndarray:
+    """Ground-truth multiplier per customer: the (segment, arm) effect, looked up per pair, not
+    per row, times each heterogeneous effect whose condition the customer meets."""
+    segment_codes, segments = pd.factorize(customers["segment"], use_na_sentinel=False)
+    arm_codes, arm_names = pd.factorize(pd.Series(np.asarray(arms, dtype=object)), use_na_sentinel=False)
+    table = np.array([[settings.effect(str(segment), str(arm)) for arm in arm_names] for segment in segments], dtype=float)
+    effect = table.reshape(len(segments), len(arm_names))[segment_codes, arm_codes]
+    for rule in settings.heterogeneity:
+        multiplier = np.array([rule.effects.get(str(arm), 1.0) for arm in arm_names], dtype=float)[arm_codes]
+        applies = condition_mask(customers, rule.when)
+        if rule.segment is not None:
+            applies &= customers["segment"].astype(str).to_numpy() == rule.segment
+        effect = np.where(applies, effect * multiplier, effect)
+    return effect
+
+
+def condition_mask(customers: pd.DataFrame, condition) -> np.ndarray:
+    """Which customers meet a `CustomerCondition` (one column against one bound)."""
+    if condition.column not in customers.columns:
+        raise ValueError(f"simulation.heterogeneity reads customer column {condition.column!r}, which the simulator was not given")
+    values = customers[condition.column]
+    if condition.equals is not None:
+        return values.astype(str).to_numpy() == condition.equals
+    numbers = values.to_numpy(dtype=float)
+    return numbers < condition.below if condition.below is not None else numbers >= condition.at_least
 
 
 def _finish(frame: pd.DataFrame, wave: str, source: str) -> pd.DataFrame:

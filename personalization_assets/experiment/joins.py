@@ -15,6 +15,9 @@ from personalization_assets.campaign.config import METRIC_COLUMNS, METRIC_COVARI
 
 # The pre-experiment covariates every analysis and the simulator read.
 COVARIATES = tuple(sorted({c for cols in METRIC_COVARIATES.values() for c in cols}))
+# Every customer column `customer_segments` keeps beside the segment: the features of the uplift
+# model and what the simulator's heterogeneous effects read.
+PROFILE_COLUMNS = ("tier", "age", "purchase_frequency", "avg_order_value", "last_engagement_days", *COVARIATES)
 
 
 def left_join_rows(keys: np.ndarray, *lookups: np.ndarray) -> list[np.ndarray]:
@@ -56,8 +59,11 @@ def take(values: np.ndarray, rows: np.ndarray, missing: object) -> np.ndarray:
     return taken
 
 
-def sent_customers(assignments: pd.DataFrame, customer_segments: pd.DataFrame, *, keep_unmatched: bool = False) -> pd.DataFrame:
-    """Sent customers (customer_id, segment, arm) with their historical rates (COVARIATES).
+def sent_customers(
+    assignments: pd.DataFrame, customer_segments: pd.DataFrame, *, keep_unmatched: bool = False, columns: tuple[str, ...] = COVARIATES
+) -> pd.DataFrame:
+    """Sent customers (customer_id, segment, arm) with their `columns` of customer_segments
+    (default: the historical rates, COVARIATES).
 
     Joined on customer_id as row positions, not a merge on text keys, and before the sent filter:
     the wave's customers in the same order, a one-comparison join. A sent customer with no
@@ -70,12 +76,15 @@ def sent_customers(assignments: pd.DataFrame, customer_segments: pd.DataFrame, *
     found = rows >= 0
     if not keep_unmatched and not found.all():
         sent, rows = sent.loc[found].reset_index(drop=True), rows[found]
-    for column in COVARIATES:
-        sent[column] = take(customer_segments[column].to_numpy(dtype=float), rows, np.nan)
+    for column in columns:
+        values = customer_segments[column].to_numpy()
+        sent[column] = take(values if values.dtype == object else values.astype(float), rows, np.nan)
     return sent
 
 
-def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer_segments: pd.DataFrame) -> pd.DataFrame:
+def analysis_frame(
+    assignments: pd.DataFrame, engagement: pd.DataFrame, customer_segments: pd.DataFrame, *, profile: tuple[str, ...] = COVARIATES
+) -> pd.DataFrame:
     """Sent customers with their outcomes and pre-experiment covariates: the analysed population.
 
     Held-out customers (variant blocked) are excluded from their arm's analysis; they are counted
@@ -83,11 +92,12 @@ def analysis_frame(assignments: pd.DataFrame, engagement: pd.DataFrame, customer
     `in_export` says whether the engagement export listed them (engagement partitions written
     before that column count as listing everyone).
     """
-    frame = sent_customers(assignments, customer_segments, keep_unmatched=True)
+    profile = tuple(dict.fromkeys((*COVARIATES, *profile)))
+    frame = sent_customers(assignments, customer_segments, keep_unmatched=True, columns=profile)
     (outcome_rows,) = left_join_rows(frame["customer_id"].to_numpy(), engagement["customer_id"].to_numpy())
     for column in METRIC_COLUMNS.values():
         frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
     listed = (engagement["in_export"].astype(object).where(engagement["in_export"].notna(), True).to_numpy(dtype=bool)
               if "in_export" in engagement else np.ones(len(engagement), dtype=bool))
     frame["in_export"] = take(listed, outcome_rows, False).astype(bool)
-    return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), "in_export", *COVARIATES]]
+    return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), "in_export", *profile]]

@@ -37,8 +37,11 @@ RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, *SEQUENTIAL_COLUMNS, "engag
 DEFAULT_SEQUENTIAL_LIFT = 0.10
 
 
-def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, segments: Sequence[str], source: str) -> pd.DataFrame:
-    """One row per (scope, metric, arm), control included; Holm-adjusted within each scope's table."""
+def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, segments: Sequence[str], source: str,
+                    arms: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (scope, metric, arm), control included; Holm-adjusted within each scope's table.
+    `arms` (control first) are the campaign's arms unless given (a rollout against its holdout)."""
+    arms = tuple(arms or config.arm_names)
     metrics = {m: METRIC_COLUMNS[m] for m in config.metrics.all}
     covariates = {m: METRIC_COVARIATES[m] for m in config.metrics.all}
     tables = []
@@ -49,13 +52,13 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
     for position, scope in enumerate((OVERALL, *segments)):
         scoped = frame if scope == OVERALL else frame.take(order[bounds[position - 1]:bounds[position]])
         table = analyze_experiment(
-            scoped, control=CONTROL_ARM, arms=list(config.arm_names), metrics=metrics, covariates=covariates, alpha=config.alpha
+            scoped, control=CONTROL_ARM, arms=list(arms), metrics=metrics, covariates=covariates, alpha=config.alpha
         )
         # Per arm, how many of its sent customers the engagement export listed.
-        arm_codes = pd.Categorical(scoped["arm"], categories=list(config.arm_names)).codes
+        arm_codes = pd.Categorical(scoped["arm"], categories=list(arms)).codes
         listed = np.bincount(arm_codes[arm_codes >= 0], weights=scoped["in_export"].to_numpy(dtype=float)[arm_codes >= 0],
-                             minlength=len(config.arm_names))
-        listed_by_arm = dict(zip(config.arm_names, listed.astype(np.int64), strict=True))
+                             minlength=len(arms))
+        listed_by_arm = dict(zip(arms, listed.astype(np.int64), strict=True))
         tables.append(table.assign(scope=scope, engagement_rows=table["arm"].map(listed_by_arm).astype(np.int64)))
     results = pd.concat(tables, ignore_index=True).assign(wave=wave, engagement_source=source)
     results = add_sequential_columns(results, config.minimum_lift or DEFAULT_SEQUENTIAL_LIFT, config.alpha)
@@ -133,6 +136,25 @@ def gated_rollout(own: pd.DataFrame, gate: LiftGate) -> pd.DataFrame:
     if gate.passed:
         return own
     return own.assign(recommended_arm=CONTROL_ARM, has_reliable_winner=False, reason="lift gate not passed: " + "; ".join(gate.failures))
+
+
+def segment_winners(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str]) -> dict[str, str]:
+    """Each segment's rolled-out arm on an analysis frame (the whole test, or some of its folds):
+    the lift gate and each segment's own recommendation, exactly as the wave's rollout applies them."""
+    scopes = result_scopes(segment_ids, pd.unique(frame["segment"]))
+    results = compute_results(frame, config, wave="", segments=scopes[1:], source="")
+    gate, own = campaign_rollout(results, frame, config, scopes)
+    return winner_by_segment(gated_rollout(own, gate), segment_ids)
+
+
+def winner_by_segment(rollout: pd.DataFrame, segment_ids: Sequence[str]) -> dict[str, str]:
+    """The `winner` policy's arm per segment from a gated rollout table (`gated_rollout`): the
+    segment's own reliable winner; else, where the campaign-level gate passed, the overall winner
+    (a segment too small to show its own is not sent the generic message for that alone); else control."""
+    table = rollout.set_index("scope")
+    overall = str(table.loc[OVERALL, "recommended_arm"]) if OVERALL in table.index else CONTROL_ARM
+    return {segment: (str(table.loc[segment, "recommended_arm"]) if segment in table.index and bool(table.loc[segment, "has_reliable_winner"])
+                      else overall) for segment in segment_ids}
 
 
 def result_scopes(segment_ids: Sequence[str], present: Iterable[str]) -> list[str]:

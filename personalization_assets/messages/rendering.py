@@ -33,6 +33,7 @@ MESSAGE_COLUMNS = ("wave", "customer_id", "segment", "arm", "variant_id", "email
 # The send list the warehouse keeps: MESSAGE_COLUMNS without the rendered text.
 SEND_LIST_COLUMNS = MESSAGE_COLUMNS[:-2]
 EXPORT_FILE = "personalized_messages.parquet"
+ROLLOUT_EXPORT_FILE = "rollout_messages.parquet"  # the rollout's emails (`experiment/rollout.py`), beside the test's
 SEND_KEYS = ("wave", "segment", "arm", "variant_id")
 
 

@@ -223,3 +223,52 @@ def forest_plot(
             fig.items.append(Line(0, y + row_h, width, y + row_h, GRID_COLOR, 0.6))
             y += row_h
     return fig
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of a line chart: its label, colour, points (x, y) and whether it is dashed."""
+
+    label: str
+    color: str
+    points: tuple[tuple[float, float], ...]
+    dash: bool = False
+
+
+def line_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str, width: float = 720.0,
+               height: float = 360.0, x_percent: bool = True) -> Figure:
+    """Lines over a shared x axis (e.g. a Qini curve and its random line), with a legend."""
+    fig = Figure(width, height, title)
+    left, right, top, bottom = 64.0, 16.0, 72.0, 48.0
+    xs = [x for s in series for x, _ in s.points if _finite(x)] or [0.0, 1.0]
+    ys = [y for s in series for _, y in s.points if _finite(y)] + [0.0]
+    x_lo, x_hi = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y_lo, y_hi = min(ys), max(ys)
+    pad = max(y_hi - y_lo, 1e-9) * 0.08
+    y_lo, y_hi = y_lo - pad, y_hi + pad
+
+    def x(value: float) -> float:
+        return left + (value - x_lo) / (x_hi - x_lo) * (width - left - right)
+
+    def y(value: float) -> float:
+        return top + (y_hi - value) / (y_hi - y_lo) * (height - top - bottom)
+
+    fig.items.append(Text(0, 14, title, 14, bold=True))
+    legend_x = 0.0
+    for s in series:
+        fig.items += [Line(legend_x, 34, legend_x + 18, 34, s.color, 2, s.dash), Text(legend_x + 24, 34, s.label, 11)]
+        legend_x += 34 + 6.5 * len(s.label)
+    for i in range(5):
+        value = y_lo + (y_hi - y_lo) * i / 4
+        fig.items += [Line(left, y(value), width - right, y(value), GRID_COLOR, 1),
+                      Text(left - 6, y(value), f"{value:.3f}", 10, "end", AXIS_COLOR)]
+    for i in range(6):
+        value = x_lo + (x_hi - x_lo) * i / 5
+        fig.items.append(Text(x(value), height - bottom + 14, f"{value:.0%}" if x_percent else f"{value:g}", 10, "middle", AXIS_COLOR))
+    fig.items += [Line(left, y(0), width - right, y(0), AXIS_COLOR, 1.2),
+                  Text((left + width - right) / 2, height - 12, x_label, 11, "middle", AXIS_COLOR),
+                  Text(0, top - 16, y_label, 11, "start", AXIS_COLOR)]
+    for s in series:
+        points = [(px, py) for px, py in s.points if _finite(px, py)]
+        fig.items += [Line(x(a), y(b), x(c), y(d), s.color, 2, s.dash) for (a, b), (c, d) in zip(points, points[1:])]
+    return fig
