@@ -221,7 +221,10 @@ class PersonalizationSettings(StrictModel):
     estimator: Literal["gradient_boosting", "logistic"] = Field(
         "gradient_boosting", description="the T-learner's per-arm outcome model (scikit-learn)"
     )
-    folds: StrictInt = Field(5, ge=2, le=20, description="cross-fitting folds of the policy-value estimate")
+    evaluation_share: Number = Field(
+        0.5, ge=0.1, le=0.9, description="share of the test the policies' values are estimated on; the policies are learned on the rest"
+    )
+    folds: StrictInt = Field(5, ge=2, le=20, description="cross-fitting folds of the outcome models on the evaluation part")
     seed: StrictInt = 0
 
 

@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalization_assets.campaign.config import SimulationSettings
+from personalization_assets.campaign.config import CampaignConfig, SimulationSettings
 from personalization_assets.campaign.errors import (
     DataContractError,
     offending_rows,
     read_csv_as_text,
 )
-from personalization_assets.experiment.assignment import unit_intervals
+from personalization_assets.experiment.assignment import assign_arms, unit_intervals
 
 OUTCOMES = ("opened", "clicked", "converted")
 ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, "in_export", "source")
@@ -144,3 +144,12 @@ def condition_mask(customers: pd.DataFrame, condition) -> np.ndarray:
 def _finish(frame: pd.DataFrame, wave: str, source: str) -> pd.DataFrame:
     frame = frame.assign(wave=wave, source=source)
     return frame[list(ENGAGEMENT_COLUMNS)].reset_index(drop=True)
+
+
+def simulated_test(customers: pd.DataFrame, config: CampaignConfig, wave: str) -> pd.DataFrame:
+    """A SIMULATED randomized test on `customers` (with their `segment`): each assigned an arm by
+    the campaign's hash and weights, and sent it, with outcomes from the simulator. What the policy
+    simulations (tests, benchmarks/personalization.py) run the estimators on."""
+    frame = customers.assign(arm=np.asarray(assign_arms(customers["customer_id"], config.experiment_id, config.arm_weights), dtype=object))
+    outcomes = simulate_engagement(frame, config.simulation, wave)
+    return frame.assign(**{column: outcomes[column].to_numpy() for column in OUTCOMES}, in_export=True)

@@ -5,21 +5,29 @@ best single tone for everyone, each segment's gated winner (`experiment/gates.py
 personalized policy (`experiment/uplift.py`). A policy's value is the expected primary-metric
 rate if every customer of the test population were sent what the policy picks.
 
-Estimator: doubly robust (augmented inverse-propensity weighting) with cross-fitting. The test's
-customers are split into K folds by a salted hash of their id. For each fold, the outcome models
-are fitted and every learned policy is chosen (best tone, segment winners, per-customer model) on
-the other K - 1 folds only; on the fold itself each customer i and arm a get the score
+Estimator: doubly robust (augmented inverse-propensity weighting), on data no policy was chosen on.
 
-    Γ_i(a) = μ̂_a(x_i) + 1{A_i = a} / e_a(s_i) · (Y_i − μ̂_a(x_i)),
+1. A salted hash of each customer id splits the test's customers into a learning part and an
+   evaluation part (`personalization.evaluation_share`). Every learned policy is chosen on the
+   learning part only: the best tone, each segment's winner, and the per-customer model. These
+   are the policies that ship: the rollout sends exactly the policy whose value is estimated.
+2. On the evaluation part, each customer i and arm a get the score
 
-with e_a(s) the known randomization probability of arm a in segment s. A policy's value is the
-mean of Γ_i(π(x_i)), its interval the normal interval of that mean; a difference of two policies
-is the mean of the paired differences of their scores, so the interval accounts for their
-correlation. Because the propensities are the design's, the estimate is unbiased whatever the
-outcome models' quality; good models only make it tighter. Because each fold's policy and models
-never saw that fold, the value of a learned policy is not inflated by its own fitting: it is the
-value of the learning procedure on (K - 1)/K of the test (a slight understatement of the policy
-fitted on the whole test, which is the one rolled out).
+       Γ_i(a) = μ̂_a(x_i) + 1{A_i = a} / e_a(s_i) · (Y_i − μ̂_a(x_i)),
+
+   with e_a(s) the known randomization probability of arm a in segment s and μ̂ an outcome model
+   (the T-learner) cross-fitted: the evaluation part is cut into K folds, and a fold's μ̂ is fitted
+   on the learning part and the other folds, never on the fold itself.
+3. A policy's value is the mean of Γ_i(π(x_i)) over the evaluation part, with the normal interval
+   of that mean; a difference of two policies is the mean of their paired score differences, so its
+   interval accounts for their correlation.
+
+Because the propensities are the design's, the estimate is unbiased whatever the outcome models'
+quality (good models only make it tighter), and because the policies were fixed before the
+evaluation part was looked at, the interval is that of a fixed policy's value. (Letting each fold's
+policy be learned on the other folds, as cross-validation does, undercovers: each fold's policy
+then depends on the noise of the folds that value the others; docs/personalization.md has the
+simulation.)
 
 Pure logic, no Dagster import.
 """
@@ -90,12 +98,12 @@ class PolicyEvaluation:
     values: pd.DataFrame  # POLICY_VALUE_COLUMNS, one row per candidate policy
     gate: PolicyGate
     qini: pd.DataFrame  # fraction targeted, incremental successes per customer, the random line
-    choices: pd.DataFrame  # per test customer: customer_id, fold, and each policy's (cross-fitted) arm
+    choices: pd.DataFrame  # per evaluation-part customer: customer_id, fold, and each policy's arm
     folds: int
 
 
 @dataclass(frozen=True)
-class TestData:
+class RandomizedTest:
     """The randomized test as the estimator reads it."""
 
     frame: pd.DataFrame  # analysed customers: customer_id, segment, arm, the outcome, the model's customer columns
@@ -119,11 +127,6 @@ def design_propensities(frame: pd.DataFrame, segments: Sequence[str], weights: M
     return np.divide(raw, totals, out=np.zeros_like(raw), where=totals > 0)
 
 
-def fold_of(customer_ids: pd.Series, folds: int, seed: int) -> np.ndarray:
-    """Each customer's cross-fitting fold, from a salted hash of the id: stable across runs."""
-    return np.minimum((unit_interval(customer_ids.to_numpy(), f"policy-folds:{seed}") * folds).astype(np.intp), folds - 1)
-
-
 def _arm_index(arms: Sequence[str], chosen: Mapping[str, str], segment_codes: np.ndarray, segments: Sequence[str]) -> np.ndarray:
     table = np.array([list(arms).index(chosen.get(segment, CONTROL_ARM)) for segment in segments], dtype=np.intp)
     return table[segment_codes]
@@ -134,10 +137,27 @@ def _mask_unavailable(index: np.ndarray, available: np.ndarray, segment_codes: n
     return np.where(available[segment_codes, index], index, 0)
 
 
-def evaluate_policies(data: TestData, *, winner_rule: WinnerRule, estimator: str, folds: int, seed: int,
-                      alpha: float) -> tuple[PolicyEvaluation, TLearner]:
-    """Cross-fitted doubly robust values of the candidate policies, the gate on the personalized
-    one, its Qini curve; and the personalized model refitted on the whole test (the one rolled out)."""
+def split_of(customer_ids: pd.Series, evaluation_share: float, folds: int, seed: int) -> np.ndarray:
+    """Each customer's part: -1 for the learning part, else its evaluation fold (0 .. folds - 1),
+    from one salted hash of the id: stable across runs."""
+    draw = unit_interval(customer_ids.to_numpy(), f"policy-split:{seed}")
+    learning = draw >= evaluation_share
+    fold = np.minimum((draw / evaluation_share * folds).astype(np.intp), folds - 1)
+    return np.where(learning, -1, fold)
+
+
+def _pick_policies(train: pd.DataFrame, data: RandomizedTest, winner_rule: WinnerRule) -> tuple[str, Mapping[str, str]]:
+    """The best single tone (highest raw rate; randomized, so unbiased) and each segment's winner, on `train`."""
+    rates = train[train["arm"] != CONTROL_ARM].groupby("arm", observed=True)[data.outcome].mean()
+    best_tone = str(rates.sort_index().idxmax()) if len(rates) else CONTROL_ARM
+    return best_tone, winner_rule(train)
+
+
+def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimator: str, folds: int, seed: int, alpha: float,
+                      evaluation_share: float = 0.5) -> tuple[PolicyEvaluation, TLearner]:
+    """Doubly robust values of the candidate policies on the evaluation part, the gate on the
+    personalized one, its Qini curve; and the personalized model (learned on the learning part:
+    the one rolled out)."""
     frame = data.frame.reset_index(drop=True)
     arms, segments = list(data.arms), list(data.segments)
     if arms[0] != CONTROL_ARM:
@@ -147,55 +167,63 @@ def evaluate_policies(data: TestData, *, winner_rule: WinnerRule, estimator: str
     arm_codes = pd.Categorical(frame["arm"], categories=arms).codes.astype(np.intp)
     y = frame[data.outcome].to_numpy(dtype=float)
     available = data.propensity > 0
-    n, k = len(frame), len(arms)
-    fold = fold_of(frame["customer_id"], folds, seed)
+    k = len(arms)
+    part = split_of(frame["customer_id"], evaluation_share, folds, seed)
+    learning, evaluation = np.flatnonzero(part < 0), np.flatnonzero(part >= 0)
 
-    scores = np.zeros((n, k))  # Γ_i(a)
-    predicted = np.zeros((n, k))  # μ̂_a(x_i), out of fold
-    picks = {policy: np.zeros(n, dtype=np.intp) for policy in POLICIES}
+    def fit(rows: np.ndarray) -> TLearner:
+        return fit_t_learner(features.iloc[rows], arm_codes[rows], y[rows], arms, available, estimator=estimator, seed=seed)
+
+    model = fit(learning)
+    best_tone, winners = _pick_policies(frame.iloc[learning], data, winner_rule)
+    eval_features, eval_segments = features.iloc[evaluation], seg_codes[evaluation]
+    picks = {
+        CONTROL_FOR_ALL: np.zeros(len(evaluation), dtype=np.intp),
+        BEST_SINGLE_TONE: _mask_unavailable(np.full(len(evaluation), arms.index(best_tone)), available, eval_segments),
+        WINNER_PER_SEGMENT: _mask_unavailable(_arm_index(arms, winners, eval_segments, segments), available, eval_segments),
+        PERSONALIZED: model.best_arms(model.predict(eval_features)),
+    }
+
+    n = len(evaluation)
+    scores = np.zeros((n, k))  # Γ_i(a) on the evaluation part
+    predicted = np.zeros((n, k))  # the shipped model's predictions there (it never saw these customers)
+    predicted[:] = np.nan_to_num(model.predict(eval_features), nan=0.0)
+    eval_fold = part[evaluation]
     for f in range(folds):
-        test_rows, train_rows = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-        if not len(test_rows):
+        rows = np.flatnonzero(eval_fold == f)
+        if not len(rows):
             continue
-        model = fit_t_learner(features.iloc[train_rows], arm_codes[train_rows], y[train_rows], arms, available,
-                              estimator=estimator, seed=seed)
-        mu = model.predict(features.iloc[test_rows])
-        # An arm the training folds never saw (tiny tests): its cell mean stands in as the prediction.
-        mu = np.where(np.isnan(mu), np.nanmean(np.where(np.isnan(mu), np.nan, mu), axis=0, keepdims=True), mu)
-        mu = np.nan_to_num(mu, nan=float(y[train_rows].mean()) if len(train_rows) else 0.0)
-        e = data.propensity[seg_codes[test_rows]]
-        sent_arm = np.zeros((len(test_rows), k))
-        sent_arm[np.arange(len(test_rows)), arm_codes[test_rows]] = 1.0
+        nuisance_rows = np.concatenate([learning, evaluation[eval_fold != f]])
+        mu = fit(nuisance_rows).predict(features.iloc[evaluation[rows]])
+        # An arm that cannot be sent in a segment is never picked there; its prediction is unused.
+        mu = np.nan_to_num(mu, nan=float(y[nuisance_rows].mean()) if len(nuisance_rows) else 0.0)
+        e = data.propensity[seg_codes[evaluation[rows]]]
+        sent_arm = np.zeros((len(rows), k))
+        sent_arm[np.arange(len(rows)), arm_codes[evaluation[rows]]] = 1.0
         residual_weight = np.divide(sent_arm, e, out=np.zeros_like(e), where=e > 0)
-        scores[test_rows] = mu + residual_weight * (y[test_rows, np.newaxis] - mu)
-        predicted[test_rows] = mu
-
-        train = frame.iloc[train_rows]
-        tone_rates = [(train.loc[train["arm"] == arm, data.outcome].mean(), arm) for arm in arms[1:]]
-        best_tone = max(((rate, arm) for rate, arm in tone_rates if rate == rate), default=(0.0, CONTROL_ARM))[1]
-        segs = seg_codes[test_rows]
-        picks[CONTROL_FOR_ALL][test_rows] = 0
-        picks[BEST_SINGLE_TONE][test_rows] = _mask_unavailable(np.full(len(test_rows), arms.index(best_tone)), available, segs)
-        picks[WINNER_PER_SEGMENT][test_rows] = _mask_unavailable(_arm_index(arms, winner_rule(train), segs, segments), available, segs)
-        picks[PERSONALIZED][test_rows] = model.best_arms(model.predict(features.iloc[test_rows]))
+        scores[rows] = mu + residual_weight * (y[evaluation[rows], np.newaxis] - mu)
 
     z = two_sided_z(alpha)
     policy_scores = {policy: scores[np.arange(n), picks[policy]] for policy in POLICIES}
-    rows = []
+
+    def interval(values: np.ndarray) -> tuple[float, float, float, float]:
+        if len(values) < 2:
+            return (float(values.mean()) if len(values) else np.nan), np.nan, np.nan, np.nan
+        mean, se = float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
+        return mean, mean - z * se, mean + z * se, se
+
+    rows_out = []
     for policy in POLICIES:
-        s = policy_scores[policy]
-        se = float(s.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-        rows.append({"policy": policy, "description": POLICY_LABELS[policy], "value": float(s.mean()) if n else np.nan,
-                     "ci_low": float(s.mean() - z * se) if n else np.nan, "ci_high": float(s.mean() + z * se) if n else np.nan,
-                     "std_error": se, "customers": n})
-    values = pd.DataFrame(rows)
+        value, low, high, se = interval(policy_scores[policy])
+        rows_out.append({"policy": policy, "description": POLICY_LABELS[policy], "value": value, "ci_low": low, "ci_high": high,
+                         "std_error": se, "customers": n})
+    values = pd.DataFrame(rows_out)
     others = values[values["policy"] != PERSONALIZED]
     baseline = str(others.sort_values(["value", "policy"], ascending=[False, True]).iloc[0]["policy"]) if n else CONTROL_FOR_ALL
-    diffs = {policy: policy_scores[policy] - policy_scores[baseline] for policy in POLICIES}
-    values["diff_vs_baseline"] = [float(diffs[p].mean()) if n else np.nan for p in POLICIES]
-    diff_se = {p: float(diffs[p].std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan for p in POLICIES}
-    values["diff_ci_low"] = [values.loc[i, "diff_vs_baseline"] - z * diff_se[p] for i, p in enumerate(POLICIES)]
-    values["diff_ci_high"] = [values.loc[i, "diff_vs_baseline"] + z * diff_se[p] for i, p in enumerate(POLICIES)]
+    differences = [interval(policy_scores[policy] - policy_scores[baseline]) for policy in POLICIES]
+    values["diff_vs_baseline"] = [d[0] for d in differences]
+    values["diff_ci_low"] = [d[1] for d in differences]
+    values["diff_ci_high"] = [d[2] for d in differences]
     values["true_value"] = np.nan
     personalized = values.set_index("policy").loc[PERSONALIZED]
     low = float(personalized["diff_ci_low"])
@@ -205,15 +233,14 @@ def evaluate_policies(data: TestData, *, winner_rule: WinnerRule, estimator: str
               else "too few test customers to estimate it")
     gate = PolicyGate(passed, baseline, float(personalized["diff_vs_baseline"]), low, float(personalized["diff_ci_high"]), reason)
 
-    choices = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy(), "fold": fold,
+    choices = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy()[evaluation], "fold": eval_fold,
                             **{policy: np.array(arms, dtype=object)[picks[policy]] for policy in POLICIES}})
-    qini = qini_curve(predicted, picks[PERSONALIZED], arm_codes, y)
-    final = fit_t_learner(features, arm_codes, y, arms, available, estimator=estimator, seed=seed)
-    return PolicyEvaluation(values[list(POLICY_VALUE_COLUMNS)], gate, qini, choices, folds), final
+    qini = qini_curve(predicted, picks[PERSONALIZED], arm_codes[evaluation], y[evaluation])
+    return PolicyEvaluation(values[list(POLICY_VALUE_COLUMNS)], gate, qini, choices, folds), model
 
 
 def qini_curve(predicted: np.ndarray, chosen: np.ndarray, arm_codes: np.ndarray, y: np.ndarray, points: int = QINI_POINTS) -> pd.DataFrame:
-    """The Qini curve of the personalized policy, from out-of-fold predictions.
+    """The Qini curve of the personalized policy, on customers its model never saw.
 
     Customers are ranked by predicted gain of their chosen arm over control (0 when control is
     chosen). For the top share φ, the incremental successes per test customer are those of the
@@ -244,11 +271,11 @@ def qini_coefficient(qini: pd.DataFrame) -> float:
     return float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(qini["fraction"].to_numpy())))
 
 
-def campaign_test_data(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str]) -> TestData:
+def campaign_test_data(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str]) -> RandomizedTest:
     """The campaign's randomized test as the estimator reads it: the primary metric's column, the
     campaign's arms (control first) and its design propensities per segment."""
     segments = tuple(segment_ids)
-    return TestData(frame, METRIC_COLUMNS[config.metrics.primary], tuple(config.arm_names), segments,
+    return RandomizedTest(frame, METRIC_COLUMNS[config.metrics.primary], tuple(config.arm_names), segments,
                     design_propensities(frame, segments, config.arm_weights))
 
 
@@ -256,15 +283,16 @@ def evaluate_campaign_policies(frame: pd.DataFrame, config: CampaignConfig, segm
                                simulation: SimulationSettings | None = None) -> tuple[PolicyEvaluation, TLearner]:
     """`evaluate_policies` on a campaign's test, segment winners chosen by the campaign's own lift
     gate; with `simulation` (engagement was simulated) each policy's true value is filled in
-    from the simulator's ground truth for the same customers and the same (cross-fitted) picks."""
+    from the simulator's ground truth for the same customers and the same picks."""
     data = campaign_test_data(frame, config, segment_ids)
     settings = config.personalization
     evaluation, model = evaluate_policies(
         data, winner_rule=lambda train: segment_winners(train, config, segment_ids), estimator=settings.estimator,
-        folds=settings.folds, seed=settings.seed, alpha=config.alpha,
+        folds=settings.folds, seed=settings.seed, alpha=config.alpha, evaluation_share=settings.evaluation_share,
     )
     if simulation is not None:
-        ordered = data.frame.reset_index(drop=True)
+        frame = data.frame.reset_index(drop=True)
+        ordered = frame.set_index("customer_id").loc[evaluation.choices["customer_id"]].reset_index()
         evaluation.values["true_value"] = [
             float(expected_outcomes(ordered, simulation, evaluation.choices[policy].to_numpy())[data.outcome].mean())
             for policy in evaluation.values["policy"]

@@ -35,10 +35,11 @@ def uplift_features(customers: pd.DataFrame, segments: Sequence[str]) -> pd.Data
     return frame[list(UPLIFT_FEATURES)]
 
 
-def _estimator(kind: str, n_segments: int, seed: int):
+def _estimator(kind: str, n_features: int, n_segments: int, seed: int):
     """A fresh outcome model: gradient boosting (interactions found on its own), or a logistic
-    regression on standardized features with the segment one-hot (fast, for simulations)."""
-    segment_column = len(UPLIFT_FEATURES) - 1
+    regression on standardized features with the segment one-hot (fast, for simulations). The
+    segment is the last of the `n_features` columns."""
+    segment_column = n_features - 1
     if kind == "gradient_boosting":
         # Shallow trees, large leaves and a fixed seed: stable predictions for a stable rollout.
         return HistGradientBoostingClassifier(
@@ -107,7 +108,7 @@ def fit_t_learner(
         elif np.all(y == y[0]):
             models.append(_Constant(float(y[0])))
         else:
-            models.append(_estimator(estimator, available.shape[0], seed).fit(matrix[rows], y.astype(int)))
+            models.append(_estimator(estimator, matrix.shape[1], available.shape[0], seed).fit(matrix[rows], y.astype(int)))
     return TLearner(tuple(arms), tuple(models), available)
 
 

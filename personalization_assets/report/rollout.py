@@ -32,6 +32,7 @@ from personalization_assets.report.model import (
     Para,
     Report,
     Section,
+    Subhead,
     Table,
 )
 from personalization_assets.report.pdf import render_pdf

@@ -8,7 +8,12 @@ import pytest
 from personalization_assets.audience.segmentation import load_catalog
 from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.definitions import campaign_definitions
-from personalization_assets.defs.jobs import CONTENT_JOB, WAVE_JOB
+from personalization_assets.defs.jobs import (
+    ANALYSIS_JOB,
+    CONTENT_JOB,
+    ROLLOUT_JOB,
+    WAVE_JOB,
+)
 
 CONTENT_ASSETS = {"screened_corpus", "content_index", "retrieved_content", "message_variants", "safety_verdicts"}
 WAVE_ASSETS = {
@@ -22,6 +27,9 @@ WAVE_ASSETS = {
     "experiment_report",
     "rollout_recommendation",
 }
+ROLLOUT_ASSETS = {"policy_values", "uplift_qini", "policy_drivers", "rollout_choices", "rollout_assignments", "rollout_messages",
+                  "rollout_engagement", "rollout_results", "rollout_report"}
+ALL_ASSETS = CONTENT_ASSETS | WAVE_ASSETS | ROLLOUT_ASSETS
 
 
 def test_default_code_location_loads_and_validates():
@@ -30,7 +38,7 @@ def test_default_code_location_loads_and_validates():
     defs = code_location()
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == CONTENT_ASSETS | WAVE_ASSETS
+    assert keys == ALL_ASSETS
 
 
 def test_dagsters_own_loader_sees_the_whole_graph_in_the_defs_package():
@@ -38,11 +46,11 @@ def test_dagsters_own_loader_sees_the_whole_graph_in_the_defs_package():
 
     loaded = dg.components.load_defs(defs_package)
     graph = loaded.resolve_asset_graph()
-    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == CONTENT_ASSETS | WAVE_ASSETS
-    assert len(graph.asset_check_keys) == 5
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == ALL_ASSETS
+    assert len(graph.asset_check_keys) == 8
     assert [s.name for s in loaded.schedules] == ["weekly_campaign_wave"]
     assert [s.name for s in loaded.sensors] == ["engagement_file_sensor"]
-    assert {job.name for job in loaded.jobs} == {CONTENT_JOB, WAVE_JOB}
+    assert {job.name for job in loaded.jobs} == {CONTENT_JOB, WAVE_JOB, ROLLOUT_JOB, ANALYSIS_JOB}
     assert set(loaded.resources) == {"campaign", "audit", "generator", "search", "safety", "io_manager", "warehouse"}
 
 
@@ -62,7 +70,7 @@ def test_graph_partitions_and_checks(campaign_folder):
     wave_partitions = graph.get(dg.AssetKey("assignments")).partitions_def
     assert isinstance(wave_partitions, dg.WeeklyPartitionsDefinition)
     assert wave_partitions.get_first_partition_key() == "2026-01-05"
-    for key in WAVE_ASSETS - {"customers"}:
+    for key in (WAVE_ASSETS | ROLLOUT_ASSETS) - {"customers"}:
         assert graph.get(dg.AssetKey(key)).partitions_def == wave_partitions
 
     assert set(graph.get(dg.AssetKey("assignments")).parent_keys) == {
@@ -77,6 +85,9 @@ def test_graph_partitions_and_checks(campaign_folder):
         ("assignments", "sample_ratio_mismatch"),
         ("experiment_results", "lift_threshold"),
         ("message_variants", "content_current"),
+        ("policy_values", "personalized_policy_gate"),
+        ("rollout_assignments", "holdout_ratio"),
+        ("rollout_results", "rollout_lift"),
     }
     safety_check = next(iter(defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("safety_verdicts"), "safety_pass_rate")).check_specs))
     assert safety_check.blocking

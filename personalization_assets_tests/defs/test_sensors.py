@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from personalization_assets.definitions import campaign_definitions
-from personalization_assets.defs.jobs import WAVE_JOB
-from personalization_assets.defs.partitions import WAVE_GROUP
+from personalization_assets.defs.jobs import ANALYSIS_JOB, WAVE_JOB
+from personalization_assets.defs.partitions import ROLLOUT_GROUP, WAVE_GROUP
 from personalization_assets.defs.sensors import ENGAGEMENT_SENSOR
 from personalization_assets.experiment.engagement import (
     SOURCE_IMPORTED,
@@ -52,9 +52,9 @@ def write_csv(path, rows: str, *, mtime_ns: int | None = None) -> None:
         os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
-def test_sensor_targets_the_wave_job_and_is_off_by_default(defs):
+def test_sensor_targets_the_wave_and_rollout_job_and_is_off_by_default(defs):
     sensor = defs.resolve_sensor_def(ENGAGEMENT_SENSOR)
-    assert sensor.job_name == WAVE_JOB
+    assert sensor.job_name == ANALYSIS_JOB
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
 
 
@@ -211,3 +211,31 @@ def test_engagement_file_end_to_end(materialized_copy):
         assert not lift_check.passed and "engagement rows missing unevenly between arms" in lift_check.metadata["failures"].value
         rows = read_table(warehouse, "experiment_results").set_index(["scope", "metric", "arm"])
         assert rows.loc[("overall", "open_rate", "informational"), "engagement_rows"] < rows.loc[("overall", "open_rate", "informational"), "n"]
+
+
+def test_with_a_rollout_a_tests_file_reruns_the_rollout_and_a_rollouts_file_only_its_own_analysis(campaign_folder, engagement_dir):
+    campaign_folder.edit_campaign(rollout={"test_share": 0.3, "policy": "personalized"})
+    defs = campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+    graph = defs.resolve_asset_graph()
+    with dg.instance_for_test() as instance:
+        mark_assigned(instance, TEST_WAVE)
+        write_csv(engagement_dir / f"{TEST_WAVE}.csv", "C0000001,1,0,0\n")
+        test_file = tick(defs, instance)
+        (request,) = test_file.run_requests
+        selected = {key.to_user_string() for key in request.asset_selection}
+        assert selected >= RERUN | {"policy_values", "rollout_assignments", "rollout_messages", "rollout_results", "rollout_report"}
+        assert not selected & UPSTREAM
+        assert {graph.get(key).group_name for key in request.asset_selection} == {WAVE_GROUP, ROLLOUT_GROUP}
+
+        # The rollout's own export, before the rollout was sent: waits for the rollout run.
+        rollout_dir = engagement_dir / "rollout"
+        rollout_dir.mkdir()
+        write_csv(rollout_dir / f"{TEST_WAVE}.csv", "C0000002,1,0,0\n")
+        early = tick(defs, instance, test_file.cursor)
+        assert early.run_requests == []
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="rollout_assignments", partition=TEST_WAVE))
+        write_csv(rollout_dir / f"{TEST_WAVE}.csv", "C0000002,1,1,0\n")
+        (rollout_request,) = tick(defs, instance, early.cursor).run_requests
+        assert {key.to_user_string() for key in rollout_request.asset_selection} == {"rollout_engagement", "rollout_results", "rollout_report"}
+        assert rollout_request.run_key != request.run_key and "rollout" in rollout_request.run_key
+        assert rollout_request.tags["cpo/engagement_file"].endswith(f"rollout/{TEST_WAVE}.csv")
