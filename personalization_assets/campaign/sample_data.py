@@ -66,6 +66,28 @@ LOCATION_WEIGHTS = {
 LOCATIONS = np.array(list(LOCATION_WEIGHTS), dtype=object)
 LOCATION_PROBABILITIES = np.array(list(LOCATION_WEIGHTS.values())) / sum(LOCATION_WEIGHTS.values())
 
+# What `generate-data --rollout` adds to the campaign file: effects that vary inside a segment, and
+# a test on a share before the rollout. Appended at the end, inside `simulation:` (the last section).
+ROLLOUT_EXAMPLE = """\
+  # Effects that vary inside a segment (SIMULATED ground truth, multiplying the effects above):
+  # young customers respond to the friendly tone and not the urgent one, older customers to the
+  # informational one. A per-segment tone cannot follow this; a per-customer policy can.
+  heterogeneity:
+    - when: {column: age, below: 35}
+      effects: {friendly: 1.45, urgent: 0.8}
+    - when: {column: age, at_least: 55}
+      effects: {informational: 1.5, friendly: 0.8}
+
+# Test on a share, then roll out (docs/personalization.md): the randomized test is 20% of each
+# segment; once its engagement is in, everyone else is sent each customer's predicted best message
+# where that policy's gate passes (else each segment's winner), and 10% of them the control message
+# so the rollout's own lift is measured.
+rollout:
+  test_share: 0.2
+  policy: personalized
+  holdout_share: 0.1
+"""
+
 # Tier shares (Gold, Silver, Bronze) applied to a noisy value score.
 TIER_SHARES = {"Gold": 0.15, "Silver": 0.35, "Bronze": 0.50}
 
@@ -194,14 +216,16 @@ def generate_suppression(customers: pd.DataFrame, seed: int = DEFAULT_SEED) -> p
 
 def write_sample_data(
     out_dir: Path, n_customers: int = 20000, seed: int = DEFAULT_SEED, *, company: str | None = None, goal: str | None = None,
-    copy_prompts: bool | None = None,
+    copy_prompts: bool | None = None, rollout: bool = False,
 ) -> dict[str, Path]:
     """Write a complete sample data folder: customers, their (simulated) suppression list, content
     corpus, segments and campaign, and the prompts it needs.
 
     The content, segment catalog and campaign config are packaged with the code and copied as
     they are, so the folder can be edited freely without touching the package. `company` and
-    `goal` replace the sample's company name and campaign goal in the written campaign file.
+    `goal` replace the sample's company name and campaign goal in the written campaign file;
+    `rollout` adds a test on a share, a rollout, and simulated effects that vary inside segments
+    (ROLLOUT_EXAMPLE).
 
     The folder is self-contained: it runs from any working directory. A folder directly inside
     the project (such as the committed `data/`) uses the project's `prompts/` through
@@ -241,6 +265,11 @@ def write_sample_data(
                                           flags=re.MULTILINE)
         if not replaced:
             raise ValueError("the packaged campaign has no 'goal: >-' block to replace")
+    if rollout:
+        sections = re.findall(r"^([a-z_]+):", campaign_text, flags=re.MULTILINE)
+        if sections[-1:] != ["simulation"]:
+            raise ValueError(f"the packaged campaign must end with its simulation section to take the rollout example, not {sections[-1:]}")
+        campaign_text = campaign_text.rstrip("\n") + "\n" + ROLLOUT_EXAMPLE
     written["campaign"] = out_dir / "campaign.yaml"
     written["campaign"].write_text(campaign_text)
 

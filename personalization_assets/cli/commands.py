@@ -340,7 +340,8 @@ def command_approve(args: argparse.Namespace) -> int:
 def command_generate_data(args: argparse.Namespace) -> int:
     from personalization_assets.campaign.sample_data import write_sample_data
 
-    written = write_sample_data(Path(args.out), n_customers=args.customers, seed=args.seed, company=args.company, goal=args.goal)
+    written = write_sample_data(Path(args.out), n_customers=args.customers, seed=args.seed, company=args.company, goal=args.goal,
+                                rollout=args.rollout)
     print(f"wrote {len(written)} files to {Path(args.out).resolve()} ({args.customers} customers, seed {args.seed})")
     return EXIT_OK
 
@@ -368,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=20260105)
     generate.add_argument("--company", help="company name for the campaign file (default: the sample's)")
     generate.add_argument("--goal", help="the campaign's goal, in a sentence (default: the sample's)")
+    generate.add_argument("--rollout", action="store_true", help="test on 20%% of each segment, then roll out the personalized policy "
+                          "(or the winners); simulated effects that vary inside segments")
     generate.set_defaults(handler=command_generate_data)
 
     backfill = sub.add_parser("backfill", help="re-materialize one segment's content, then optionally re-run a wave")
