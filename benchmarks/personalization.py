@@ -68,7 +68,9 @@ def campaign(customers: int) -> None:
                 for stat in instance.get_run_step_stats(record.dagster_run.run_id):
                     if stat.start_time and stat.end_time:
                         steps[stat.step_key] = stat.end_time - stat.start_time
-        rollout_line = next((line for line in run.stdout.splitlines() if line.startswith("rollout by")), "")
+        lines = run.stdout.splitlines()
+        rollout_line = next((line for line in lines if line.startswith("rollout by")), "")
+        printed = lines[next((i for i, line in enumerate(lines) if line.startswith("rollout run")), len(lines)):]
 
     print(f"== SIMULATED campaign: {customers:,} customers, test {test_size:,} (20% of each segment), wave {WAVE}")
     print(f"{'policy':<20}{'true value':>12}{'estimate':>10}   {'95% interval':<20}{'gain vs best other (pts)':>30}")
@@ -84,6 +86,7 @@ def campaign(customers: int) -> None:
     print(f"`cpo run` wall time (content, test wave, rollout; fresh home): {wall:.1f} s")
     for step in sorted(steps, key=steps.get, reverse=True)[:8]:
         print(f"  step {step:<28}{steps[step]:>7.2f} s{'   <- the modelling a wave adds' if step == MODELLING_STEP else ''}")
+    print("what `cpo run` printed for the rollout:\n" + "\n".join(printed).replace(str(root), "<tmp>"))
 
 
 def simulations(replicates: int) -> None:

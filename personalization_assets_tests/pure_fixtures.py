@@ -30,7 +30,7 @@ from personalization_assets.content.retrieval import (
     retrieve_for_segments,
     segment_query,
 )
-from personalization_assets.experiment.joins import sent_customers
+from personalization_assets.experiment.joins import measured_customers
 from personalization_assets.messages.prompts import PromptLibrary, load_prompts
 from personalization_assets.messages.variants import plan_requests, variant_id
 
@@ -144,7 +144,7 @@ __all__ = [
     "prompt_library",
     "requests",
     "retrieved",
-    "sent_customers",
+    "measured_customers",
     "variants_frame",
     "verdicts_frame",
 ]

@@ -28,6 +28,8 @@ from pydantic import (
 from personalization_assets.campaign.files import StrictModel, read_yaml, validate
 
 CONTROL_ARM = "control"
+# An optional arm that is sent nothing: the email's incremental effect is measured against it.
+NO_EMAIL_ARM = "no_email"
 METRIC_COLUMNS = {"open_rate": "opened", "click_rate": "clicked", "conversion_rate": "converted"}
 # The historical rate that predicts each metric: CUPED covariates and the simulator's baseline.
 METRIC_COVARIATES = {
@@ -36,6 +38,8 @@ METRIC_COVARIATES = {
     "conversion_rate": ["historical_open_rate", "historical_click_rate"],
 }
 DEFAULT_TONES = ("urgent", "informational", "friendly")
+# Guardrail metrics: rates a tone must not raise (optional columns of the ESP export; simulated too).
+GUARDRAIL_COLUMNS = {"unsubscribe_rate": "unsubscribed", "complaint_rate": "complained"}
 
 Metric = Literal["open_rate", "click_rate", "conversion_rate"]
 NonBlank = Annotated[str, Field(min_length=1, pattern=r"\S")]
@@ -142,6 +146,11 @@ class AudienceSettings(StrictModel):
 class EngagementSettings(StrictModel):
     """What an imported engagement export must cover (`experiment/engagement.py`)."""
 
+    conversions: Literal["email_clicks", "any_channel"] = Field(
+        "email_clicks",
+        description="what `converted` counts: a conversion through the email's link (it needs a click), or a conversion by any "
+                    "channel in the wave's week (needed with a no-email holdout, whose customers convert without an email)",
+    )
     lists: Literal["every_sent_customer", "customers_with_events"] = Field(
         "every_sent_customer",
         description="what the ESP export lists: one row per sent customer (lost rows are then detected per arm), or only "
@@ -152,6 +161,20 @@ class EngagementSettings(StrictModel):
         description="an export listing fewer than this share of the wave's sent customers is refused (0 accepts any non-empty "
                     "file); not applied when the export lists only customers with events",
     )
+
+
+class GuardrailSettings(StrictModel):
+    """Non-inferiority margins of the guardrail metrics (`experiment/gates.guardrail_verdict`): a
+    tone that significantly raises a guardrail's rate over control's, by a rise not shown below
+    the margin (absolute, 0.003 = 0.3 points), cannot win and no policy sends it. `null` turns a
+    guardrail off."""
+
+    unsubscribe_rate: Number | None = Field(0.003, ge=0, le=1, description="largest acceptable rise of the unsubscribe rate")
+    complaint_rate: Number | None = Field(0.001, ge=0, le=1, description="largest acceptable rise of the spam-complaint rate")
+
+    @property
+    def margins(self) -> dict[str, float]:
+        return {metric: float(margin) for metric in GUARDRAIL_COLUMNS if (margin := getattr(self, metric)) is not None}
 
 
 class SimulationEffects(StrictModel):
@@ -192,9 +215,17 @@ class SimulationSettings(StrictModel):
 
     seed: StrictInt = 0
     conversion_given_click: Number = Field(0.1, ge=0, le=1)
+    organic_conversion_rate: Number = Field(
+        0.0, ge=0, le=1, description="chance a customer converts by another channel in the week, emailed or not (any_channel conversions)"
+    )
     effects: SimulationEffects = Field(default_factory=SimulationEffects)
     heterogeneity: tuple[HeterogeneousEffect, ...] = Field(
         (), description="effects that vary with customer columns inside a segment: what a per-customer policy can find"
+    )
+    unsubscribe_rate: Number = Field(0.002, ge=0, le=1, description="chance a sent customer unsubscribes (control message)")
+    complaint_rate: Number = Field(0.0003, ge=0, le=1, description="chance a sent customer marks the email as spam (control message)")
+    guardrail_effects: dict[str, Effect] = Field(
+        default_factory=dict, description="per arm, a multiplier of both rates above (1.5: half as many again unsubscribe)"
     )
 
     def effect(self, segment: str, arm: str) -> float:
@@ -275,6 +306,7 @@ class CampaignConfig(StrictModel):
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     audience: AudienceSettings = Field(default_factory=AudienceSettings)
     engagement: EngagementSettings = Field(default_factory=EngagementSettings)
+    guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     rollout: RolloutSettings | None = Field(None, description="test on a share, then roll out; default: the whole audience is the test")
     personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
@@ -338,9 +370,9 @@ class CampaignConfig(StrictModel):
         tones = info.data.get("tones")
         if arms is None or tones is None:  # no arms (equal weights), or the tones are wrong themselves
             return arms
-        unknown = sorted(set(arms) - {CONTROL_ARM, *tones})
+        unknown = sorted(set(arms) - {CONTROL_ARM, NO_EMAIL_ARM, *tones})
         if unknown:
-            raise ValueError(f"arms {unknown} are neither '{CONTROL_ARM}' nor a configured tone {list(tones)}")
+            raise ValueError(f"arms {unknown} are neither '{CONTROL_ARM}', '{NO_EMAIL_ARM}' nor a configured tone {list(tones)}")
         if arms.get(CONTROL_ARM, 0) <= 0:
             raise ValueError(f"must give the '{CONTROL_ARM}' arm a positive weight")
         if not any(arms.get(tone, 0) > 0 for tone in tones):
@@ -348,8 +380,21 @@ class CampaignConfig(StrictModel):
         return arms
 
     @model_validator(mode="after")
+    def _no_email_needs_any_channel_conversions(self) -> CampaignConfig:
+        if self.no_email_share > 0 and self.engagement.conversions != "any_channel":
+            raise ValueError(f"arms.{NO_EMAIL_ARM}: a no-email holdout is measured on conversions by any channel (its customers get "
+                             "no email to click); set engagement.conversions: any_channel")
+        if self.simulation.organic_conversion_rate > 0 and self.engagement.conversions != "any_channel":
+            raise ValueError("simulation.organic_conversion_rate: conversions without a click are conversions by any channel; "
+                             "set engagement.conversions: any_channel")
+        return self
+
+    @model_validator(mode="after")
     def _heterogeneity_arms(self) -> CampaignConfig:
         known = {CONTROL_ARM, *self.tones}
+        unknown = sorted(set(self.simulation.guardrail_effects) - known)
+        if unknown:
+            raise ValueError(f"simulation.guardrail_effects: arms {unknown} are neither '{CONTROL_ARM}' nor a configured tone {list(self.tones)}")
         for position, rule in enumerate(self.simulation.heterogeneity):
             unknown = sorted(set(rule.effects) - known)
             if unknown:
@@ -364,12 +409,25 @@ class CampaignConfig(StrictModel):
 
     @property
     def arm_weights(self) -> Mapping[str, float]:
-        """Normalized weights, control first, then tones in configured order: the order every table
-        and report uses. A tone left out of `arms` is not part of the experiment."""
+        """The message arms' weights among the customers who are emailed, normalized, control first,
+        then tones in configured order: the order every table and report uses. A tone left out of
+        `arms` is not part of the experiment."""
+        weights = self.assignment_weights
+        total = sum(w for arm, w in weights.items() if arm != NO_EMAIL_ARM)
+        return {arm: w / total for arm, w in weights.items() if arm != NO_EMAIL_ARM}
+
+    @property
+    def assignment_weights(self) -> Mapping[str, float]:
+        """Every assigned arm's share of the audience: the message arms, then the no-email holdout
+        when `arms` gives it a weight (its customers are sent nothing)."""
         raw = self.arms or {CONTROL_ARM: 1.0, **dict.fromkeys(self.tones, 1.0)}
-        ordered = [arm for arm in (CONTROL_ARM, *self.tones) if arm in raw]
+        ordered = [arm for arm in (CONTROL_ARM, *self.tones) if arm in raw] + ([NO_EMAIL_ARM] if raw.get(NO_EMAIL_ARM, 0) > 0 else [])
         total = sum(raw[arm] for arm in ordered)
         return {arm: raw[arm] / total for arm in ordered}
+
+    @property
+    def no_email_share(self) -> float:
+        return float(self.assignment_weights.get(NO_EMAIL_ARM, 0.0))
 
     @property
     def arm_names(self) -> tuple[str, ...]:

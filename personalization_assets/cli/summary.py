@@ -47,6 +47,8 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         ("held out (not sent, not analysed): " + ", ".join(f"{r.hold_reason} {r.customers}" for r in holds.itertuples())) if len(holds) else "",
         f"lift, overall{' (engagement SIMULATED)' if simulated else ''}:",
         results_display(results, "overall", (config.metrics.primary,)).to_string(index=False),
+        guardrail_line(results),
+        incremental_line(results),
         "rollout: " + "; ".join(f"{r.scope} -> {r.recommended_arm}" for r in rollout.itertuples()),
         f"  overall: {rollout.loc[rollout['scope'] == 'overall', 'reason'].iloc[0]}" if len(rollout) else "",
         f"emails: {exports_dir() / wave / EXPORT_FILE} ({emails} rendered)",
@@ -54,6 +56,32 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         f"report (PDF): {reports_dir() / wave / REPORT_PDF}",
     ]
     return "\n".join(line for line in lines if line)
+
+
+def incremental_line(results: pd.DataFrame) -> str:
+    """The email's incremental effect on conversions against the no-email holdout ("" without one)."""
+    from personalization_assets.campaign.config import NO_EMAIL_ARM
+    from personalization_assets.experiment.results import VS_NO_EMAIL
+
+    rows = results[(results["scope"] == VS_NO_EMAIL) & (results["arm"] != NO_EMAIL_ARM)]
+    if rows.empty:
+        return ""
+    return "the email's effect vs the no-email holdout: " + "; ".join(
+        f"{r.arm} {r.metric} {r.rel_lift:+.1%} [{r.rel_lift_ci_low:+.1%}, {r.rel_lift_ci_high:+.1%}]" for r in rows.itertuples())
+
+
+def guardrail_line(results: pd.DataFrame) -> str:
+    """Each tone's guardrails overall, in one line ("" when none was measured)."""
+    rows = results[(results["scope"] == "overall") & results["guardrail_margin"].notna()] if "guardrail_margin" in results else results.iloc[:0]
+    from personalization_assets.experiment.gates import guardrail_verdict
+
+    verdicts = {"holds": "holds", "unproven": "not shown within the margin (no significant rise)",
+                "fails": "FAILS: significant rise beyond what the margin allows; cannot win"}
+    return "guardrails (rise over control, one-sided bounds, margin):\n" + "\n".join(
+        f"  {r.arm} {r.metric}: {(r.rate - r.control_rate) * 100:+.2f} pts [{r.guardrail_lower * 100:+.2f}, "
+        f"{r.guardrail_upper * 100:+.2f}], margin +{r.guardrail_margin * 100:.2f}: "
+        f"{verdicts[guardrail_verdict(r.guardrail_lower, r.guardrail_upper, r.guardrail_margin)]}"
+        for r in rows.itertuples()) if len(rows) else ""
 
 
 def print_wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> None:

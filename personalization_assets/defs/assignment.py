@@ -55,7 +55,7 @@ def assignments(
     testing = in_test(customer_segments["customer_id"], config.experiment_id, config.rollout)
     frame = build_assignments(
         customer_segments.loc[testing] if not testing.all() else customer_segments, message_variants, decisions,  # a verdict of another text than the stored variant's: blocked
-        experiment_id=config.experiment_id, weights=config.arm_weights, wave=context.partition_key,
+        experiment_id=config.experiment_id, weights=config.assignment_weights, wave=context.partition_key,
     )
     sealed = audit.log().append_send_decisions(context.run_id, context.partition_key, frame)
     srm = sample_ratio_mismatch(frame, config)

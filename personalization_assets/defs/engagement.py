@@ -9,7 +9,7 @@ from personalization_assets.experiment.engagement import (
     import_engagement,
     simulate_engagement,
 )
-from personalization_assets.experiment.joins import PROFILE_COLUMNS, sent_customers
+from personalization_assets.experiment.joins import PROFILE_COLUMNS, measured_customers
 
 
 @dg.asset(
@@ -17,7 +17,7 @@ from personalization_assets.experiment.joins import PROFILE_COLUMNS, sent_custom
     # Engagement follows the send: the emails are rendered before any engagement is taken.
     deps=[dg.AssetKey("personalized_messages")],
     ins={
-        "assignments": columns("customer_id", "segment", "arm", "sent"),
+        "assignments": columns("customer_id", "segment", "arm", "sent", "hold_reason"),
         "customer_segments": columns("customer_id", *PROFILE_COLUMNS),
     },
 )
@@ -34,10 +34,11 @@ def take_engagement(context: dg.AssetExecutionContext, config, assignments: pd.D
     """The engagement of the customers `assignments` sent: the ESP export at `path` if present,
     else SIMULATED (draws salted by `salt`, so two sends of one wave draw apart)."""
     wave = context.partition_key
-    sent = sent_customers(assignments, customer_segments, columns=PROFILE_COLUMNS)
+    sent = measured_customers(assignments, customer_segments, columns=PROFILE_COLUMNS)
     if path.is_file():
         every_sent = config.engagement.lists == "every_sent_customer"
-        frame, missing = import_engagement(path, sent, wave, config.engagement.min_coverage if every_sent else 0.0)
+        frame, missing = import_engagement(path, sent, wave, config.engagement.min_coverage if every_sent else 0.0,
+                                           config.engagement.conversions)
         metadata = {"source": f"imported from {path}", "sent_customers_missing_from_file": missing}
     else:
         frame = simulate_engagement(sent, config.simulation, wave, salt=salt)

@@ -6,7 +6,11 @@ import pandas as pd
 from personalization_assets.defs.partitions import columns, per_wave
 from personalization_assets.defs.resources import CampaignResource
 from personalization_assets.defs.types import SCHEMAS, ExperimentResultsFrame
-from personalization_assets.experiment.engagement import SOURCE_SIMULATED
+from personalization_assets.experiment.engagement import (
+    GUARDRAIL_OUTCOMES,
+    OUTCOMES,
+    SOURCE_SIMULATED,
+)
 from personalization_assets.experiment.joins import COVARIATES, analysis_frame
 from personalization_assets.experiment.results import (
     campaign_lift_gate,
@@ -20,8 +24,8 @@ from personalization_assets.experiment.results import (
 @dg.asset(
     **per_wave(SCHEMAS["experiment_results"]),
     ins={
-        "assignments": columns("customer_id", "segment", "arm", "sent"),
-        "engagement": columns("customer_id", "opened", "clicked", "converted", "in_export", "source"),
+        "assignments": columns("customer_id", "segment", "arm", "sent", "hold_reason"),
+        "engagement": columns("customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source"),
         "customer_segments": columns("customer_id", *COVARIATES),
     },
     check_specs=[dg.AssetCheckSpec("lift_threshold", asset="experiment_results",

@@ -28,9 +28,12 @@ from personalization_assets.defs.types import (
     RolloutAssignmentsFrame,
 )
 from personalization_assets.experiment.engagement import (
+    GUARDRAIL_OUTCOMES,
+    OUTCOMES,
     SOURCE_SIMULATED,
     expected_outcomes,
 )
+from personalization_assets.experiment.gates import guardrail_blocked_arms
 from personalization_assets.experiment.joins import PROFILE_COLUMNS, analysis_frame
 from personalization_assets.experiment.policies import (
     evaluate_campaign_policies,
@@ -77,10 +80,12 @@ def _simulated(engagement: pd.DataFrame) -> bool:
         "rollout_choices": wave_out(SCHEMAS["rollout_choices"]),
     },
     ins={
-        "assignments": columns("customer_id", "segment", "arm", "sent"),
-        "engagement": columns("customer_id", "opened", "clicked", "converted", "in_export", "source"),
+        "assignments": columns("customer_id", "segment", "arm", "sent", "hold_reason"),
+        "engagement": columns("customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source"),
         "customer_segments": columns("customer_id", "segment", *PROFILE_COLUMNS),
         "rollout_recommendation": columns("scope", "recommended_arm", "has_reliable_winner"),
+        "experiment_results": columns("scope", "metric", "arm", "rate", "control_rate", "guardrail_margin", "guardrail_lower",
+                                      "guardrail_upper"),
     },
     check_specs=[dg.AssetCheckSpec("personalized_policy_gate", asset="policy_values",
                                    description="The personalized policy ships only when the lower bound of its cross-fitted doubly "
@@ -88,7 +93,7 @@ def _simulated(engagement: pd.DataFrame) -> bool:
 )
 def policy_evaluation(
     context: dg.AssetExecutionContext, campaign: CampaignResource, assignments: pd.DataFrame, engagement: pd.DataFrame,
-    customer_segments: pd.DataFrame, rollout_recommendation: pd.DataFrame,
+    customer_segments: pd.DataFrame, rollout_recommendation: pd.DataFrame, experiment_results: pd.DataFrame,
 ):
     """Each candidate policy's value from the test (doubly robust, cross-fitted, with intervals),
     the uplift model's Qini curve and drivers, and each waiting customer's two candidate arms."""
@@ -97,7 +102,10 @@ def policy_evaluation(
     segments = campaign.catalog.ids
     frame = analysis_frame(assignments, engagement, customer_segments, profile=PROFILE_COLUMNS)
     simulated = _simulated(engagement)
-    evaluation, model = evaluate_campaign_policies(frame, config, segments, simulation=config.simulation if simulated else None)
+    # A tone that fails a guardrail on the whole test is never sent by any policy.
+    blocked = guardrail_blocked_arms(experiment_results)
+    evaluation, model = evaluate_campaign_policies(frame, config, segments, blocked_arms=blocked,
+                                                   simulation=config.simulation if simulated else None)
 
     waiting = customer_segments.loc[~in_test(customer_segments["customer_id"], config.experiment_id, config.rollout)]
     waiting = waiting.reset_index(drop=True)
@@ -114,6 +122,7 @@ def policy_evaluation(
     source = "SIMULATED engagement" if simulated else "imported engagement"
     yield dg.Output(values[["wave", *evaluation.values.columns]], output_name="policy_values",
                     metadata={"dagster/row_count": len(values), "engagement": source, "folds": evaluation.folds,
+                              "guardrail_blocked_arms": ", ".join(blocked) or "none",
                               **{f"value_{r.policy}": float(r.value) for r in values.itertuples()}})
     yield dg.Output(evaluation.qini.assign(wave=wave), output_name="uplift_qini",
                     metadata={"qini_coefficient": qini_coefficient(evaluation.qini)})
@@ -181,7 +190,7 @@ def rollout_messages(context: dg.AssetExecutionContext, audit: AuditResource, ro
 @dg.asset(
     **per_wave(group=ROLLOUT_GROUP),
     deps=[dg.AssetKey("rollout_messages")],
-    ins={"rollout_assignments": columns("customer_id", "segment", "arm", "sent"),
+    ins={"rollout_assignments": columns("customer_id", "segment", "arm", "sent", "hold_reason"),
          "customer_segments": columns("customer_id", *PROFILE_COLUMNS)},
 )
 def rollout_engagement(context: dg.AssetExecutionContext, campaign: CampaignResource, rollout_assignments: pd.DataFrame,
@@ -195,7 +204,7 @@ def rollout_engagement(context: dg.AssetExecutionContext, campaign: CampaignReso
 @dg.asset(
     **per_wave(SCHEMAS["experiment_results"], group=ROLLOUT_GROUP),
     ins={"rollout_assignments": columns("customer_id", "segment", "arm", "sent", "rollout_group"),
-         "rollout_engagement": columns("customer_id", "opened", "clicked", "converted", "in_export", "source"),
+         "rollout_engagement": columns("customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source"),
          "customer_segments": columns("customer_id", *PROFILE_COLUMNS)},
     check_specs=[dg.AssetCheckSpec("rollout_lift", asset="rollout_results",
                                    description="The rollout's realized primary-metric lift over its holdout is above 0 (interval)")],

@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 
 from personalization_assets.audience.eligibility import CONTACTABLE, HOLD_NOT_CHECKED
+from personalization_assets.campaign.config import NO_EMAIL_ARM
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 HOLD_VARIANT_BLOCKED = "variant_blocked"
 HOLD_VARIANT_REJECTED = "variant_rejected"  # approved by the screen, rejected by a reviewer
+HOLD_NO_EMAIL = "no_email_holdout"  # assigned to the arm that is sent nothing; its outcomes are still measured
 ASSIGNMENT_COLUMNS = ("wave", "customer_id", "segment", "arm", "variant_id", "sent", "hold_reason")
 
 
@@ -146,6 +148,8 @@ def build_assignments(
     chosen arms, categories in the campaign's arm order).
 
     `verdicts.decision` is what may be sent: approved, blocked, or rejected by a reviewer.
+    A customer of the no-email arm (`NO_EMAIL_ARM`) has no variant and is held out with
+    HOLD_NO_EMAIL: sent nothing, and measured.
     A customer whose variant was blocked or rejected is held out (`sent = False`, `hold_reason`), never sent
     anything else in its place: swapping in another message would bias the arm comparison. A
     customer with a contact hold (`customer_segments.contact_hold`: suppressed, no consent, no
@@ -169,7 +173,9 @@ def build_assignments(
         )
     if decisions.duplicated(["segment", "arm"]).any():
         raise pd.errors.MergeError("Merge keys are not unique in right dataset; not a many-to-one merge")
-    table = decisions.set_index(["segment", "arm"]).reindex(pd.MultiIndex.from_product([segment_ids, arm_ids]))
+    no_email_rows = pd.DataFrame({"segment": segment_ids, "arm": NO_EMAIL_ARM, "variant_id": NO_EMAIL_ARM, "decision": HOLD_NO_EMAIL})
+    table = (pd.concat([decisions, no_email_rows], ignore_index=True) if NO_EMAIL_ARM in arm_ids else decisions)
+    table = table.set_index(["segment", "arm"]).reindex(pd.MultiIndex.from_product([segment_ids, arm_ids]))
     cell = segment_codes.astype(np.intp) * len(arm_ids) + arms.codes.astype(np.intp)
     variant_id = table["variant_id"].to_numpy(dtype=object)[cell]
     segment, arm = segment_ids[segment_codes], arm_ids[arms.codes]
@@ -181,7 +187,8 @@ def build_assignments(
     # An unscreened variant (no verdict) counts as blocked: fail closed.
     decision = table["decision"].to_numpy(dtype=object)[cell]
     approved = decision == "approved"
-    variant_hold = np.where(approved, None, np.where(decision == "rejected", HOLD_VARIANT_REJECTED, HOLD_VARIANT_BLOCKED))
+    variant_hold = np.where(approved, None, np.select([decision == "rejected", decision == HOLD_NO_EMAIL],
+                                                      [HOLD_VARIANT_REJECTED, HOLD_NO_EMAIL], HOLD_VARIANT_BLOCKED))
     if "contact_hold" not in customer_segments.columns:
         raise ValueError("customer_segments has no contact_hold column: materialize customers and customer_segments for this "
                          "wave first (nobody is assigned without a contact check)")

@@ -1,6 +1,7 @@
 """Engagement after the send: an imported ESP export, validated, or an honest simulation.
 
-Import rules (per wave, `customer_id,opened,clicked,converted`, values 0/1):
+Import rules (per wave, `customer_id,opened,clicked,converted`, values 0/1; optionally the guardrail
+columns `unsubscribed` and `complained`, 0/1, left empty in the table when the export lacks them):
 - unknown customer ids (not sent a message this wave), duplicate ids, values other than 0/1, a
   click without an open and a conversion without a click are errors naming the rows;
 - the export lists one row per sent customer, 0s included. A file with no rows, or with fewer
@@ -23,7 +24,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalization_assets.campaign.config import CampaignConfig, SimulationSettings
+from personalization_assets.campaign.config import (
+    GUARDRAIL_COLUMNS,
+    NO_EMAIL_ARM,
+    CampaignConfig,
+    SimulationSettings,
+)
 from personalization_assets.campaign.errors import (
     DataContractError,
     offending_rows,
@@ -32,14 +38,19 @@ from personalization_assets.campaign.errors import (
 from personalization_assets.experiment.assignment import assign_arms, unit_intervals
 
 OUTCOMES = ("opened", "clicked", "converted")
-ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, "in_export", "source")
+# Optional columns of the export (0/1; empty where the export does not have them): the guardrails.
+GUARDRAIL_OUTCOMES = tuple(GUARDRAIL_COLUMNS.values())
+ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source")
 SOURCE_IMPORTED = "imported"
 SOURCE_SIMULATED = "simulated"
 
 
-def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: float = 0.5) -> tuple[pd.DataFrame, int]:
-    """Validate an ESP export against this wave's sends; returns the engagement and how many sent
-    customers were missing from the file (counted as no engagement, `in_export` False)."""
+def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: float = 0.5,
+                      conversions: str = "email_clicks") -> tuple[pd.DataFrame, int]:
+    """Validate an ESP export against this wave's sends (`sent`: the measured customers, the
+    no-email holdout's included, with their `arm`); returns the engagement and how many of them
+    were missing from the file (counted as no engagement, `in_export` False). With `conversions`
+    `any_channel` a conversion needs no click; a no-email customer can never open or click."""
     raw = read_csv_as_text(path)
     missing_columns = [c for c in ("customer_id", *OUTCOMES) if c not in raw.columns]
     if missing_columns:
@@ -48,6 +59,7 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
         raise DataContractError(path, "customer_id", f"the file has a header and no rows; wave {wave} sent {len(sent):,} customers "
                                 "(the wave's earlier results are kept)")
     raw["customer_id"] = raw["customer_id"].astype("string").str.strip()
+    no_email = (sent["arm"].astype(str) == NO_EMAIL_ARM).to_numpy() if "arm" in sent else np.zeros(len(sent), dtype=bool)
 
     def reject(mask: pd.Series, column: str, rule: str) -> None:
         mask = mask.fillna(False).astype(bool)
@@ -56,12 +68,21 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
 
     reject(raw["customer_id"].isna() | (raw["customer_id"] == ""), "customer_id", "must not be empty")
     reject(raw["customer_id"].duplicated(keep=False), "customer_id", "must be unique")
-    reject(~raw["customer_id"].isin(sent["customer_id"]), "customer_id", f"must be a customer sent a message in wave {wave}")
+    reject(~raw["customer_id"].isin(sent["customer_id"]), "customer_id",
+           f"must be a customer sent a message in wave {wave}" + (" or in its no-email holdout" if no_email.any() else ""))
     for column in OUTCOMES:
         reject(~raw[column].isin(["0", "1"]), column, "must be 0 or 1")
         raw[column] = raw[column].astype(np.int8)
+    guardrails = [column for column in GUARDRAIL_OUTCOMES if column in raw.columns]
+    for column in guardrails:
+        reject(~raw[column].isin(["0", "1"]), column, "must be 0 or 1 (an optional guardrail column: leave it out if not exported)")
+        raw[column] = raw[column].astype(np.float64)
     reject((raw["clicked"] == 1) & (raw["opened"] == 0), "clicked", "a click requires an open (opened = 1)")
-    reject((raw["converted"] == 1) & (raw["clicked"] == 0), "converted", "a conversion requires a click (clicked = 1)")
+    if conversions == "email_clicks":
+        reject((raw["converted"] == 1) & (raw["clicked"] == 0), "converted", "a conversion requires a click (clicked = 1; "
+               "set engagement.conversions: any_channel if the export counts conversions by any channel)")
+    holdout = raw["customer_id"].isin(sent.loc[no_email, "customer_id"])
+    reject(holdout & (raw["opened"] == 1), "opened", f"a customer of the {NO_EMAIL_ARM} holdout was sent no email to open")
 
     if min_coverage > 0 and len(raw) < len(sent) and not (raw[list(OUTCOMES)] == 0).all(axis=1).any():
         raise DataContractError(path, "opened", f"every row of the file has an event and it lists {len(raw):,} of the {len(sent):,} "
@@ -71,9 +92,11 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
         raise DataContractError(path, "customer_id", f"the file lists {len(raw):,} of the {len(sent):,} customers wave {wave} sent "
                                 f"({len(raw) / len(sent):.1%}), below engagement.min_coverage {min_coverage:.0%}: a truncated "
                                 "export? (the wave's earlier results are kept; lower min_coverage to accept it)")
-    frame = sent[["customer_id"]].merge(raw[["customer_id", *OUTCOMES]], on="customer_id", how="left")
+    frame = sent[["customer_id"]].merge(raw[["customer_id", *OUTCOMES, *guardrails]], on="customer_id", how="left")
     in_export = frame["opened"].notna().to_numpy()
     frame[list(OUTCOMES)] = frame[list(OUTCOMES)].fillna(0).astype(np.int8)
+    for column in GUARDRAIL_OUTCOMES:  # a listed guardrail: 0 for a sent customer missing from the file; else not measured
+        frame[column] = frame[column].fillna(0.0) if column in guardrails else np.nan
     return _finish(frame.assign(in_export=in_export), wave, SOURCE_IMPORTED), int((~in_export).sum())
 
 
@@ -85,12 +108,18 @@ def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: 
     ids = sent["customer_id"].to_numpy()
     salt = f"simulation:{settings.seed}:{wave}{salt}"
     # One draw per outcome, each from its own salted hash of the id (the ids are encoded once).
-    open_draw, click_draw, convert_draw = unit_intervals(ids, [salt + ":open", salt + ":click", salt + ":convert"])
+    open_draw, click_draw, convert_draw, unsubscribe_draw, complaint_draw = unit_intervals(
+        ids, [salt + ":open", salt + ":click", salt + ":convert", salt + ":unsubscribe", salt + ":complain"])
     opened = open_draw < p_open
     clicked = opened & (click_draw < p_click_given_open)
     converted = clicked & (convert_draw < p_convert_given_click)
+    if settings.organic_conversion_rate > 0:  # conversions by any channel, emailed or not (`organic_draw` of its own salt)
+        (organic_draw,) = unit_intervals(ids, [salt + ":organic"])
+        converted |= organic_draw < settings.organic_conversion_rate
+    p_unsubscribe, p_complain = guardrail_probabilities(sent, settings, sent["arm"])
     frame = pd.DataFrame(
         {"customer_id": ids, "opened": opened.astype(np.int8), "clicked": clicked.astype(np.int8), "converted": converted.astype(np.int8),
+         "unsubscribed": (unsubscribe_draw < p_unsubscribe).astype(np.float64), "complained": (complaint_draw < p_complain).astype(np.float64),
          "in_export": True}
     )
     return _finish(frame, wave, SOURCE_SIMULATED)
@@ -100,6 +129,8 @@ def outcome_probabilities(customers: pd.DataFrame, settings: SimulationSettings,
     """The simulator's ground truth for each customer sent `arms` (one arm name per row): the
     probabilities of an open, of a click given an open and of a conversion given a click."""
     effect = customer_effects(customers, settings, arms)
+    # A no-email customer gets nothing to open, click or unsubscribe from.
+    effect = np.where(np.asarray(arms, dtype=object) == NO_EMAIL_ARM, 0.0, effect)
     open_rate = customers["historical_open_rate"].to_numpy(dtype=float)
     click_rate = customers["historical_click_rate"].to_numpy(dtype=float)
     click_given_open = np.divide(click_rate, open_rate, out=np.zeros_like(click_rate), where=open_rate > 0)
@@ -107,11 +138,21 @@ def outcome_probabilities(customers: pd.DataFrame, settings: SimulationSettings,
             np.clip(settings.conversion_given_click * effect, 0, 1))
 
 
+def guardrail_probabilities(customers: pd.DataFrame, settings: SimulationSettings, arms) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's chance that each customer sent `arms` unsubscribes, and complains."""
+    multiplier = pd.Series(np.asarray(arms, dtype=object)).map(
+        lambda arm: 0.0 if arm == NO_EMAIL_ARM else settings.guardrail_effects.get(str(arm), 1.0)).to_numpy(dtype=float)
+    return np.clip(settings.unsubscribe_rate * multiplier, 0, 1), np.clip(settings.complaint_rate * multiplier, 0, 1)
+
+
 def expected_outcomes(customers: pd.DataFrame, settings: SimulationSettings, arms) -> dict[str, np.ndarray]:
     """Each customer's true probability of opening, clicking and converting when sent `arms`:
     what a policy's true value is computed from (no draws)."""
     p_open, p_click, p_convert = outcome_probabilities(customers, settings, arms)
-    return {"opened": p_open, "clicked": p_open * p_click, "converted": p_open * p_click * p_convert}
+    p_unsubscribe, p_complain = guardrail_probabilities(customers, settings, arms)
+    via_email, organic = p_open * p_click * p_convert, settings.organic_conversion_rate
+    return {"opened": p_open, "clicked": p_open * p_click, "converted": via_email + organic - via_email * organic,
+            "unsubscribed": p_unsubscribe, "complained": p_complain}
 
 
 def customer_effects(customers: pd.DataFrame, settings: SimulationSettings, arms) -> np.ndarray:
@@ -152,4 +193,4 @@ def simulated_test(customers: pd.DataFrame, config: CampaignConfig, wave: str) -
     simulations (tests, benchmarks/personalization.py) run the estimators on."""
     frame = customers.assign(arm=np.asarray(assign_arms(customers["customer_id"], config.experiment_id, config.arm_weights), dtype=object))
     outcomes = simulate_engagement(frame, config.simulation, wave)
-    return frame.assign(**{column: outcomes[column].to_numpy() for column in OUTCOMES}, in_export=True)
+    return frame.assign(**{column: outcomes[column].to_numpy() for column in (*OUTCOMES, *GUARDRAIL_OUTCOMES)}, in_export=True)

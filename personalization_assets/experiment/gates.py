@@ -7,6 +7,7 @@ so the rule holds whether or not the check ran in the same run.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -39,12 +40,41 @@ class LiftGate:
         return head + (": passed" if self.passed else ": " + "; ".join(self.failures))
 
 
-def _gate_failures(row: pd.Series, minimum_lift: float, alpha: float) -> list[str]:
-    """Why one arm's primary-metric result does not support a rollout (empty when it does)."""
+def guardrail_verdict(lower: float, upper: float, margin: float) -> str:
+    """One guardrail comparison, from the one-sided (1 - alpha) bounds of the arm's rate minus
+    control's: `holds` (the rise is shown below the margin), `fails` (the rise is significant,
+    its lower bound above 0, and not shown below the margin), else `unproven` (no significant
+    rise, but too few events to show it is below the margin)."""
+    if upper < margin:
+        return "holds"
+    return "fails" if lower > 0 else "unproven"
+
+
+def guardrail_failures(results: pd.DataFrame, arm: str) -> list[str]:
+    """The guardrails (unsubscribe, complaint rates) an arm fails: it significantly raises the rate
+    and the rise is not shown below the margin. Judged on the whole test (the overall scope), where
+    a guardrail has the most events, and applied to every scope: such a tone wins nowhere."""
+    if "guardrail_margin" not in results:
+        return []
+    rows = results[(results["scope"] == "overall") & (results["arm"] == arm) & results["guardrail_margin"].notna()]
+    return [f"{row.metric} significantly raised ({row.rate:.2%} vs {row.control_rate:.2%} in control), not shown within "
+            f"+{row.guardrail_margin * 100:.2f} pts (upper bound {row.guardrail_upper * 100:+.2f} pts)"
+            for row in rows.itertuples() if guardrail_verdict(row.guardrail_lower, row.guardrail_upper, row.guardrail_margin) == "fails"]
+
+
+def guardrail_blocked_arms(results: pd.DataFrame) -> list[str]:
+    """The arms that fail a guardrail: no policy may send them."""
+    arms = results.loc[results["arm"] != CONTROL_ARM, "arm"].drop_duplicates()
+    return [str(arm) for arm in arms if guardrail_failures(results, str(arm))]
+
+
+def _gate_failures(row: pd.Series, minimum_lift: float, alpha: float, guardrails: Sequence[str] = ()) -> list[str]:
+    """Why one arm's primary-metric result does not support a rollout (empty when it does);
+    `guardrails` are the guardrails it fails in the same scope."""
     reason = row.get("unmeasurable_reason")
     if isinstance(reason, str) and reason:
         return [f"not measurable: {reason}"]
-    failures = []
+    failures = [f"guardrail: {failure}" for failure in guardrails]
     n = int(row["n"])
     if pd.notna(row["mde"]) and row["mde"] > minimum_lift and not row["significant"]:
         failures.append(f"underpowered: MDE {row['mde']:.0%} > target {minimum_lift:.0%} at n={n} per arm")
@@ -64,10 +94,13 @@ def best_treatment(results: pd.DataFrame, scope: str, metric: str) -> pd.Series 
     rows = rows[rows["n"] > 0]
     if rows.empty:
         return None
-    # A measurable arm first: a tiny arm's large lift must not hide a measured winner.
+    # A measurable arm first: a tiny arm's large lift must not hide a measured winner; and an arm
+    # that holds its guardrails before one that does not, which can never win.
     unmeasurable = rows["unmeasurable_reason"].fillna("").astype(str).ne("") if "unmeasurable_reason" in rows else False
-    ranked = rows.assign(_unmeasurable=unmeasurable)
-    return ranked.sort_values(["_unmeasurable", "rel_lift", "arm"], ascending=[True, False, True], na_position="last").iloc[0].drop("_unmeasurable")
+    blocked = rows["arm"].isin(guardrail_blocked_arms(results))
+    ranked = rows.assign(_unmeasurable=unmeasurable, _blocked=blocked)
+    best = ranked.sort_values(["_unmeasurable", "_blocked", "rel_lift", "arm"], ascending=[True, True, False, True], na_position="last")
+    return best.iloc[0].drop(["_unmeasurable", "_blocked"])
 
 
 def evaluate_lift_gate(
@@ -75,8 +108,9 @@ def evaluate_lift_gate(
     engagement_mismatch: SrmResult | None = None,
 ) -> LiftGate:
     """Passes when the best tone's overall primary lift reaches the target, is significant after
-    Holm adjustment with an interval above zero, the assignment shows no sample-ratio mismatch,
-    and the engagement export lost no rows unevenly between arms."""
+    Holm adjustment with an interval above zero, the tone holds its guardrails (unsubscribe and
+    complaint rates within their margins of control), the assignment shows no sample-ratio
+    mismatch, and the engagement export lost no rows unevenly between arms."""
     best = best_treatment(results, "overall", primary_metric)
     srm_failure = [f"sample-ratio mismatch: p = {srm_p_value:.2g} < 0.001"] if srm_flagged else []
     if engagement_mismatch is not None and engagement_mismatch.flagged:
@@ -87,7 +121,7 @@ def evaluate_lift_gate(
     if best is None:
         return LiftGate(False, None, float("nan"), float("nan"), float("nan"), 0, minimum_lift, alpha,
                         srm_p_value, srm_flagged, ("no sent customers in any treatment arm", *srm_failure), engagement_p)
-    failures = [*_gate_failures(best, minimum_lift, alpha), *srm_failure]
+    failures = [*_gate_failures(best, minimum_lift, alpha, guardrail_failures(results, str(best["arm"]))), *srm_failure]
     return LiftGate(
         passed=not failures,
         best_arm=str(best["arm"]),
@@ -111,7 +145,8 @@ def rollout_recommendations(
     rows = []
     for scope in scopes:
         best = best_treatment(results, scope, primary_metric)
-        failures = ["no sent customers in any treatment arm"] if best is None else _gate_failures(best, minimum_lift, alpha)
+        failures = (["no sent customers in any treatment arm"] if best is None
+                    else _gate_failures(best, minimum_lift, alpha, guardrail_failures(results, str(best["arm"]))))
         winner = None if failures else str(best["arm"])
         rows.append(
             {

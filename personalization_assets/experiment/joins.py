@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from personalization_assets.campaign.config import METRIC_COLUMNS, METRIC_COVARIATES
+from personalization_assets.campaign.config import (
+    GUARDRAIL_COLUMNS,
+    METRIC_COLUMNS,
+    METRIC_COVARIATES,
+)
+from personalization_assets.experiment.assignment import HOLD_NO_EMAIL
 
 # The pre-experiment covariates every analysis and the simulator read.
 COVARIATES = tuple(sorted({c for cols in METRIC_COVARIATES.values() for c in cols}))
@@ -59,17 +64,20 @@ def take(values: np.ndarray, rows: np.ndarray, missing: object) -> np.ndarray:
     return taken
 
 
-def sent_customers(
+def measured_customers(
     assignments: pd.DataFrame, customer_segments: pd.DataFrame, *, keep_unmatched: bool = False, columns: tuple[str, ...] = COVARIATES
 ) -> pd.DataFrame:
     """Sent customers (customer_id, segment, arm) with their `columns` of customer_segments
-    (default: the historical rates, COVARIATES).
+    (default: the historical rates, COVARIATES), and the no-email holdout's customers (sent
+    nothing, on purpose: their outcomes are measured too). Everyone whose engagement is taken.
 
     Joined on customer_id as row positions, not a merge on text keys, and before the sent filter:
     the wave's customers in the same order, a one-comparison join. A sent customer with no
     customer_segments row is dropped, or kept with NaN covariates when `keep_unmatched`.
     """
     sent_mask = assignments["sent"].astype(bool).to_numpy()
+    if "hold_reason" in assignments:
+        sent_mask = sent_mask | (assignments["hold_reason"].to_numpy(dtype=object) == HOLD_NO_EMAIL)
     sent = assignments.loc[sent_mask, ["customer_id", "segment", "arm"]].reset_index(drop=True)
     (rows,) = left_join_rows(assignments["customer_id"].to_numpy(), customer_segments["customer_id"].to_numpy())
     rows = rows[sent_mask]
@@ -93,11 +101,14 @@ def analysis_frame(
     before that column count as listing everyone).
     """
     profile = tuple(dict.fromkeys((*COVARIATES, *profile)))
-    frame = sent_customers(assignments, customer_segments, keep_unmatched=True, columns=profile)
+    frame = measured_customers(assignments, customer_segments, keep_unmatched=True, columns=profile)
     (outcome_rows,) = left_join_rows(frame["customer_id"].to_numpy(), engagement["customer_id"].to_numpy())
     for column in METRIC_COLUMNS.values():
         frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
+    for column in GUARDRAIL_COLUMNS.values():  # NaN: not measured (an export without the column, or older partitions)
+        values = engagement[column].to_numpy(dtype=float) if column in engagement else np.full(len(engagement), np.nan)
+        frame[column] = take(values, outcome_rows, np.nan)
     listed = (engagement["in_export"].astype(object).where(engagement["in_export"].notna(), True).to_numpy(dtype=bool)
               if "in_export" in engagement else np.ones(len(engagement), dtype=bool))
     frame["in_export"] = take(listed, outcome_rows, False).astype(bool)
-    return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), "in_export", *profile]]
+    return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), *GUARDRAIL_COLUMNS.values(), "in_export", *profile]]

@@ -111,6 +111,12 @@ class RandomizedTest:
     arms: tuple[str, ...]  # control first
     segments: tuple[str, ...]
     propensity: np.ndarray  # (segments, arms): probability of each arm in each segment, 0 where it cannot be sent
+    blocked_arms: tuple[str, ...] = ()  # arms no policy may send (they fail a guardrail)
+
+    @property
+    def available(self) -> np.ndarray:
+        """(segments, arms): whether a policy may send each arm in each segment."""
+        return (self.propensity > 0) & ~np.isin(np.array(self.arms, dtype=object), list(self.blocked_arms))[np.newaxis, :]
 
 
 def design_propensities(frame: pd.DataFrame, segments: Sequence[str], weights: Mapping[str, float]) -> np.ndarray:
@@ -148,7 +154,7 @@ def split_of(customer_ids: pd.Series, evaluation_share: float, folds: int, seed:
 
 def _pick_policies(train: pd.DataFrame, data: RandomizedTest, winner_rule: WinnerRule) -> tuple[str, Mapping[str, str]]:
     """The best single tone (highest raw rate; randomized, so unbiased) and each segment's winner, on `train`."""
-    rates = train[train["arm"] != CONTROL_ARM].groupby("arm", observed=True)[data.outcome].mean()
+    rates = train[~train["arm"].isin([CONTROL_ARM, *data.blocked_arms])].groupby("arm", observed=True)[data.outcome].mean()
     best_tone = str(rates.sort_index().idxmax()) if len(rates) else CONTROL_ARM
     return best_tone, winner_rule(train)
 
@@ -166,7 +172,7 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
     seg_codes = pd.Categorical(frame["segment"], categories=segments).codes.astype(np.intp)
     arm_codes = pd.Categorical(frame["arm"], categories=arms).codes.astype(np.intp)
     y = frame[data.outcome].to_numpy(dtype=float)
-    available = data.propensity > 0
+    available = data.available
     k = len(arms)
     part = split_of(frame["customer_id"], evaluation_share, folds, seed)
     learning, evaluation = np.flatnonzero(part < 0), np.flatnonzero(part >= 0)
@@ -271,20 +277,23 @@ def qini_coefficient(qini: pd.DataFrame) -> float:
     return float(np.sum((gap[1:] + gap[:-1]) / 2 * np.diff(qini["fraction"].to_numpy())))
 
 
-def campaign_test_data(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str]) -> RandomizedTest:
+def campaign_test_data(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str],
+                       blocked_arms: Sequence[str] = ()) -> RandomizedTest:
     """The campaign's randomized test as the estimator reads it: the primary metric's column, the
-    campaign's arms (control first) and its design propensities per segment."""
+    campaign's arms (control first), its design propensities per segment, and the arms that fail a
+    guardrail (`experiment/gates.guardrail_blocked_arms`), which no policy may send."""
     segments = tuple(segment_ids)
     return RandomizedTest(frame, METRIC_COLUMNS[config.metrics.primary], tuple(config.arm_names), segments,
-                    design_propensities(frame, segments, config.arm_weights))
+                          design_propensities(frame, segments, config.arm_weights), tuple(blocked_arms))
 
 
 def evaluate_campaign_policies(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str], *,
-                               simulation: SimulationSettings | None = None) -> tuple[PolicyEvaluation, TLearner]:
+                               blocked_arms: Sequence[str] = (), simulation: SimulationSettings | None = None,
+                               ) -> tuple[PolicyEvaluation, TLearner]:
     """`evaluate_policies` on a campaign's test, segment winners chosen by the campaign's own lift
     gate; with `simulation` (engagement was simulated) each policy's true value is filled in
     from the simulator's ground truth for the same customers and the same picks."""
-    data = campaign_test_data(frame, config, segment_ids)
+    data = campaign_test_data(frame, config, segment_ids, blocked_arms)
     settings = config.personalization
     evaluation, model = evaluate_policies(
         data, winner_rule=lambda train: segment_winners(train, config, segment_ids), estimator=settings.estimator,

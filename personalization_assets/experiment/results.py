@@ -10,8 +10,10 @@ import pandas as pd
 
 from personalization_assets.campaign.config import (
     CONTROL_ARM,
+    GUARDRAIL_COLUMNS,
     METRIC_COLUMNS,
     METRIC_COVARIATES,
+    NO_EMAIL_ARM,
     CampaignConfig,
 )
 from personalization_assets.experiment.gates import (
@@ -20,6 +22,7 @@ from personalization_assets.experiment.gates import (
     rollout_recommendations,
 )
 from personalization_assets.stats import RESULT_COLUMNS, analyze_experiment, srm_test
+from personalization_assets.stats.proportions import difference_interval
 from personalization_assets.stats.sequential import (
     always_valid_p_value,
     relative_confidence_sequence,
@@ -31,8 +34,13 @@ from personalization_assets.stats.srm import (
 )
 
 OVERALL = "overall"
+# The scope of every message arm against the no-email holdout (campaigns with one): the email's own effect.
+VS_NO_EMAIL = "vs_no_email"
+# What the email can change without being opened: the metrics compared with the no-email holdout.
+INCREMENTAL_METRICS = ("conversion_rate",)
 SEQUENTIAL_COLUMNS = ("always_valid_p_value", "cs_rel_lift_low", "cs_rel_lift_high")
-RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, *SEQUENTIAL_COLUMNS, "engagement_rows", "engagement_source")
+GUARDRAIL_RESULT_COLUMNS = ("guardrail_margin", "guardrail_lower", "guardrail_upper")
+RESULTS_COLUMNS = ("wave", "scope", *RESULT_COLUMNS, *SEQUENTIAL_COLUMNS, *GUARDRAIL_RESULT_COLUMNS, "engagement_rows", "engagement_source")
 # Where the always-valid test is most sensitive when the campaign sets no minimum lift.
 DEFAULT_SEQUENTIAL_LIFT = 0.10
 
@@ -54,25 +62,63 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
         table = analyze_experiment(
             scoped, control=CONTROL_ARM, arms=list(arms), metrics=metrics, covariates=covariates, alpha=config.alpha
         )
+        table = pd.concat([table, *guardrail_rows(scoped, config, arms)], ignore_index=True)
+        table = table.assign(**{column: table[column] if column in table else np.nan for column in GUARDRAIL_RESULT_COLUMNS})
         # Per arm, how many of its sent customers the engagement export listed.
         arm_codes = pd.Categorical(scoped["arm"], categories=list(arms)).codes
         listed = np.bincount(arm_codes[arm_codes >= 0], weights=scoped["in_export"].to_numpy(dtype=float)[arm_codes >= 0],
                              minlength=len(arms))
         listed_by_arm = dict(zip(arms, listed.astype(np.int64), strict=True))
         tables.append(table.assign(scope=scope, engagement_rows=table["arm"].map(listed_by_arm).astype(np.int64)))
+    if arms == tuple(config.arm_names) and config.no_email_share > 0:
+        tables.append(incremental_table(frame, config, arms))
     results = pd.concat(tables, ignore_index=True).assign(wave=wave, engagement_source=source)
     results = add_sequential_columns(results, config.minimum_lift or DEFAULT_SEQUENTIAL_LIFT, config.alpha)
     return results[list(RESULTS_COLUMNS)]
 
 
+def incremental_table(frame: pd.DataFrame, config: CampaignConfig, arms: Sequence[str]) -> pd.DataFrame:
+    """Every message arm (control included) against the no-email holdout, over the whole test, on
+    the metrics an email can move without being opened (INCREMENTAL_METRICS): scope VS_NO_EMAIL,
+    its own Holm family."""
+    table = analyze_experiment(frame, control=NO_EMAIL_ARM, arms=[NO_EMAIL_ARM, *arms],
+                               metrics={m: METRIC_COLUMNS[m] for m in INCREMENTAL_METRICS},
+                               covariates={m: METRIC_COVARIATES[m] for m in INCREMENTAL_METRICS}, alpha=config.alpha)
+    arm_codes = pd.Categorical(frame["arm"], categories=[NO_EMAIL_ARM, *arms]).codes
+    listed = np.bincount(arm_codes[arm_codes >= 0], weights=frame["in_export"].to_numpy(dtype=float)[arm_codes >= 0], minlength=len(arms) + 1)
+    listed_by_arm = dict(zip([NO_EMAIL_ARM, *arms], listed.astype(np.int64), strict=True))
+    return table.assign(scope=VS_NO_EMAIL, engagement_rows=table["arm"].map(listed_by_arm).astype(np.int64),
+                        **{column: np.nan for column in GUARDRAIL_RESULT_COLUMNS})
+
+
+def guardrail_rows(frame: pd.DataFrame, config: CampaignConfig, arms: Sequence[str]) -> list[pd.DataFrame]:
+    """The guardrail metrics that were measured (their export columns present), every arm against
+    control as its own Holm family (they never change the tones' adjusted p-values), with each
+    comparison's non-inferiority margin and the one-sided (1 - alpha) bounds of the arm's rate
+    minus control's (Newcombe's interval at 1 - 2 alpha): the rule on them is `gates.guardrail_failures`."""
+    margins = {metric: margin for metric, margin in config.guardrails.margins.items() if frame[GUARDRAIL_COLUMNS[metric]].notna().any()}
+    if not margins:
+        return []
+    measured = frame.loc[frame[[GUARDRAIL_COLUMNS[m] for m in margins]].notna().all(axis=1).to_numpy()]
+    table = analyze_experiment(measured, control=CONTROL_ARM, arms=list(arms), metrics={m: GUARDRAIL_COLUMNS[m] for m in margins},
+                               alpha=config.alpha)
+    control = table[table["arm"] == CONTROL_ARM].set_index("metric")
+    x_c, n_c = table["metric"].map(control["successes"]).to_numpy(), table["metric"].map(control["n"]).to_numpy()
+    lower, upper = difference_interval(x_c, n_c, table["successes"].to_numpy(), table["n"].to_numpy(), alpha=2 * config.alpha)
+    treatment = (table["arm"] != CONTROL_ARM).to_numpy()
+    return [table.assign(guardrail_margin=np.where(treatment, table["metric"].map(margins).to_numpy(dtype=float), np.nan),
+                         guardrail_lower=np.where(treatment, lower, np.nan), guardrail_upper=np.where(treatment, upper, np.nan))]
+
+
 def add_sequential_columns(results: pd.DataFrame, minimum_lift: float, alpha: float) -> pd.DataFrame:
     """Always-valid p-value and confidence sequence per comparison, for reading results as they
     arrive (stats/sequential.py); control rows get NaN like the other comparison columns."""
-    control_n = results.loc[results["arm"] == CONTROL_ARM].set_index(["scope", "metric"])["n"]
+    baseline = (results["arm"] == np.where(results["scope"] == VS_NO_EMAIL, NO_EMAIL_ARM, CONTROL_ARM)).to_numpy()
+    control_n = results.loc[baseline].set_index(["scope", "metric"])["n"]
     n_c = pd.MultiIndex.from_frame(results[["scope", "metric"]]).map(control_n.to_dict()).to_numpy(dtype=float)
     tau = minimum_lift * results["control_rate"].to_numpy(dtype=float)
     args = (results["rate"], results["n"], results["control_rate"], n_c, tau)
-    treatment = (results["arm"] != CONTROL_ARM).to_numpy()
+    treatment = ~baseline
     low, high = relative_confidence_sequence(*args, alpha=alpha)
     return results.assign(
         always_valid_p_value=np.where(treatment, always_valid_p_value(*args), np.nan),
@@ -84,7 +130,8 @@ def add_sequential_columns(results: pd.DataFrame, minimum_lift: float, alpha: fl
 def sample_ratio_mismatch(assignments: pd.DataFrame, config: CampaignConfig):
     """SRM over everyone assigned (sent or held): a mismatch means the assignment itself is off."""
     counts = assignments["arm"].astype(str).value_counts()
-    return srm_test({arm: int(counts.get(arm, 0)) for arm in config.arm_names}, dict(config.arm_weights))
+    weights = config.assignment_weights  # the no-email holdout is assigned too
+    return srm_test({arm: int(counts.get(arm, 0)) for arm in weights}, dict(weights))
 
 
 def engagement_mismatch(results: pd.DataFrame, config: CampaignConfig) -> SrmResult:

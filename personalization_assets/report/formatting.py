@@ -20,10 +20,10 @@ def is_finite(value) -> bool:
         return False
 
 
-def percent(value: float, signed: bool = False) -> str:
+def percent(value: float, signed: bool = False, digits: int = 1) -> str:
     if not is_finite(value):
         return DASH
-    return f"{value:+.1%}" if signed else f"{value:.1%}"
+    return f"{value:+.{digits}%}" if signed else f"{value:.{digits}%}"
 
 
 def chance(value: float) -> str:

@@ -36,7 +36,7 @@ from personalization_assets.report.model import (
     Table,
 )
 from personalization_assets.report.pdf import render_pdf
-from personalization_assets.report.sections import results_table
+from personalization_assets.report.sections import guardrail_blocks, results_table
 
 ROLLOUT_HTML, ROLLOUT_PDF = "rollout.html", "rollout.pdf"
 CHOICE_FEATURE_LABELS = {**FEATURE_LABELS, "segment": "segment"}
@@ -152,8 +152,9 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
             f"({HOLDOUT}) is a randomized {config.rollout.holdout_share:.0%} of the rollout kept on the {CONTROL_ARM} message."
             if config.rollout else "", "note")]),
         Section("realized", "Realized lift: rollout against its holdout",
-                [block for scope in scopes for block in (Subhead(segment_names.get(scope, scope)),
-                                                          results_table(results, scope, config.metrics.all, f"realized-{scope}"))]),
+                [*guardrail_blocks(results, config),
+                 *(block for scope in scopes for block in (Subhead(segment_names.get(scope, scope)),
+                                                            results_table(results, scope, config.metrics.all, f"realized-{scope}")))]),
         Section("caveats", "Caveats", [Bullets([
             *(["**Simulated engagement.** The rollout's outcomes were simulated from the campaign's ground truth; they show the "
                "pipeline recovers it, not how real customers respond."] if simulated else []),

@@ -13,9 +13,18 @@ import numpy as np
 import pandas as pd
 
 from personalization_assets.audience.eligibility import hold_explanation
-from personalization_assets.campaign.config import CONTROL_ARM, METRIC_COVARIATES
+from personalization_assets.campaign.config import (
+    CONTROL_ARM,
+    GUARDRAIL_COLUMNS,
+    METRIC_COVARIATES,
+    NO_EMAIL_ARM,
+    CampaignConfig,
+)
+from personalization_assets.experiment.gates import guardrail_verdict
 from personalization_assets.experiment.results import (
+    INCREMENTAL_METRICS,
     OVERALL,
+    VS_NO_EMAIL,
     engagement_mismatch,
     sample_ratio_mismatch,
 )
@@ -49,6 +58,8 @@ HOLD_EXPLANATIONS = {
     "sent nothing rather than another message, and is left out of the analysis",
     "variant_blocked": "the variant written for the customer's segment and arm was blocked by screening; "
     "the customer is sent nothing rather than another message, and is left out of the analysis",
+    "no_email_holdout": "the customer is in the randomized no-email holdout: sent nothing on purpose, and measured, so the "
+    "email's incremental effect on conversions can be estimated",
 }
 
 
@@ -71,22 +82,23 @@ RESULT_COLUMNS_VIEW = (
 )
 
 
-def results_table(results: pd.DataFrame, scope: str, metrics: Sequence[str], key: str) -> Table:
-    """Every metric × arm row of one scope's experiment_results, significant lifts shaded."""
+def results_table(results: pd.DataFrame, scope: str, metrics: Sequence[str], key: str, baseline: str = CONTROL_ARM) -> Table:
+    """Every metric × arm row of one scope's experiment_results, significant lifts shaded; the
+    `baseline` arm (control, or the no-email holdout) is the one the others are compared with."""
     rows = results[(results["scope"] == scope) & (results["metric"].isin(list(metrics)))]
     order = {m: i for i, m in enumerate(metrics)}
     rows = rows.assign(_order=rows["metric"].map(order)).sort_values("_order", kind="stable")
     body, attrs, fills = [], [], []
     previous_metric = None
     for r in rows.itertuples(index=False):
-        control = r.arm == CONTROL_ARM
+        control = r.arm == baseline
         cells = [
             "" if r.metric == previous_metric else r.metric,  # the metric once per group; data-metric on every row
             r.arm,
             count(r.n),
             count(r.successes),
             percent(r.rate),
-            "control" if control else percent(r.rel_lift, True),
+            baseline if control else percent(r.rel_lift, True),
             DASH if control else interval(r.rel_lift_ci_low, r.rel_lift_ci_high),
             DASH if control else percent(r.cuped_rel_lift, True),
             DASH if control else interval(r.cuped_rel_lift_ci_low, r.cuped_rel_lift_ci_high),
@@ -198,7 +210,7 @@ def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
               caption="Expected = customers assigned × weight. Held-out customers are counted in the sample-ratio test "
                       "(it checks the assignment itself) but not in the results."),
     ]
-    df = sum(1 for w in config.arm_weights.values() if w > 0) - 1
+    df = sum(1 for w in config.assignment_weights.values() if w > 0) - 1
     srm_text = (f"Sample-ratio mismatch test (chi-square of assigned customers per arm against the weights, df {df}): "
                 f"chi² = {srm.chi2:.2f}, p = {p_value(srm.p_value)}: ")
     blocks.append(Para(srm_text + ("**FLAGGED** (p < 0.001): the assignment or the data lost or duplicated customers in some "
@@ -226,22 +238,23 @@ def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
     blocks.append(Subhead("Customers per segment and arm (assigned; held out in parentheses)"))
     segments = assignments["segment"].astype(str)
     arm_values = assignments["arm"].astype(str)
-    assigned = pd.crosstab(segments, arm_values).reindex(columns=list(config.arm_names), fill_value=0)
+    assigned_arms = list(config.assignment_weights)
+    assigned = pd.crosstab(segments, arm_values).reindex(columns=assigned_arms, fill_value=0)
     held_counts = pd.crosstab(segments[~assignments["sent"].astype(bool)], arm_values[~assignments["sent"].astype(bool)])
     rows, attrs = [], []
     for segment in [s for s in inputs.catalog.ids if s in assigned.index]:
         cells = [segment_names.get(segment, segment)]
-        for arm in config.arm_names:
+        for arm in assigned_arms:
             n = int(assigned.loc[segment, arm])
             h = int(held_counts.loc[segment, arm]) if segment in held_counts.index and arm in held_counts.columns else 0
             cells.append(count(n) + (f" ({count(h)})" if h else ""))
         cells.append(count(assigned.loc[segment].sum()))
         rows.append(cells)
         attrs.append({"segment": segment})
-    rows.append(["all segments", *[count(assigned[a].sum()) for a in config.arm_names], count(assigned.to_numpy().sum())])
+    rows.append(["all segments", *[count(assigned[a].sum()) for a in assigned_arms], count(assigned.to_numpy().sum())])
     attrs.append({"segment": "all"})
-    blocks.append(Table("arm_segment", ["segment", *config.arm_names, "total"], rows,
-                        col_keys=["segment", *config.arm_names, "total"], row_attrs=attrs))
+    blocks.append(Table("arm_segment", ["segment", *assigned_arms, "total"], rows,
+                        col_keys=["segment", *assigned_arms, "total"], row_attrs=attrs))
     return Section("design", "Design", blocks), srm
 
 
@@ -268,6 +281,8 @@ def results_section(inputs: ReportInputs, scopes: Sequence[str], segment_names: 
                             if metric == config.metrics.primary else []))
           for metric in config.metrics.all],
         results_table(results, OVERALL, config.metrics.all, "results-overall"),
+        *guardrail_blocks(results, config),
+        *incremental_blocks(results, config),
         Subhead(f"Per segment ({config.metrics.primary})"),
         Chart(forest_plot(
             forest_rows(results, [(segment_names.get(s, s), s, config.metrics.primary) for s in scopes[1:]]),
@@ -278,6 +293,47 @@ def results_section(inputs: ReportInputs, scopes: Sequence[str], segment_names: 
         blocks.append(Subhead(f"{segment_names.get(scope, scope)} ({scope})"))
         blocks.append(results_table(results, scope, config.metrics.all, f"results-{scope}"))
     return Section("results", "Results", blocks)
+
+
+def incremental_blocks(results: pd.DataFrame, config: CampaignConfig) -> list[Block]:
+    """The email's incremental effect: every message arm's conversions against the no-email holdout's."""
+    if not (results["scope"] == VS_NO_EMAIL).any():
+        return []
+    rows = results[(results["scope"] == VS_NO_EMAIL) & (results["arm"] == CONTROL_ARM)]
+    lead = ""
+    if len(rows):
+        r = rows.iloc[0]
+        lead = (f"Even the generic control email changes conversions by {percent(r.rel_lift, True)} "
+                f"({interval(r.rel_lift_ci_low, r.rel_lift_ci_high)}) against customers who were sent nothing. ")
+    return [Subhead(f"The email's incremental effect (against the {config.no_email_share:.0%} no-email holdout)"),
+            Para(lead + "Conversions here count every channel (engagement.conversions: any_channel); the holdout's customers were "
+                 "randomized like every arm and sent nothing.", "note"),
+            results_table(results, VS_NO_EMAIL, INCREMENTAL_METRICS, "results-vs-no-email", baseline=NO_EMAIL_ARM)]
+
+
+def guardrail_blocks(results: pd.DataFrame, config: CampaignConfig) -> list[Block]:
+    """The guardrails overall: each tone's unsubscribe and complaint rates against control's, the
+    upper bound of the rise, the margin, and whether the tone holds it (else it cannot win)."""
+    margins = config.guardrails.margins
+    rows = results[(results["scope"] == OVERALL) & results["metric"].isin(list(margins))] if "guardrail_margin" in results else results.iloc[:0]
+    if rows.empty:
+        named = ", ".join(f"{m} (column {GUARDRAIL_COLUMNS[m]})" for m in margins) or "none configured"
+        return [Subhead("Guardrails"), Para(f"Not measured this wave: the engagement had no guardrail columns ({named}).", "note")]
+    body, fills = [], []
+    verdicts = {"holds": "holds: shown within the margin", "unproven": "no significant rise; too few events to show it within the margin",
+                "fails": "FAILS: significant rise, not shown within the margin; cannot win or be sent"}
+    for r in rows[rows["arm"] != CONTROL_ARM].itertuples(index=False):
+        verdict = guardrail_verdict(r.guardrail_lower, r.guardrail_upper, r.guardrail_margin)
+        body.append([r.metric, r.arm, percent(r.rate, digits=2), percent(r.control_rate, digits=2),
+                     f"{(r.rate - r.control_rate) * 100:+.2f} pts", f"[{r.guardrail_lower * 100:+.2f}, {r.guardrail_upper * 100:+.2f}] pts",
+                     f"+{r.guardrail_margin * 100:.2f} pts", verdicts[verdict]])
+        fills.append([None] * 7 + [{"holds": None, "unproven": "#fff4d6", "fails": "#fde8e8"}[verdict]])
+    return [Subhead("Guardrails (overall)"), Table(
+        "guardrails", ["guardrail", "arm", "rate", "control", "difference", f"one-sided {1 - config.alpha:.0%} bounds", "margin",
+                       "verdict"], body, left=(0, 1, 7), fills=fills,
+        caption="Each tone's rate minus control's, with Newcombe's score bounds. A tone that significantly raises a guardrail "
+                "(lower bound above 0) and is not shown within the campaign's margin (upper bound below it) cannot win in "
+                "any segment, and no policy sends it.")]
 
 
 def text_or_empty(value) -> str:

@@ -34,13 +34,14 @@ def design_table(assignments: pd.DataFrame, config: CampaignConfig) -> pd.DataFr
     counts = assignments.groupby(assignments["arm"].astype(str)).agg(
         assigned=("customer_id", "size"), sent=("sent", "sum")
     )
-    counts = counts.reindex(list(config.arm_names), fill_value=0)
+    weights = config.assignment_weights  # the no-email holdout too, when the campaign has one
+    counts = counts.reindex(list(weights), fill_value=0)
     total = int(counts["assigned"].sum())
     return pd.DataFrame(
         {
             "arm": counts.index,
-            "weight": [f"{config.arm_weights[a]:.0%}" for a in counts.index],
-            "expected": [f"{total * config.arm_weights[a]:,.1f}" for a in counts.index],
+            "weight": [f"{weights[a]:.0%}" for a in counts.index],
+            "expected": [f"{total * weights[a]:,.1f}" for a in counts.index],
             "assigned": counts["assigned"].astype(int).to_numpy(),
             "sent": counts["sent"].astype(int).to_numpy(),
             "held out": (counts["assigned"] - counts["sent"]).astype(int).to_numpy(),

@@ -31,7 +31,7 @@ CAMPAIGN_MISTAKES = [
     ("misspelt alpha", ("alpha: 0.05", "alpah: 0.05"), "alpah: unknown key"),
     ("misspelt minimum_lift", ("minimum_lift: 0.10", "minimun_lift: 0.10"), "minimun_lift: unknown key"),
     ("duplicate arm", ("  friendly: 0.25\n", "  friendly: 0.25\n  urgent: 0.25\n"), "duplicate key 'urgent'"),
-    ("arm without a tone", ("  friendly: 0.25\n", "  friendly: 0.25\n  playful: 0.25\n"), "arms: arms ['playful'] are neither 'control' nor a configured tone"),
+    ("arm without a tone", ("  friendly: 0.25\n", "  friendly: 0.25\n  playful: 0.25\n"), "arms: arms ['playful'] are neither 'control', 'no_email' nor a configured tone"),
     ("no control weight", ("  control: 0.25", "  control: 0"), "arms: must give the 'control' arm a positive weight"),
     ("negative weight", ("  urgent: 0.25", "  urgent: -1"), "arms.urgent: Input should be greater than or equal to 0"),
     ("control as a tone", ("tones: [urgent, informational, friendly]", "tones: [urgent, control]"), "'control' is the control arm, not a tone"),

@@ -81,7 +81,7 @@ def test_whole_wave_materializes_with_checks(materialized_campaign):
     assert set(engagement["customer_id"]) == set(messages["customer_id"])
 
     results = read_table(warehouse, "experiment_results")
-    expected_rows = (1 + len(segments)) * 3 * 4  # scopes x metrics x arms
+    expected_rows = (1 + len(segments)) * (3 + 2) * 4  # scopes x (metrics + the simulated guardrails) x arms
     assert len(results) == expected_rows
     overall_control = results[(results["scope"] == "overall") & (results["arm"] == "control") & (results["metric"] == "open_rate")]
     assert overall_control["n"].iloc[0] == (assignments["sent"] & (assignments["arm"] == "control")).sum()

@@ -23,7 +23,7 @@ from personalization_assets_tests.pure_fixtures import (
     campaign,
     catalog,
     customer_segments,
-    sent_customers,
+    measured_customers,
     variants_frame,
     verdicts_frame,
 )
@@ -187,7 +187,7 @@ def test_held_out_customers_are_absent():
                                     experiment_id=campaign().experiment_id, weights=campaign().arm_weights, wave=WAVE)
     held = set(assignments.loc[~assignments["sent"], "customer_id"])
     assert held
-    frame = simulate_engagement(sent_customers(assignments, customers), campaign().simulation, WAVE)
+    frame = simulate_engagement(measured_customers(assignments, customers), campaign().simulation, WAVE)
     assert not held & set(frame["customer_id"])
     assert set(frame["customer_id"]) == set(assignments.loc[assignments["sent"], "customer_id"])
 

@@ -31,7 +31,7 @@ from personalization_assets_tests.pure_fixtures import (
     campaign,
     catalog,
     customer_segments,
-    sent_customers,
+    measured_customers,
     variants_frame,
     verdicts_frame,
 )
@@ -50,7 +50,7 @@ def _simulated(n: int, effects: tuple[tuple[str, float], ...], seed: int):
     assignments = build_assignments(customers.assign(contact_hold=""), variants, verdicts_frame(variants), experiment_id=config.experiment_id,
                                     weights=config.arm_weights, wave=WAVE)
     settings = SimulationSettings(seed=seed, conversion_given_click=0.12, effects=SimulationEffects(default=dict(effects)))
-    engagement = simulate_engagement(sent_customers(assignments, customers), settings, WAVE)
+    engagement = simulate_engagement(measured_customers(assignments, customers), settings, WAVE)
     frame = analysis_frame(assignments, engagement, customers)
     results = compute_results(frame, config, wave=WAVE, segments=catalog().ids, source="simulated")
     return assignments, results
@@ -208,7 +208,8 @@ def test_compute_results_shape():
     _, results = simulated(40_000, FRIENDLY_WINS)
     config = campaign()
     assert list(results.columns) == list(RESULTS_COLUMNS)
-    assert len(results) == (1 + len(catalog().ids)) * len(config.metrics.all) * len(config.arm_names)
+    metrics = len(config.metrics.all) + len(config.guardrails.margins)  # the simulator draws the guardrails too
+    assert len(results) == (1 + len(catalog().ids)) * metrics * len(config.arm_names)
     assert set(results["engagement_source"]) == {"simulated"}
     overall = results[(results["scope"] == OVERALL) & (results["metric"] == "open_rate")].set_index("arm")
     assert overall["n"].sum() == 40_000
@@ -258,7 +259,7 @@ def test_engagement_rows_lost_in_one_arm_fail_the_gate_true_effect_zero():
     assignments, _ = simulated(n, NO_EFFECT, seed)
     customers = customer_segments(n, seed)
     settings = SimulationSettings(seed=seed, conversion_given_click=0.12, effects=SimulationEffects(default=NO_EFFECT))
-    engagement = simulate_engagement(sent_customers(assignments, customers), settings, WAVE)
+    engagement = simulate_engagement(measured_customers(assignments, customers), settings, WAVE)
     intact = results_with_engagement(assignments, engagement, n, seed)
     assert not engagement_mismatch(intact, campaign()).flagged
     arms = assignments.set_index("customer_id").loc[engagement["customer_id"], "arm"].to_numpy()

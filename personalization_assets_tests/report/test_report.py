@@ -63,7 +63,7 @@ from personalization_assets_tests.pure_fixtures import (
     campaign,
     catalog,
     customer_segments,
-    sent_customers,
+    measured_customers,
 )
 
 WAVE = "2026-01-05"
@@ -125,7 +125,7 @@ def simulated_wave(n: int, effects: tuple, seed: int = 11, blocked: frozenset[st
         control = assignments.index[assignments["arm"] == CONTROL_ARM]
         assignments = assignments.drop(control[: int(len(control) * drop_control_share)]).reset_index(drop=True)
     settings = SimulationSettings(seed=seed, conversion_given_click=0.12, effects=SimulationEffects(default=dict(effects)))
-    engagement = simulate_engagement(sent_customers(assignments, customers), settings, WAVE)
+    engagement = simulate_engagement(measured_customers(assignments, customers), settings, WAVE)
     frame = analysis_frame(assignments, engagement, customers)
     segments = [s for s in catalog().ids if s in set(frame["segment"])]
     results = compute_results(frame, config, wave=WAVE, segments=segments, source=SOURCE_SIMULATED)
@@ -243,7 +243,8 @@ def test_every_results_number_in_the_html_equals_experiment_results():
     checked = 0
     for scope in scopes:
         rows = tables[f"results-{scope}"]
-        assert len(rows) == len(results[results["scope"] == scope])  # every metric × arm, control included
+        shown = results[(results["scope"] == scope) & results["metric"].isin(inputs.config.metrics.all)]
+        assert len(rows) == len(shown)  # every metric × arm, control included (the guardrails have their own table)
         for attrs, cells in rows:
             row = results[(results["scope"] == attrs["scope"]) & (results["metric"] == attrs["metric"])
                           & (results["arm"] == attrs["arm"])].iloc[0]
@@ -432,7 +433,8 @@ def test_write_report_writes_a_valid_pdf_and_html(tmp_path: Path):
     squashed = " ".join(text.split())
     assert "No reliable winner" in squashed
     assert latin1(files.report.title) in squashed
-    overall = inputs.results[(inputs.results["scope"] == OVERALL) & (inputs.results["arm"] != CONTROL_ARM)]
+    overall = inputs.results[(inputs.results["scope"] == OVERALL) & (inputs.results["arm"] != CONTROL_ARM)
+                             & inputs.results["metric"].isin(inputs.config.metrics.all)]  # the guardrails: their own table
     for value in overall["rel_lift"]:
         assert f"{value:+.1%}" in squashed
     assert str(files.html) in files.markdown and str(files.pdf) in files.markdown
