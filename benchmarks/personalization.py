@@ -63,8 +63,10 @@ def campaign(customers: int) -> None:
             test_size = connection.execute("SELECT count(*) FROM personalization.assignments").fetchone()[0]
         os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
         with dg.DagsterInstance.get() as instance:
-            steps = {}
+            steps, runs = {}, {}
             for record in instance.get_run_records():
+                stats = instance.get_run_stats(record.dagster_run.run_id)
+                runs[record.dagster_run.job_name] = (stats.end_time or 0) - (stats.start_time or 0)
                 for stat in instance.get_run_step_stats(record.dagster_run.run_id):
                     if stat.start_time and stat.end_time:
                         steps[stat.step_key] = stat.end_time - stat.start_time
@@ -83,7 +85,8 @@ def campaign(customers: int) -> None:
         r = realized.iloc[0]
         print(f"realized open-rate lift of the rollout over its holdout: {r.rel_lift:+.1%} [{r.rel_lift_ci_low:+.1%}, {r.rel_lift_ci_high:+.1%}]")
     print(f"sent by group: {', '.join(f'{r.rollout_group} {r.sent:,}' for r in sent.itertuples())}")
-    print(f"`cpo run` wall time (content, test wave, rollout; fresh home): {wall:.1f} s")
+    print(f"`cpo run` wall time (content, test wave, rollout; fresh home): {wall:.1f} s; runs: "
+          + ", ".join(f"{job} {seconds:.1f} s" for job, seconds in runs.items()))
     for step in sorted(steps, key=steps.get, reverse=True)[:8]:
         print(f"  step {step:<28}{steps[step]:>7.2f} s{'   <- the modelling a wave adds' if step == MODELLING_STEP else ''}")
     print("what `cpo run` printed for the rollout:\n" + "\n".join(printed).replace(str(root), "<tmp>"))

@@ -30,6 +30,7 @@ import duckdb
 import pandas as pd
 
 from personalization_assets.campaign.errors import AuditTrailError
+from personalization_assets.experiment.assignment import HOLD_NO_EMAIL
 from personalization_assets.safety.approval import (
     MODE_REVIEWER,
     content_hashes,
@@ -418,11 +419,11 @@ class AuditLog:
                             f"SELECT wave, count(*) FROM personalization.{table} GROUP BY wave ORDER BY wave").fetchall():
                         problems += self._check_wave(connection, table, str(wave), int(rows), sealed.get((stage, str(wave)), []),
                                                      records, "message_variants" in tables)
-        legacy = {wave for (stage, wave), seals in sealed.items() if not any(seal.get("emails_sealed") for seal in seals)}
+        legacy = {key for key, seals in sealed.items() if not any(seal.get("emails_sealed") for seal in seals)}
         for stage, export_file in export_files.items():
             for path in sorted(exports.glob(f"*/{export_file}")) if exports.is_dir() else []:
                 wave = path.parent.name
-                if wave in legacy and not rendered.get((stage, wave)):
+                if (stage, wave) in legacy and not rendered.get((stage, wave)):
                     continue  # exported before emails were sealed: nothing to compare it with
                 problems += self._check_export(path, wave, rendered.get((stage, wave), []))
         return problems
@@ -583,6 +584,10 @@ def explain(log: AuditLog, customer_id: str, wave: str | None = None) -> str:
         stage = "" if decision.stage == STAGE_TEST else f" ({decision.stage})"
         verdict = log.latest("verdict", decision.segment, decision.variant_id, decision.seq)
         variant = log.latest("variant", decision.segment, decision.variant_id, decision.seq)
+        if decision.hold_reason == HOLD_NO_EMAIL:
+            lines.append(f"wave {decision.wave}{stage}, run {decision.run_id}: customer {customer_id} in segment '{decision.segment}': "
+                         "NOT SENT (in the randomized no-email holdout: sent nothing on purpose, and measured)")
+            continue
         if not decision.sent:
             outcome = f"NOT SENT ({decision.hold_reason})"
         elif (decision.run_id, decision.wave, decision.stage) in rendered:

@@ -244,6 +244,10 @@ class RolloutSettings(StrictModel):
                               "predicted best message where the personalized policy's gate passes, else winner"
     )
     holdout_share: Number = Field(0.1, gt=0, lt=1, description="share of the rollout kept on the control message")
+    from_simulated_engagement: bool = Field(
+        False, description="decide the rollout on SIMULATED test engagement (a demonstration); a real campaign's rollout waits "
+                           "for the test's ESP export"
+    )
 
 
 class PersonalizationSettings(StrictModel):

@@ -86,6 +86,9 @@ rollout:
   test_share: 0.2
   policy: personalized
   holdout_share: 0.1
+  # This sample's engagement is SIMULATED: let the rollout be decided on it (a real campaign's
+  # rollout waits for the test's ESP export, which the engagement sensor picks up).
+  from_simulated_engagement: true
 """
 
 # Tier shares (Gold, Silver, Bronze) applied to a noisy value score.

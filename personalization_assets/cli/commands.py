@@ -215,6 +215,12 @@ class Session:
         from personalization_assets.cli.summary import rollout_summary
         from personalization_assets.defs.jobs import ROLLOUT_JOB
 
+        export = self.config.paths.engagement_file(wave)
+        if not export.is_file() and not self.config.rollout.from_simulated_engagement:
+            print(f"rollout: waits for the test's engagement ({export} is not there yet; this wave's engagement is SIMULATED). "
+                  "The engagement sensor runs the rollout when the export arrives (or run `cpo run` again then); "
+                  "rollout.from_simulated_engagement: true decides it on simulated engagement, for a demonstration.")
+            return EXIT_OK
         result = self.execute(ROLLOUT_JOB, partition_key=wave)
         print(f"rollout run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
         if not result.success:

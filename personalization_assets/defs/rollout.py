@@ -30,12 +30,14 @@ from personalization_assets.defs.types import (
 from personalization_assets.experiment.engagement import (
     GUARDRAIL_OUTCOMES,
     OUTCOMES,
+    SOURCE_IMPORTED,
     SOURCE_SIMULATED,
     expected_outcomes,
 )
 from personalization_assets.experiment.gates import guardrail_blocked_arms
 from personalization_assets.experiment.joins import PROFILE_COLUMNS, analysis_frame
 from personalization_assets.experiment.policies import (
+    campaign_test_data,
     evaluate_campaign_policies,
     personalized_gate_passes,
     qini_coefficient,
@@ -44,13 +46,11 @@ from personalization_assets.experiment.results import (
     OVERALL,
     compute_results,
     result_scopes,
-    winner_by_segment,
 )
 from personalization_assets.experiment.rollout import (
     HOLDOUT,
     ROLLED_OUT,
     build_rollout_assignments,
-    in_test,
     rollout_choices,
 )
 from personalization_assets.experiment.uplift import choice_drivers, uplift_features
@@ -83,7 +83,6 @@ def _simulated(engagement: pd.DataFrame) -> bool:
         "assignments": columns("customer_id", "segment", "arm", "sent", "hold_reason"),
         "engagement": columns("customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source"),
         "customer_segments": columns("customer_id", "segment", *PROFILE_COLUMNS),
-        "rollout_recommendation": columns("scope", "recommended_arm", "has_reliable_winner"),
         "experiment_results": columns("scope", "metric", "arm", "rate", "control_rate", "guardrail_margin", "guardrail_lower",
                                       "guardrail_upper"),
     },
@@ -93,7 +92,7 @@ def _simulated(engagement: pd.DataFrame) -> bool:
 )
 def policy_evaluation(
     context: dg.AssetExecutionContext, campaign: CampaignResource, assignments: pd.DataFrame, engagement: pd.DataFrame,
-    customer_segments: pd.DataFrame, rollout_recommendation: pd.DataFrame, experiment_results: pd.DataFrame,
+    customer_segments: pd.DataFrame, experiment_results: pd.DataFrame,
 ):
     """Each candidate policy's value from the test (doubly robust, cross-fitted, with intervals),
     the uplift model's Qini curve and drivers, and each waiting customer's two candidate arms."""
@@ -104,23 +103,24 @@ def policy_evaluation(
     simulated = _simulated(engagement)
     # A tone that fails a guardrail on the whole test is never sent by any policy.
     blocked = guardrail_blocked_arms(experiment_results)
-    evaluation, model = evaluate_campaign_policies(frame, config, segments, blocked_arms=blocked,
-                                                   simulation=config.simulation if simulated else None)
+    data = campaign_test_data(frame, config, segments, blocked)
+    evaluation, model = evaluate_campaign_policies(data, config, segments, simulation=config.simulation if simulated else None)
 
-    waiting = customer_segments.loc[~in_test(customer_segments["customer_id"], config.experiment_id, config.rollout)]
-    waiting = waiting.reset_index(drop=True)
+    # Waiting: every customer of the wave the test did not assign (not a hash recomputed now: a
+    # changed customers file or test share must neither skip nor re-send anyone).
+    waiting = customer_segments.loc[~customer_segments["customer_id"].isin(assignments["customer_id"]).to_numpy()].reset_index(drop=True)
     features = uplift_features(waiting, segments)
     predicted = model.predict(features)
     best = model.best_arms(predicted)
     gain = predicted[np.arange(len(best)), best] - predicted[:, 0]
-    winners = winner_by_segment(rollout_recommendation, segments)
-    choices = rollout_choices(waiting, winners, np.array(config.arm_names, dtype=object)[best], gain, wave)
+    # The winners and the model that were valued: the rollout ships exactly them.
+    choices = rollout_choices(waiting, evaluation.winners, np.array(config.arm_names, dtype=object)[best], gain, wave)
     drivers = choice_drivers(model, features, seed=config.personalization.seed)
 
-    values = evaluation.values.assign(wave=wave)
+    values = evaluation.values.assign(wave=wave, engagement_source=SOURCE_SIMULATED if simulated else SOURCE_IMPORTED)
     gate = evaluation.gate
     source = "SIMULATED engagement" if simulated else "imported engagement"
-    yield dg.Output(values[["wave", *evaluation.values.columns]], output_name="policy_values",
+    yield dg.Output(values[["wave", *evaluation.values.columns, "engagement_source"]], output_name="policy_values",
                     metadata={"dagster/row_count": len(values), "engagement": source, "folds": evaluation.folds,
                               "guardrail_blocked_arms": ", ".join(blocked) or "none",
                               **{f"value_{r.policy}": float(r.value) for r in values.itertuples()}})
@@ -143,7 +143,7 @@ def policy_evaluation(
 @dg.asset(
     **per_wave(SCHEMAS["rollout_assignments"], group=ROLLOUT_GROUP),
     ins={"message_variants": ALL_SEGMENTS, "safety_verdicts": ALL_SEGMENTS,
-         "customer_segments": columns("customer_id", "segment", "contact_hold"), "policy_values": columns("policy", "diff_ci_low")},
+         "customer_segments": columns("customer_id", "segment", "contact_hold"), "policy_values": columns("policy", "diff_ci_low", "engagement_source")},
     check_specs=[dg.AssetCheckSpec("holdout_ratio", asset="rollout_assignments",
                                    description="Chi-square of holdout vs rollout counts against rollout.holdout_share; flagged at p < 0.001")],
     dagster_type=RolloutAssignmentsFrame,
@@ -156,6 +156,12 @@ def rollout_assignments(
     passed), a randomized holdout on control; held out exactly as in the test; sealed in the audit trail."""
     config = campaign.config
     _require_rollout(config)
+    source = set(policy_values["engagement_source"].dropna().astype(str)) if "engagement_source" in policy_values else {SOURCE_SIMULATED}
+    if SOURCE_SIMULATED in source and not config.rollout.from_simulated_engagement:
+        raise dg.Failure(f"rollout_assignments not made: the test's engagement for wave {context.partition_key} is SIMULATED (no "
+                         f"{config.paths.engagement_file(context.partition_key)} yet). A rollout is decided on the test's real "
+                         "engagement: the engagement sensor runs it when the export arrives. For a demonstration on simulated "
+                         "data, set rollout.from_simulated_engagement: true.")
     decisions = sendable_decisions(config, audit, message_variants, safety_verdicts, "rollout_assignments")
     passed = personalized_gate_passes(policy_values)
     frame = build_rollout_assignments(

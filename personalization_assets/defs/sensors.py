@@ -6,8 +6,10 @@ wave job, for that wave partition, over `engagement` and every wave-group asset 
 (`experiment_results`, `experiment_report`, `rollout_recommendation`, ...): the wave's analysis is
 redone on the imported data, and its assignments and messages are left as they were. When the
 campaign tests on a share (`rollout.test_share`), the run also redoes the rollout that follows from
-the test (`policy_values` ... `rollout_report`); a rollout's own export,
-`paths.engagement/rollout/<wave>.csv`, re-runs the rollout's engagement, results and report.
+the test (`policy_values` ... `rollout_report`), unless that wave's rollout was already sent (then
+only the test's analysis: a corrected export never causes a second, different rollout send); a
+rollout's own export, `paths.engagement/rollout/<wave>.csv`, re-runs the rollout's engagement,
+results and report.
 
 - The cursor keeps, per file name, the content hash and modification time of the version last
   acted on; a file whose content did not change (touched, or copied again) requests nothing.
@@ -116,6 +118,7 @@ def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: Campai
     stages = {folder: (ASSIGNMENTS_ASSET, engagement_selection(rollout))}
     if rollout:
         stages[folder / ROLLOUT_FOLDER] = (ROLLOUT_ASSIGNMENTS_ASSET, ROLLOUT_ENGAGEMENT_SELECTION)
+    selections = {False: engagement_selection(False)}
 
     requests: list[dg.RunRequest] = []
     present = sorted(p for stage_folder in stages if stage_folder.is_dir() for p in stage_folder.glob("*.csv")
@@ -123,7 +126,6 @@ def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: Campai
     for path in present:
         wave = path.stem
         assigned_asset, stage_selection = stages[path.parent]
-        selection = sorted(stage_selection.resolve(graph), key=lambda key: key.to_user_string())
         name = path.relative_to(folder).as_posix()  # the cursor's key: rollout/<wave>.csv apart from <wave>.csv
         if not wave_partitions.has_partition_key(wave):
             if name not in ignored:
@@ -146,6 +148,13 @@ def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: Campai
         if not _wave_assigned(context.instance, wave, assigned_asset):
             context.log.info(f"{name}: wave {wave} has no {assigned_asset.to_user_string()} yet; its run will import the file")
             continue
+        if path.parent == folder and rollout and _wave_assigned(context.instance, wave, ROLLOUT_ASSIGNMENTS_ASSET):
+            # The rollout was already decided and its emails exported: a corrected test export re-runs the
+            # test's analysis, never a second, different rollout send.
+            stage_selection = selections[False]
+            context.log.info(f"{name}: wave {wave}'s rollout was already sent; re-running the test's analysis only "
+                             "(materialize the rollout group by hand to decide it again)")
+        selection = sorted(stage_selection.resolve(graph), key=lambda key: key.to_user_string())
         context.log.info(f"{name}: {'changed' if known else 'new'} engagement for wave {wave}; requesting a re-run")
         requests.append(
             dg.RunRequest(

@@ -128,7 +128,7 @@ SCHEMAS = {
     "message_variants": table_schema(VARIANT_COLUMNS),
     "safety_verdicts": table_schema(VERDICT_COLUMNS),
     "experiment_results": table_schema(RESULTS_COLUMNS),
-    "policy_values": table_schema(("wave", *POLICY_VALUE_COLUMNS)),
+    "policy_values": table_schema(("wave", *POLICY_VALUE_COLUMNS, "engagement_source")),
     "rollout_choices": table_schema(CHOICE_COLUMNS),
     "rollout_assignments": table_schema(ROLLOUT_COLUMNS),
 }

@@ -140,8 +140,9 @@ def outcome_probabilities(customers: pd.DataFrame, settings: SimulationSettings,
 
 def guardrail_probabilities(customers: pd.DataFrame, settings: SimulationSettings, arms) -> tuple[np.ndarray, np.ndarray]:
     """The simulator's chance that each customer sent `arms` unsubscribes, and complains."""
-    multiplier = pd.Series(np.asarray(arms, dtype=object)).map(
-        lambda arm: 0.0 if arm == NO_EMAIL_ARM else settings.guardrail_effects.get(str(arm), 1.0)).to_numpy(dtype=float)
+    codes, names = pd.factorize(pd.Series(np.asarray(arms, dtype=object)), use_na_sentinel=False)
+    table = np.array([0.0 if arm == NO_EMAIL_ARM else settings.guardrail_effects.get(str(arm), 1.0) for arm in names], dtype=float)
+    multiplier = table[codes] if len(codes) else np.zeros(0)
     return np.clip(settings.unsubscribe_rate * multiplier, 0, 1), np.clip(settings.complaint_rate * multiplier, 0, 1)
 
 

@@ -9,8 +9,10 @@ Estimator: doubly robust (augmented inverse-propensity weighting), on data no po
 
 1. A salted hash of each customer id splits the test's customers into a learning part and an
    evaluation part (`personalization.evaluation_share`). Every learned policy is chosen on the
-   learning part only: the best tone, each segment's winner, and the per-customer model. These
-   are the policies that ship: the rollout sends exactly the policy whose value is estimated.
+   learning part only: the best tone, each segment's winner (the campaign's lift gate on those
+   customers), and the per-customer model. These are the policies the rollout ships: it sends
+   exactly the policy whose value is estimated. (Choosing the segment winners on the whole test
+   instead undercovers: the evaluation part then helps pick the winner it values.)
 2. On the evaluation part, each customer i and arm a get the score
 
        Γ_i(a) = μ̂_a(x_i) + 1{A_i = a} / e_a(s_i) · (Y_i − μ̂_a(x_i)),
@@ -24,10 +26,9 @@ Estimator: doubly robust (augmented inverse-propensity weighting), on data no po
 
 Because the propensities are the design's, the estimate is unbiased whatever the outcome models'
 quality (good models only make it tighter), and because the policies were fixed before the
-evaluation part was looked at, the interval is that of a fixed policy's value. (Letting each fold's
-policy be learned on the other folds, as cross-validation does, undercovers: each fold's policy
-then depends on the noise of the folds that value the others; docs/personalization.md has the
-simulation.)
+evaluation part was looked at, its interval is that of a fixed policy's value. (Letting each fold's
+policy be learned on the other folds instead, as cross-validation does, undercovers: each fold's
+policy then depends on the noise of the folds that value the others.)
 
 Pure logic, no Dagster import.
 """
@@ -48,7 +49,7 @@ from personalization_assets.campaign.config import (
 )
 from personalization_assets.experiment.assignment import unit_interval
 from personalization_assets.experiment.engagement import expected_outcomes
-from personalization_assets.experiment.results import segment_winners
+from personalization_assets.experiment.results import gated_winners
 from personalization_assets.experiment.uplift import (
     TLearner,
     fit_t_learner,
@@ -67,7 +68,7 @@ POLICY_LABELS = {
     WINNER_PER_SEGMENT: "each segment's gated winner (else the overall winner, else control)",
     PERSONALIZED: "each customer's predicted best message",
 }
-POLICY_VALUE_COLUMNS = ("policy", "description", "value", "ci_low", "ci_high", "std_error", "diff_vs_baseline",
+POLICY_VALUE_COLUMNS = ("policy", "description", "value", "ci_low", "ci_high", "std_error", "is_baseline", "diff_vs_baseline",
                         "diff_ci_low", "diff_ci_high", "customers", "true_value")
 QINI_POINTS = 20
 
@@ -100,6 +101,7 @@ class PolicyEvaluation:
     qini: pd.DataFrame  # fraction targeted, incremental successes per customer, the random line
     choices: pd.DataFrame  # per evaluation-part customer: customer_id, fold, and each policy's arm
     folds: int
+    winners: dict[str, str]  # each segment's winner as learned and valued (the rollout's `winner` policy)
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,8 @@ def split_of(customer_ids: pd.Series, evaluation_share: float, folds: int, seed:
 
 
 def _pick_policies(train: pd.DataFrame, data: RandomizedTest, winner_rule: WinnerRule) -> tuple[str, Mapping[str, str]]:
-    """The best single tone (highest raw rate; randomized, so unbiased) and each segment's winner, on `train`."""
+    """The best single tone (the highest rate among the tones no guardrail blocks) and each
+    segment's winner, chosen on `train`."""
     rates = train[~train["arm"].isin([CONTROL_ARM, *data.blocked_arms])].groupby("arm", observed=True)[data.outcome].mean()
     best_tone = str(rates.sort_index().idxmax()) if len(rates) else CONTROL_ARM
     return best_tone, winner_rule(train)
@@ -163,11 +166,13 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
                       evaluation_share: float = 0.5) -> tuple[PolicyEvaluation, TLearner]:
     """Doubly robust values of the candidate policies on the evaluation part, the gate on the
     personalized one, its Qini curve; and the personalized model (learned on the learning part:
-    the one rolled out)."""
-    frame = data.frame.reset_index(drop=True)
+    the one rolled out). `winner_rule` picks each segment's arm from the learning part; the
+    evaluation's `winners` are those picks where they can be sent (`sendable_winners`), as shipped."""
     arms, segments = list(data.arms), list(data.segments)
     if arms[0] != CONTROL_ARM:
         raise ValueError(f"arms must start with '{CONTROL_ARM}', got {arms}")
+    # Only the message arms' customers: a no-email holdout's were sent none of the candidates.
+    frame = data.frame.loc[data.frame["arm"].isin(arms).to_numpy()].reset_index(drop=True)
     features = uplift_features(frame, segments)
     seg_codes = pd.Categorical(frame["segment"], categories=segments).codes.astype(np.intp)
     arm_codes = pd.Categorical(frame["arm"], categories=arms).codes.astype(np.intp)
@@ -227,6 +232,7 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
     others = values[values["policy"] != PERSONALIZED]
     baseline = str(others.sort_values(["value", "policy"], ascending=[False, True]).iloc[0]["policy"]) if n else CONTROL_FOR_ALL
     differences = [interval(policy_scores[policy] - policy_scores[baseline]) for policy in POLICIES]
+    values["is_baseline"] = values["policy"] == baseline
     values["diff_vs_baseline"] = [d[0] for d in differences]
     values["diff_ci_low"] = [d[1] for d in differences]
     values["diff_ci_high"] = [d[2] for d in differences]
@@ -242,7 +248,7 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
     choices = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy()[evaluation], "fold": eval_fold,
                             **{policy: np.array(arms, dtype=object)[picks[policy]] for policy in POLICIES}})
     qini = qini_curve(predicted, picks[PERSONALIZED], arm_codes[evaluation], y[evaluation])
-    return PolicyEvaluation(values[list(POLICY_VALUE_COLUMNS)], gate, qini, choices, folds), model
+    return PolicyEvaluation(values[list(POLICY_VALUE_COLUMNS)], gate, qini, choices, folds, sendable_winners(winners, data)), model
 
 
 def qini_curve(predicted: np.ndarray, chosen: np.ndarray, arm_codes: np.ndarray, y: np.ndarray, points: int = QINI_POINTS) -> pd.DataFrame:
@@ -254,6 +260,9 @@ def qini_curve(predicted: np.ndarray, chosen: np.ndarray, arm_codes: np.ndarray,
     same count: (Y_t − Y_c · N_t / N_c) / n. The random line joins 0 to the curve's end.
     """
     n = len(y)
+    fractions = np.linspace(0, 1, points + 1)
+    if n == 0:
+        return pd.DataFrame({"fraction": fractions, "qini": 0.0, "random": 0.0})
     gain = predicted[np.arange(n), chosen] - predicted[:, 0]
     order = np.argsort(-gain, kind="stable")
     treated = ((arm_codes == chosen) & (chosen != 0))[order]
@@ -261,12 +270,11 @@ def qini_curve(predicted: np.ndarray, chosen: np.ndarray, arm_codes: np.ndarray,
     y_sorted = y[order]
     cum_t, cum_c = np.cumsum(treated), np.cumsum(control)
     cum_yt, cum_yc = np.cumsum(y_sorted * treated), np.cumsum(y_sorted * control)
-    fractions = np.linspace(0, 1, points + 1)
     qini = [0.0]
     for fraction in fractions[1:]:
         i = max(int(round(fraction * n)) - 1, 0)
         scale = cum_t[i] / cum_c[i] if cum_c[i] else 0.0
-        qini.append(float(cum_yt[i] - cum_yc[i] * scale) / n if n else 0.0)
+        qini.append(float(cum_yt[i] - cum_yc[i] * scale) / n)
     qini = np.array(qini)
     return pd.DataFrame({"fraction": fractions, "qini": qini, "random": fractions * qini[-1]})
 
@@ -279,29 +287,37 @@ def qini_coefficient(qini: pd.DataFrame) -> float:
 
 def campaign_test_data(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str],
                        blocked_arms: Sequence[str] = ()) -> RandomizedTest:
-    """The campaign's randomized test as the estimator reads it: the primary metric's column, the
-    campaign's arms (control first), its design propensities per segment, and the arms that fail a
-    guardrail (`experiment/gates.guardrail_blocked_arms`), which no policy may send."""
+    """The campaign's randomized test as the estimator reads it: the message arms' customers, the
+    primary metric's column, the campaign's arms (control first), its design propensities per
+    segment, and the arms that fail a guardrail (`experiment/gates.guardrail_blocked_arms`), which
+    no policy may send."""
     segments = tuple(segment_ids)
+    frame = frame.loc[frame["arm"].isin(config.arm_names).to_numpy()]
     return RandomizedTest(frame, METRIC_COLUMNS[config.metrics.primary], tuple(config.arm_names), segments,
                           design_propensities(frame, segments, config.arm_weights), tuple(blocked_arms))
 
 
-def evaluate_campaign_policies(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str], *,
-                               blocked_arms: Sequence[str] = (), simulation: SimulationSettings | None = None,
-                               ) -> tuple[PolicyEvaluation, TLearner]:
-    """`evaluate_policies` on a campaign's test, segment winners chosen by the campaign's own lift
-    gate; with `simulation` (engagement was simulated) each policy's true value is filled in
-    from the simulator's ground truth for the same customers and the same picks."""
-    data = campaign_test_data(frame, config, segment_ids, blocked_arms)
+def sendable_winners(winners: Mapping[str, str], data: RandomizedTest) -> dict[str, str]:
+    """Each segment's winner where its variant can be sent there (approved, no guardrail failed),
+    else control: the winner policy as it is valued and as it ships."""
+    available = data.available
+    return {segment: (arm if arm in data.arms and available[position, data.arms.index(arm)] else CONTROL_ARM)
+            for position, segment in enumerate(data.segments) for arm in [winners.get(segment, CONTROL_ARM)]}
+
+
+def evaluate_campaign_policies(data: RandomizedTest, config: CampaignConfig, segment_ids: Sequence[str], *,
+                               simulation: SimulationSettings | None = None) -> tuple[PolicyEvaluation, TLearner]:
+    """`evaluate_policies` on a campaign's test, the segment winners chosen by the campaign's own
+    lift gate on the learning part (`results.gated_winners`); with `simulation` (engagement was
+    simulated) each policy's true value is filled in from the simulator's ground truth for the
+    same customers and the same picks."""
     settings = config.personalization
     evaluation, model = evaluate_policies(
-        data, winner_rule=lambda train: segment_winners(train, config, segment_ids), estimator=settings.estimator,
+        data, winner_rule=lambda learning: gated_winners(learning, config, segment_ids), estimator=settings.estimator,
         folds=settings.folds, seed=settings.seed, alpha=config.alpha, evaluation_share=settings.evaluation_share,
     )
     if simulation is not None:
-        frame = data.frame.reset_index(drop=True)
-        ordered = frame.set_index("customer_id").loc[evaluation.choices["customer_id"]].reset_index()
+        ordered = data.frame.set_index("customer_id").loc[evaluation.choices["customer_id"]].reset_index()
         evaluation.values["true_value"] = [
             float(expected_outcomes(ordered, simulation, evaluation.choices[policy].to_numpy())[data.outcome].mean())
             for policy in evaluation.values["policy"]

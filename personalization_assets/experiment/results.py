@@ -137,13 +137,17 @@ def sample_ratio_mismatch(assignments: pd.DataFrame, config: CampaignConfig):
 def engagement_mismatch(results: pd.DataFrame, config: CampaignConfig) -> SrmResult:
     """SRM over what is analysed: engagement rows listed per arm against sent per arm, overall
     (`stats/srm.presence_chi2`). A mismatch means the export lost rows unevenly between arms,
-    and those customers were read as non-openers. `expected` holds each arm's listed count if
-    every arm lost rows at the same rate."""
+    and those customers were read as non-openers. With a no-email holdout, its customers' rows are
+    counted too (an export that leaves them out reads as a holdout that never converts).
+    `expected` holds each arm's listed count if every arm lost rows at the same rate."""
     if config.engagement.lists == "customers_with_events":
         # A missing row is a customer without events: its absence says nothing about lost rows.
         return SrmResult(chi2=math.nan, p_value=math.nan, flagged=False, expected={}, observed={})
     rows = results[(results["scope"] == OVERALL) & (results["metric"] == config.metrics.primary)].set_index("arm")
     rows = rows.reindex(list(config.arm_names)).fillna({"n": 0, "engagement_rows": 0})
+    if config.no_email_share > 0:  # the holdout's conversions must be listed too, or its rate reads as zero
+        holdout = results[(results["scope"] == VS_NO_EMAIL) & (results["arm"] == NO_EMAIL_ARM)].set_index("arm")
+        rows = pd.concat([rows, holdout.reindex([NO_EMAIL_ARM]).fillna({"n": 0, "engagement_rows": 0})])
     sent, listed = rows["n"].to_numpy(dtype=float), rows["engagement_rows"].to_numpy(dtype=float)
     statistic, p_value = (float(v) for v in presence_chi2(listed, sent))
     share = listed.sum() / sent.sum() if sent.sum() else 1.0
@@ -185,12 +189,17 @@ def gated_rollout(own: pd.DataFrame, gate: LiftGate) -> pd.DataFrame:
     return own.assign(recommended_arm=CONTROL_ARM, has_reliable_winner=False, reason="lift gate not passed: " + "; ".join(gate.failures))
 
 
-def segment_winners(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str]) -> dict[str, str]:
-    """Each segment's rolled-out arm on an analysis frame (the whole test, or some of its folds):
-    the lift gate and each segment's own recommendation, exactly as the wave's rollout applies them."""
+def gated_winners(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str]) -> dict[str, str]:
+    """Each segment's `winner`-policy arm on an analysis frame (the learning part of a test): the
+    campaign's lift gate and each segment's own recommendation, as the wave applies them, then
+    `winner_by_segment`. The sample-ratio test is the wave's own (on everyone it assigned): a part
+    of the sent customers is not an assignment to test again."""
     scopes = result_scopes(segment_ids, pd.unique(frame["segment"]))
     results = compute_results(frame, config, wave="", segments=scopes[1:], source="")
-    gate, own = campaign_rollout(results, frame, config, scopes)
+    own = rollout_recommendations(results, scopes=scopes, primary_metric=config.metrics.primary, minimum_lift=config.minimum_lift,
+                                  alpha=config.alpha)
+    gate = evaluate_lift_gate(results, primary_metric=config.metrics.primary, minimum_lift=config.minimum_lift, alpha=config.alpha,
+                              srm_p_value=math.nan, srm_flagged=False, engagement_mismatch=engagement_mismatch(results, config))
     return winner_by_segment(gated_rollout(own, gate), segment_ids)
 
 

@@ -1,8 +1,10 @@
 """Test on a share, then roll out: who is in the randomized test, and what the rest is sent.
 
-With `rollout.test_share` set, a salted hash of each customer id puts that share of every segment
-in the test (today's randomized wave, `experiment/assignment.py`); everyone else waits for the
-rollout. Once the test's engagement is in, the rollout sends each waiting customer:
+With `rollout.test_share` set, a salted hash of each customer id puts each customer in the test
+with that probability, so about that share of every segment (today's randomized wave,
+`experiment/assignment.py`); everyone else waits for the rollout. The hash is of the experiment id
+and the customer id: the same customers are in the test every wave (change `experiment_id` to draw
+anew). Once the test's engagement is in, the rollout sends each waiting customer:
 
 - `winner`: their segment's winning tone where the lift gate passed (`experiment/results.winner_by_segment`:
   the segment's own reliable winner, else the campaign's overall winner), else the control message;
@@ -74,7 +76,13 @@ def build_rollout_assignments(
 ) -> pd.DataFrame:
     """The rollout's send decisions: each waiting customer's arm and variant, held out exactly as
     in the test (a blocked or unapproved variant, a contact hold), with its rollout group."""
-    waiting = customer_segments.set_index("customer_id").loc[choices["customer_id"].to_numpy()].reset_index()
+    indexed = customer_segments.set_index("customer_id")
+    unknown = ~choices["customer_id"].isin(indexed.index).to_numpy()
+    if unknown.any():
+        raise ValueError(f"{int(unknown.sum())} customers of rollout_choices are not in this wave's customer_segments (e.g. "
+                         f"{choices.loc[unknown, 'customer_id'].head(3).tolist()}): customer_segments changed after the policies were "
+                         "valued; materialize the rollout group again")
+    waiting = indexed.loc[choices["customer_id"].to_numpy()].reset_index()
     arm, group, policy = rollout_arms(choices, settings, experiment_id, personalized_passed=personalized_passed)
     frame = build_assignments(waiting, variants, decisions, experiment_id=experiment_id, weights=dict.fromkeys(arms, 1.0),
                               wave=wave, arms=pd.Categorical(arm, categories=list(arms)))

@@ -78,7 +78,7 @@ def policies_table(values: pd.DataFrame, simulated: bool) -> Table:
         columns.append("true value (simulator)")
     rows, fills = [], []
     for r in values.itertuples(index=False):
-        baseline = r.diff_vs_baseline == 0 and r.diff_ci_low == 0
+        baseline = bool(r.is_baseline)
         cells = [r.policy, r.description, percent(r.value), _rate_interval(r.ci_low, r.ci_high),
                  "baseline" if baseline else f"{r.diff_vs_baseline * 100:+.2f} pts",
                  DASH if baseline else _points(r.diff_ci_low, r.diff_ci_high)]
@@ -112,13 +112,15 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
                 f"{config.rollout.holdout_share:.0%} holdout {lift_text}" if config.rollout else "no rollout configured")
     summary = [Para(headline + ".", "lead")]
     if personalized is not None:
+        chose_winner = config.rollout is not None and config.rollout.policy != PERSONALIZED
         summary.append(Para(
             f"The personalized policy's gain over the best other policy: {personalized['diff_vs_baseline'] * 100:+.2f} pts "
             f"{_points(personalized['diff_ci_low'], personalized['diff_ci_high'])}: "
-            + ("**its lower bound is above 0, so it may ship**." if gate_passed else
+            + ("its lower bound is above 0, but the campaign rolls out the winners (rollout.policy: winner)." if gate_passed and chose_winner
+               else "**its lower bound is above 0, so it ships**." if gate_passed else
                "**its lower bound is not above 0, so it does not ship**; the rollout sends each segment's gated winner "
                "(the overall winner where a segment shows none of its own, control where the lift gate failed)."),
-            "good" if gate_passed else "note"))
+            "good" if gate_passed and not chose_winner else "note"))
     qini = inputs.qini
     figure = line_chart([Series("personalized model (out of fold)", RAW_COLOR, tuple(zip(qini["fraction"], qini["qini"]))),
                          Series("random targeting", AXIS_COLOR, tuple(zip(qini["fraction"], qini["random"])), dash=True)],
@@ -138,10 +140,11 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
         Section("summary", "Summary", summary),
         Section("policies", "Candidate policies, side by side", [
             policies_table(values, test_simulated),
-            Para("Each learned policy (best tone, segment winners, the personalized model) was chosen on the other folds of the "
-                 f"test and valued on the fold it never saw ({config.personalization.folds} folds), so no policy is credited "
-                 "with its own fitting. The estimate is unbiased whatever the outcome models' quality, because the test's "
-                 "randomization probabilities are known.", "note"),
+            Para(f"The personalized model was learned on {1 - config.personalization.evaluation_share:.0%} of the test and every "
+                 f"policy is valued on the other {config.personalization.evaluation_share:.0%}, which the model never saw; the "
+                 f"outcome models of the estimate are cross-fitted ({config.personalization.folds} folds). The segment-level "
+                 "policies are chosen on the whole test, as they ship. The estimate is unbiased whatever the outcome models' "
+                 "quality, because the test's randomization probabilities are known.", "note"),
         ]),
         Section("qini", "Uplift: the Qini curve", [Chart(figure), Para(
             f"Qini coefficient (area between the curve and random targeting): {qini_coefficient(qini):.5f}. A curve above the "
@@ -152,7 +155,7 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
             f"({HOLDOUT}) is a randomized {config.rollout.holdout_share:.0%} of the rollout kept on the {CONTROL_ARM} message."
             if config.rollout else "", "note")]),
         Section("realized", "Realized lift: rollout against its holdout",
-                [*guardrail_blocks(results, config),
+                [*guardrail_blocks(results, config, rollout=True),
                  *(block for scope in scopes for block in (Subhead(segment_names.get(scope, scope)),
                                                             results_table(results, scope, config.metrics.all, f"realized-{scope}")))]),
         Section("caveats", "Caveats", [Bullets([
@@ -162,8 +165,9 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
                "(simulation.effects and simulation.heterogeneity)."] if test_simulated else []),
             "The policies' values are for the test's customers; the rollout's customers are a random draw of the same segments, "
             "so the values carry over in expectation.",
-            "The value of a learned policy is that of the procedure trained on (folds - 1)/folds of the test; the policy "
-            "rolled out is trained on all of it, so its value is, if anything, understated.",
+            "The personalized policy rolled out is the model whose value is estimated (learned on the learning part only); "
+            "the segment-level policies, chosen on the whole test, may be valued slightly optimistically, which only makes "
+            "the personalized policy's gate harder to pass.",
             f"Report generated {generated.isoformat(timespec='seconds')}.",
         ])]),
     ]

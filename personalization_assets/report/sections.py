@@ -311,9 +311,10 @@ def incremental_blocks(results: pd.DataFrame, config: CampaignConfig) -> list[Bl
             results_table(results, VS_NO_EMAIL, INCREMENTAL_METRICS, "results-vs-no-email", baseline=NO_EMAIL_ARM)]
 
 
-def guardrail_blocks(results: pd.DataFrame, config: CampaignConfig) -> list[Block]:
+def guardrail_blocks(results: pd.DataFrame, config: CampaignConfig, rollout: bool = False) -> list[Block]:
     """The guardrails overall: each tone's unsubscribe and complaint rates against control's, the
-    upper bound of the rise, the margin, and whether the tone holds it (else it cannot win)."""
+    bounds of the rise, the margin, and whether the tone holds it (else it cannot win). With
+    `rollout`, the rollout's realized rates against its holdout's: measured after the send."""
     margins = config.guardrails.margins
     rows = results[(results["scope"] == OVERALL) & results["metric"].isin(list(margins))] if "guardrail_margin" in results else results.iloc[:0]
     if rows.empty:
@@ -321,7 +322,8 @@ def guardrail_blocks(results: pd.DataFrame, config: CampaignConfig) -> list[Bloc
         return [Subhead("Guardrails"), Para(f"Not measured this wave: the engagement had no guardrail columns ({named}).", "note")]
     body, fills = [], []
     verdicts = {"holds": "holds: shown within the margin", "unproven": "no significant rise; too few events to show it within the margin",
-                "fails": "FAILS: significant rise, not shown within the margin; cannot win or be sent"}
+                "fails": ("FAILS: significant rise, not shown within the margin" if rollout
+                          else "FAILS: significant rise, not shown within the margin; cannot win or be sent")}
     for r in rows[rows["arm"] != CONTROL_ARM].itertuples(index=False):
         verdict = guardrail_verdict(r.guardrail_lower, r.guardrail_upper, r.guardrail_margin)
         body.append([r.metric, r.arm, percent(r.rate, digits=2), percent(r.control_rate, digits=2),

@@ -22,7 +22,8 @@ def _run(campaign_folder) -> int:
 
 
 def test_a_rollout_sends_everyone_the_test_left_out_and_measures_it(campaign_folder, capsys):
-    campaign_folder.edit_campaign(rollout={"test_share": 0.4, "policy": "personalized", "holdout_share": 0.2},
+    campaign_folder.edit_campaign(rollout={"test_share": 0.4, "policy": "personalized", "holdout_share": 0.2,
+                                           "from_simulated_engagement": True},
                                   simulation__heterogeneity=HETEROGENEITY)
     assert _run(campaign_folder) == cli.EXIT_OK
     out = capsys.readouterr().out
@@ -95,3 +96,22 @@ def test_without_a_rollout_the_rollout_assets_refuse_with_the_setting_to_use(mat
     assert not result.success
     failure = next(event for event in result.all_events if event.is_step_failure)
     assert "set rollout.test_share" in failure.step_failure_data.error.message
+
+
+def test_a_real_campaigns_rollout_waits_for_the_tests_engagement(campaign_folder, capsys):
+    """Without the test's ESP export, `cpo run` does not decide a rollout on simulated engagement,
+    and the rollout's send decision refuses it when materialized by hand."""
+    import dagster as dg
+
+    from personalization_assets.defs.jobs import ROLLOUT_JOB
+
+    campaign_folder.edit_campaign(rollout={"test_share": 0.5, "policy": "winner"})
+    assert _run(campaign_folder) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "rollout: waits for the test's engagement" in out and "rollout run" not in out
+    defs = campaign_folder.definitions()
+    with dg.DagsterInstance.local_temp(tempdir=str(campaign_folder.dagster_home)) as instance:
+        result = defs.resolve_job_def(ROLLOUT_JOB).execute_in_process(instance=instance, partition_key=TEST_WAVE, raise_on_error=False)
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert failure.step_key == "rollout_assignments" and "is SIMULATED" in failure.step_failure_data.error.message

@@ -238,7 +238,14 @@ def test_with_a_rollout_a_tests_file_reruns_the_rollout_and_a_rollouts_file_only
         assert early.run_requests == []
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="rollout_assignments", partition=TEST_WAVE))
         write_csv(rollout_dir / f"{TEST_WAVE}.csv", "C0000002,1,1,0\n")
-        (rollout_request,) = tick(defs, instance, early.cursor).run_requests
+        latest = tick(defs, instance, early.cursor)
+        (rollout_request,) = latest.run_requests
         assert {key.to_user_string() for key in rollout_request.asset_selection} == {"rollout_engagement", "rollout_results", "rollout_report"}
         assert rollout_request.run_key != request.run_key and "rollout" in rollout_request.run_key
         assert rollout_request.tags["cpo/engagement_file"].endswith(f"rollout/{TEST_WAVE}.csv")
+
+        # Once the rollout was sent, a corrected test export re-runs the test's analysis only, never a second rollout send.
+        write_csv(engagement_dir / f"{TEST_WAVE}.csv", "C0000001,1,1,0\n")
+        (corrected,) = tick(defs, instance, latest.cursor).run_requests
+        selected = {key.to_user_string() for key in corrected.asset_selection}
+        assert selected >= RERUN and not {"rollout_assignments", "rollout_messages", "policy_values"} & selected

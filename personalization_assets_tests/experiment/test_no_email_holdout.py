@@ -100,3 +100,17 @@ def test_an_export_may_list_the_holdouts_conversions_but_never_an_open(tmp_path)
     path.write_text("customer_id,opened,clicked,converted\nA,1,0,1\nB,0,0,0\nH,1,0,0\n")
     with pytest.raises(DataContractError, match="no_email holdout was sent no email to open"):
         import_engagement(path, sent, WAVE, conversions="any_channel")
+
+
+def test_an_export_without_the_holdouts_rows_is_flagged():
+    from personalization_assets.experiment.results import engagement_mismatch
+
+    config = holdout_config()
+    customers, assignments = _wave(config)
+    measured = measured_customers(assignments, customers)
+    engagement = simulate_engagement(measured, config.simulation, WAVE)
+    engagement.loc[(measured["arm"] == NO_EMAIL_ARM).to_numpy(), "in_export"] = False  # an ESP export: emailed customers only
+    engagement.loc[(measured["arm"] == NO_EMAIL_ARM).to_numpy(), "converted"] = 0
+    results = compute_results(analysis_frame(assignments, engagement, customers), config, wave=WAVE, segments=catalog().ids, source="imported")
+    lost = engagement_mismatch(results, config)
+    assert lost.flagged and lost.observed[NO_EMAIL_ARM] == 0

@@ -208,8 +208,8 @@ def test_known_propensities_make_the_value_of_a_fixed_policy_unbiased_whatever_t
 
 
 def test_policy_value_intervals_cover_the_simulators_true_value():
-    """Coverage of the true value of every candidate policy (the same customers, the same picks),
-    with heterogeneous effects: 200 replicates of 4,000 customers each (1,000 per arm; two
+    """Coverage of the true value of every candidate policy (the same customers, the same picks:
+    each learned on the learning part), with heterogeneous effects: 200 replicates of 4,000 customers each (1,000 per arm; two
     cross-fitting folds, to keep the test quick: the fold count does not change the validity)."""
     config = config_with(HETEROGENEITY)
     covered = {policy: [] for policy in POLICIES}
@@ -268,3 +268,32 @@ def test_qini_curve_of_a_perfect_ranking_rises_above_the_random_line():
     assert curve["qini"].iloc[0] == 0 and curve["fraction"].iloc[-1] == 1
     assert (curve["qini"] >= curve["random"] - 1e-3).all()
     assert qini_coefficient(curve) > 0.01
+
+
+def test_no_email_customers_never_enter_the_policy_values():
+    config = config_with()
+    frame = simulated(config, 8_000, 4)
+    holdout = frame.head(1_000).assign(arm="no_email", opened=0)
+    alone, _ = evaluate(frame, config, seed=1)
+    mixed, _ = evaluate(pd.concat([frame, holdout.assign(customer_id="H" + holdout["customer_id"])], ignore_index=True), config, seed=1)
+    pd.testing.assert_frame_equal(alone.values, mixed.values)
+
+
+def test_a_winner_whose_variant_cannot_be_sent_in_a_segment_falls_back_to_control():
+    from personalization_assets.experiment.policies import sendable_winners
+
+    config = config_with()
+    frame = simulated(config, 8_000, 5)
+    frame = frame[~((frame["segment"] == "at_risk") & (frame["arm"] == "friendly"))]  # as if at_risk:friendly were blocked
+    data = RandomizedTest(frame, "opened", tuple(config.arm_names), tuple(catalog().ids),
+                          design_propensities(frame, catalog().ids, config.arm_weights), blocked_arms=("urgent",))
+    winners = sendable_winners({segment: "friendly" for segment in catalog().ids} | {"vip_champions": "urgent"}, data)
+    assert winners["at_risk"] == CONTROL_ARM and winners["vip_champions"] == CONTROL_ARM
+    assert winners["core_customers"] == "friendly"
+    assert data.propensity[catalog().ids.index("at_risk"), list(config.arm_names).index("friendly")] == 0
+    assert data.propensity[catalog().ids.index("at_risk")].sum() == pytest.approx(1)
+
+
+def test_an_empty_evaluation_part_gives_a_flat_qini_curve():
+    curve = qini_curve(np.zeros((0, 2)), np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0))
+    assert (curve["qini"] == 0).all() and len(curve) == 21
