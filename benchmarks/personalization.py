@@ -77,7 +77,7 @@ def campaign(customers: int) -> None:
     print(f"== SIMULATED campaign: {customers:,} customers, test {test_size:,} (20% of each segment), wave {WAVE}")
     print(f"{'policy':<20}{'true value':>12}{'estimate':>10}   {'95% interval':<20}{'gain vs best other (pts)':>30}")
     for r in values.itertuples():
-        gain = "baseline" if r.diff_vs_baseline == 0 and r.diff_ci_low == 0 else (
+        gain = "baseline" if r.is_baseline else (
             f"{r.diff_vs_baseline * 100:+.2f} [{r.diff_ci_low * 100:+.2f}, {r.diff_ci_high * 100:+.2f}]")
         print(f"{r.policy:<20}{r.true_value:>12.2%}{r.value:>10.2%}   [{r.ci_low:.2%}, {r.ci_high:.2%}]{gain:>30}")
     print(f"valued on {int(values['customers'].iloc[0]):,} test customers (the evaluation part); {rollout_line}")
