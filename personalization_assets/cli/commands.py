@@ -196,18 +196,12 @@ class Session:
         return None
 
     def run_wave(self, wave: str) -> int:
-        from personalization_assets.cli.summary import print_wave_summary
+        from personalization_assets.cli.summary import wave_summary
         from personalization_assets.defs.jobs import WAVE_JOB
 
-        result = self.execute(WAVE_JOB, partition_key=wave)
-        print(f"wave run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
-        if not result.success:
-            message, code = _run_error(result)
-            print(f"error: {message}", file=sys.stderr)
-            return code
-        print_wave_summary(warehouse_path(), self.config, wave)
-        print("checks:")
-        print("\n".join(_check_lines(result)))
+        failed = self._run_and_summarize(WAVE_JOB, "wave", wave, wave_summary)
+        if failed is not None:
+            return failed
         return EXIT_OK if self.config.rollout is None else self.run_rollout(wave)
 
     def run_rollout(self, wave: str) -> int:
@@ -221,16 +215,21 @@ class Session:
                   "The engagement sensor runs the rollout when the export arrives (or run `cpo run` again then); "
                   "rollout.from_simulated_engagement: true decides it on simulated engagement, for a demonstration.")
             return EXIT_OK
-        result = self.execute(ROLLOUT_JOB, partition_key=wave)
-        print(f"rollout run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
+        return self._run_and_summarize(ROLLOUT_JOB, "rollout", wave, rollout_summary) or EXIT_OK
+
+    def _run_and_summarize(self, job_name: str, label: str, wave: str, summary) -> int | None:
+        """Run one wave job; print its outcome, then `summary` of what it stored and its checks.
+        Returns the exit code of a failed run, None when it succeeded."""
+        result = self.execute(job_name, partition_key=wave)
+        print(f"{label} run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
         if not result.success:
             message, code = _run_error(result)
             print(f"error: {message}", file=sys.stderr)
             return code
-        print(rollout_summary(warehouse_path(), self.config, wave))
+        print(summary(warehouse_path(), self.config, wave))
         print("checks:")
         print("\n".join(_check_lines(result)))
-        return EXIT_OK
+        return None
 
 
 def command_run(args: argparse.Namespace) -> int:

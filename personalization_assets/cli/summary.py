@@ -84,10 +84,6 @@ def guardrail_line(results: pd.DataFrame) -> str:
         for r in rows.itertuples()) if len(rows) else ""
 
 
-def print_wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> None:
-    print(wave_summary(warehouse, config, wave))
-
-
 def rollout_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
     """What `cpo run` prints after a rollout: the policies' values, what was sent, the realized lift."""
     from personalization_assets.experiment.rollout import ROLLED_OUT
