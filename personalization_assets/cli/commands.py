@@ -195,20 +195,25 @@ class Session:
             return code
         return None
 
-    def run_wave(self, wave: str) -> int:
+    def run_wave(self, wave: str, redecide_rollout: bool = False) -> int:
         from personalization_assets.cli.summary import wave_summary
         from personalization_assets.defs.jobs import WAVE_JOB
 
         failed = self._run_and_summarize(WAVE_JOB, "wave", wave, wave_summary)
         if failed is not None:
             return failed
-        return EXIT_OK if self.config.rollout is None else self.run_rollout(wave)
+        return EXIT_OK if self.config.rollout is None else self.run_rollout(wave, redecide_rollout)
 
-    def run_rollout(self, wave: str) -> int:
-        """After a test on a share: value the policies on the test, send everyone else, measure it."""
-        from personalization_assets.cli.summary import rollout_summary
+    def run_rollout(self, wave: str, redecide: bool = False) -> int:
+        """After a test on a share: value the policies on the test, send everyone else, measure it;
+        a wave's rollout is decided once, unless `redecide`."""
+        from personalization_assets.cli.summary import rollout_sent, rollout_summary
         from personalization_assets.defs.jobs import ROLLOUT_JOB
 
+        if rollout_sent(warehouse_path(), wave) and not redecide:
+            print(f"rollout: wave {wave}'s rollout was already decided and its emails exported; it is not decided again "
+                  "(a second, different send). `cpo run --redecide-rollout` decides and exports it again.")
+            return EXIT_OK
         export = self.config.paths.engagement_file(wave)
         if not export.is_file() and not self.config.rollout.from_simulated_engagement:
             print(f"rollout: waits for the test's engagement ({export} is not there yet; this wave's engagement is SIMULATED). "
@@ -238,7 +243,7 @@ def command_run(args: argparse.Namespace) -> int:
     segments = session.segments()
     print(f"campaign {session.config.campaign_id}: {len(segments)} segments, wave {wave}, home {cpo_home()}")
     failed = session.run_content(segments)
-    return failed if failed is not None else session.run_wave(wave)
+    return failed if failed is not None else session.run_wave(wave, args.redecide_rollout)
 
 
 def command_backfill(args: argparse.Namespace) -> int:
@@ -366,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
     run.add_argument("--wave", type=wave_date, help="any date in the wave's week, YYYY-MM-DD (default: today)")
     run.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    run.add_argument("--redecide-rollout", action="store_true",
+                     help="with rollout.test_share: decide and export the wave's rollout again even if it was already sent")
     run.set_defaults(handler=command_run, writes_home=True)
 
     generate = sub.add_parser("generate-data", help="write the seeded sample campaign (customers, content, catalog, config)")

@@ -76,12 +76,23 @@ def guardrail_line(results: pd.DataFrame) -> str:
     from personalization_assets.experiment.gates import guardrail_verdict
 
     verdicts = {"holds": "holds", "unproven": "not shown within the margin (no significant rise)",
-                "fails": "FAILS: significant rise beyond what the margin allows; cannot win"}
+                "fails": "FAILS: significant rise, not shown within the margin; cannot win"}
     return "guardrails (rise over control, one-sided bounds, margin):\n" + "\n".join(
         f"  {r.arm} {r.metric}: {(r.rate - r.control_rate) * 100:+.2f} pts [{r.guardrail_lower * 100:+.2f}, "
         f"{r.guardrail_upper * 100:+.2f}], margin +{r.guardrail_margin * 100:.2f}: "
         f"{verdicts[guardrail_verdict(r.guardrail_lower, r.guardrail_upper, r.guardrail_margin)]}"
         for r in rows.itertuples()) if len(rows) else ""
+
+
+def rollout_sent(warehouse: Path, wave: str) -> bool:
+    """Whether the warehouse holds a rollout's send decisions for `wave` (its emails were exported)."""
+    if not warehouse.is_file():
+        return False
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        exists = connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = "
+                                    "'rollout_assignments'", [WAREHOUSE_SCHEMA]).fetchone()[0]
+        return bool(exists) and bool(_query(connection, "SELECT count(*) AS n FROM {schema}.rollout_assignments WHERE wave = ?",
+                                            wave)["n"].iloc[0])
 
 
 def rollout_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:

@@ -46,6 +46,7 @@ from personalization_assets.experiment.results import (
     OVERALL,
     compute_results,
     result_scopes,
+    sample_ratio_mismatch,
 )
 from personalization_assets.experiment.rollout import (
     HOLDOUT,
@@ -104,7 +105,8 @@ def policy_evaluation(
     # A tone that fails a guardrail on the whole test is never sent by any policy.
     blocked = guardrail_blocked_arms(experiment_results)
     data = campaign_test_data(frame, config, segments, blocked)
-    evaluation, model = evaluate_campaign_policies(data, config, segments, simulation=config.simulation if simulated else None)
+    evaluation, model = evaluate_campaign_policies(data, config, segments, sample_ratio_mismatch(assignments, config),
+                                                   simulation=config.simulation if simulated else None)
 
     # Waiting: every customer of the wave the test did not assign (not a hash recomputed now: a
     # changed customers file or test share must neither skip nor re-send anyone).
@@ -143,7 +145,7 @@ def policy_evaluation(
 @dg.asset(
     **per_wave(SCHEMAS["rollout_assignments"], group=ROLLOUT_GROUP),
     ins={"message_variants": ALL_SEGMENTS, "safety_verdicts": ALL_SEGMENTS,
-         "customer_segments": columns("customer_id", "segment", "contact_hold"), "policy_values": columns("policy", "diff_ci_low", "engagement_source")},
+         "customer_segments": columns("customer_id", "segment", "contact_hold"), "policy_values": columns("policy", "diff_ci_low", "gate_passed", "engagement_source")},
     check_specs=[dg.AssetCheckSpec("holdout_ratio", asset="rollout_assignments",
                                    description="Chi-square of holdout vs rollout counts against rollout.holdout_share; flagged at p < 0.001")],
     dagster_type=RolloutAssignmentsFrame,

@@ -70,7 +70,7 @@ def guardrail_blocked_arms(results: pd.DataFrame) -> list[str]:
 
 def _gate_failures(row: pd.Series, minimum_lift: float, alpha: float, guardrails: Sequence[str] = ()) -> list[str]:
     """Why one arm's primary-metric result does not support a rollout (empty when it does);
-    `guardrails` are the guardrails it fails in the same scope."""
+    `guardrails` are the guardrails it fails (`guardrail_failures`, judged on the whole test)."""
     reason = row.get("unmeasurable_reason")
     if isinstance(reason, str) and reason:
         return [f"not measurable: {reason}"]

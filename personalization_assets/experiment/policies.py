@@ -56,6 +56,7 @@ from personalization_assets.experiment.uplift import (
     uplift_features,
 )
 from personalization_assets.stats._normal import two_sided_z
+from personalization_assets.stats.srm import SrmResult
 
 CONTROL_FOR_ALL = "control_for_all"
 BEST_SINGLE_TONE = "best_single_tone"
@@ -69,7 +70,7 @@ POLICY_LABELS = {
     PERSONALIZED: "each customer's predicted best message",
 }
 POLICY_VALUE_COLUMNS = ("policy", "description", "value", "ci_low", "ci_high", "std_error", "is_baseline", "diff_vs_baseline",
-                        "diff_ci_low", "diff_ci_high", "customers", "true_value")
+                        "diff_ci_low", "diff_ci_high", "gate_passed", "customers", "true_value")
 QINI_POINTS = 20
 
 # A rule that picks each segment's arm from (part of) the test: the rollout's gated winner.
@@ -244,6 +245,7 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
               f"the interval of its gain over {baseline} reaches {low:+.4f} (must be above 0)" if np.isfinite(low)
               else "too few test customers to estimate it")
     gate = PolicyGate(passed, baseline, float(personalized["diff_vs_baseline"]), low, float(personalized["diff_ci_high"]), reason)
+    values["gate_passed"] = (values["policy"] == PERSONALIZED) & passed
 
     choices = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy()[evaluation], "fold": eval_fold,
                             **{policy: np.array(arms, dtype=object)[picks[policy]] for policy in POLICIES}})
@@ -305,17 +307,23 @@ def sendable_winners(winners: Mapping[str, str], data: RandomizedTest) -> dict[s
             for position, segment in enumerate(data.segments) for arm in [winners.get(segment, CONTROL_ARM)]}
 
 
-def evaluate_campaign_policies(data: RandomizedTest, config: CampaignConfig, segment_ids: Sequence[str], *,
+def evaluate_campaign_policies(data: RandomizedTest, config: CampaignConfig, segment_ids: Sequence[str], srm: SrmResult, *,
                                simulation: SimulationSettings | None = None) -> tuple[PolicyEvaluation, TLearner]:
     """`evaluate_policies` on a campaign's test, the segment winners chosen by the campaign's own
-    lift gate on the learning part (`results.gated_winners`); with `simulation` (engagement was
-    simulated) each policy's true value is filled in from the simulator's ground truth for the
-    same customers and the same picks."""
+    lift gate on the learning part (`results.gated_winners`); `srm` is the wave's sample-ratio
+    test: flagged, the design's propensities are in doubt, so nothing wins and the personalized
+    policy does not ship. With `simulation` (engagement was simulated) each policy's true value is
+    filled in from the simulator's ground truth for the same customers and the same picks."""
     settings = config.personalization
     evaluation, model = evaluate_policies(
-        data, winner_rule=lambda learning: gated_winners(learning, config, segment_ids), estimator=settings.estimator,
+        data, winner_rule=lambda learning: gated_winners(learning, config, segment_ids, srm), estimator=settings.estimator,
         folds=settings.folds, seed=settings.seed, alpha=config.alpha, evaluation_share=settings.evaluation_share,
     )
+    if srm.flagged:
+        gate = evaluation.gate
+        evaluation.gate = PolicyGate(False, gate.baseline, gate.difference, gate.ci_low, gate.ci_high,
+                                     f"the test's sample-ratio test flagged (p = {srm.p_value:.2g}): its assignment is not the design's")
+        evaluation.values["gate_passed"] = False
     if simulation is not None:
         ordered = data.frame.set_index("customer_id").loc[evaluation.choices["customer_id"]].reset_index()
         evaluation.values["true_value"] = [
@@ -327,6 +335,8 @@ def evaluate_campaign_policies(data: RandomizedTest, config: CampaignConfig, seg
 
 def personalized_gate_passes(values: pd.DataFrame) -> bool:
     """The personalized policy's gate read back from a stored `policy_values` table (so the
-    rollout applies it even when the check ran in another run): its gain's lower bound above 0."""
-    row = values.loc[values["policy"] == PERSONALIZED, "diff_ci_low"]
-    return bool(len(row) == 1 and np.isfinite(row.iloc[0]) and row.iloc[0] > 0)
+    rollout applies it even when the check ran in another run): passed, and its gain's lower
+    bound above 0."""
+    row = values.loc[values["policy"] == PERSONALIZED]
+    return bool(len(row) == 1 and bool(row["gate_passed"].iloc[0]) and np.isfinite(row["diff_ci_low"].iloc[0])
+                and row["diff_ci_low"].iloc[0] > 0)

@@ -189,17 +189,17 @@ def gated_rollout(own: pd.DataFrame, gate: LiftGate) -> pd.DataFrame:
     return own.assign(recommended_arm=CONTROL_ARM, has_reliable_winner=False, reason="lift gate not passed: " + "; ".join(gate.failures))
 
 
-def gated_winners(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str]) -> dict[str, str]:
+def gated_winners(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str], srm: SrmResult) -> dict[str, str]:
     """Each segment's `winner`-policy arm on an analysis frame (the learning part of a test): the
     campaign's lift gate and each segment's own recommendation, as the wave applies them, then
-    `winner_by_segment`. The sample-ratio test is the wave's own (on everyone it assigned): a part
-    of the sent customers is not an assignment to test again."""
+    `winner_by_segment`. `srm` is the wave's own sample-ratio test, on everyone it assigned (a part
+    of the sent customers is not an assignment to test again): flagged, nothing wins."""
     scopes = result_scopes(segment_ids, pd.unique(frame["segment"]))
     results = compute_results(frame, config, wave="", segments=scopes[1:], source="")
     own = rollout_recommendations(results, scopes=scopes, primary_metric=config.metrics.primary, minimum_lift=config.minimum_lift,
                                   alpha=config.alpha)
     gate = evaluate_lift_gate(results, primary_metric=config.metrics.primary, minimum_lift=config.minimum_lift, alpha=config.alpha,
-                              srm_p_value=math.nan, srm_flagged=False, engagement_mismatch=engagement_mismatch(results, config))
+                              srm_p_value=srm.p_value, srm_flagged=srm.flagged, engagement_mismatch=engagement_mismatch(results, config))
     return winner_by_segment(gated_rollout(own, gate), segment_ids)
 
 

@@ -76,8 +76,13 @@ def test_a_rollout_sends_everyone_the_test_left_out_and_measures_it(campaign_fol
     assert cli.main(["audit", "explain", customer]) == cli.EXIT_OK
     assert f"wave {TEST_WAVE} (rollout)" in capsys.readouterr().out
 
-    # Stable: a second run assigns the same customers the same messages, test and rollout.
+    # Decided once: a second `cpo run` does not decide the rollout again...
+    capsys.readouterr()
     assert _run(campaign_folder) == cli.EXIT_OK
+    assert "rollout was already decided" in capsys.readouterr().out
+    # ...and decided again on request, it is stable: the same customers get the same messages, test and rollout.
+    assert cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", TEST_WAVE, "--redecide-rollout"]) == cli.EXIT_OK
+    assert "rollout run" in capsys.readouterr().out
     again = read_table(warehouse, "rollout_assignments")
     key = ["customer_id"]
     np.testing.assert_array_equal(rollout.sort_values(key)[["customer_id", "arm", "variant_id", "rollout_group", "sent"]].to_numpy(),

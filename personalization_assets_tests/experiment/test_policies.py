@@ -249,11 +249,31 @@ def test_with_heterogeneity_the_personalized_policy_beats_every_segment_level_po
 
 
 def test_the_gate_reads_back_from_a_stored_table():
-    table = pd.DataFrame({"policy": [CONTROL_FOR_ALL, PERSONALIZED], "diff_ci_low": [0.0, 0.002]})
+    table = pd.DataFrame({"policy": [CONTROL_FOR_ALL, PERSONALIZED], "diff_ci_low": [0.0, 0.002], "gate_passed": [False, True]})
     assert personalized_gate_passes(table)
     assert not personalized_gate_passes(table.assign(diff_ci_low=[0.0, -0.001]))
     assert not personalized_gate_passes(table.assign(diff_ci_low=[0.0, np.nan]))
+    assert not personalized_gate_passes(table.assign(gate_passed=[False, False]))  # e.g. the test's SRM flagged
     assert not personalized_gate_passes(table.iloc[:1])
+
+
+def test_a_flagged_sample_ratio_test_wins_nothing_and_the_personalized_policy_does_not_ship():
+    from personalization_assets.experiment.policies import (
+        campaign_test_data,
+        evaluate_campaign_policies,
+    )
+    from personalization_assets.stats import SrmResult
+
+    config = config_with(HETEROGENEITY)
+    frame = simulated(config, 40_000, 3)
+    data = campaign_test_data(frame, config, catalog().ids)
+    clean = SrmResult(chi2=1.0, p_value=0.5, flagged=False, expected={}, observed={})
+    flagged = SrmResult(chi2=99.0, p_value=1e-9, flagged=True, expected={}, observed={})
+    passed, _ = evaluate_campaign_policies(data, config, catalog().ids, clean)
+    failed, _ = evaluate_campaign_policies(data, config, catalog().ids, flagged)
+    assert passed.gate.passed and personalized_gate_passes(passed.values.assign(diff_ci_low=passed.values["diff_ci_low"]))
+    assert not failed.gate.passed and "sample-ratio" in failed.gate.reason and not personalized_gate_passes(failed.values)
+    assert set(failed.winners.values()) == {CONTROL_ARM} and set(passed.winners.values()) != {CONTROL_ARM}
 
 
 def test_qini_curve_of_a_perfect_ranking_rises_above_the_random_line():
