@@ -76,6 +76,7 @@ _COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "diff_vs_baseline": (FLOAT, "value minus the best non-personalized policy's, from paired scores"),
     "diff_ci_low": (FLOAT, "lower bound of that difference's interval: the personalized gate needs it above 0"),
     "gate_passed": (BOOLEAN, "personalized row: whether its gate passed (gain's lower bound above 0, the test's SRM clean)"),
+    "guardrails": (TEXT, "personalized row: its guardrails against the baseline policy (difference, one-sided bounds, margin, verdict)"),
     "is_baseline": (BOOLEAN, "the best non-personalized policy, the one the gains are measured against"),
     "true_value": (FLOAT, "the simulator's true value of the same picks (simulated engagement only; else empty)"),
     "rollout_group": (TEXT, "rollout (sent the policy's pick) or holdout (kept on the control message)"),

@@ -43,12 +43,14 @@ import pandas as pd
 
 from personalization_assets.campaign.config import (
     CONTROL_ARM,
+    GUARDRAIL_COLUMNS,
     METRIC_COLUMNS,
     CampaignConfig,
     SimulationSettings,
 )
 from personalization_assets.experiment.assignment import unit_interval
 from personalization_assets.experiment.engagement import expected_outcomes
+from personalization_assets.experiment.gates import guardrail_verdict
 from personalization_assets.experiment.results import gated_winners
 from personalization_assets.experiment.uplift import (
     TLearner,
@@ -70,7 +72,7 @@ POLICY_LABELS = {
     PERSONALIZED: "each customer's predicted best message",
 }
 POLICY_VALUE_COLUMNS = ("policy", "description", "value", "ci_low", "ci_high", "std_error", "is_baseline", "diff_vs_baseline",
-                        "diff_ci_low", "diff_ci_high", "gate_passed", "customers", "true_value")
+                        "diff_ci_low", "diff_ci_high", "gate_passed", "guardrails", "customers", "true_value")
 QINI_POINTS = 20
 
 # A rule that picks each segment's arm from (part of) the test: the rollout's gated winner.
@@ -115,6 +117,7 @@ class RandomizedTest:
     segments: tuple[str, ...]
     propensity: np.ndarray  # (segments, arms): probability of each arm in each segment, 0 where it cannot be sent
     blocked_arms: tuple[str, ...] = ()  # arms no policy may send (they fail a guardrail)
+    guardrails: tuple[tuple[str, float], ...] = ()  # (0/1 column, margin) of each measured guardrail
 
     @property
     def available(self) -> np.ndarray:
@@ -240,8 +243,12 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
     values["true_value"] = np.nan
     personalized = values.set_index("policy").loc[PERSONALIZED]
     low = float(personalized["diff_ci_low"])
-    passed = bool(np.isfinite(low) and low > 0)
+    guardrails = policy_guardrails(frame, data, learning, evaluation, seg_codes, arm_codes, picks[PERSONALIZED], picks[baseline], alpha)
+    values["guardrails"] = np.where(values["policy"] == PERSONALIZED, "; ".join(text for text, _ in guardrails), "")
+    failed = [text for text, verdict in guardrails if verdict == "fails"]
+    passed = bool(np.isfinite(low) and low > 0) and not failed
     reason = (f"its value's lower bound beats {baseline} by {low:+.4f}" if passed else
+              f"guardrail: {'; '.join(failed)}" if failed else
               f"the interval of its gain over {baseline} reaches {low:+.4f} (must be above 0)" if np.isfinite(low)
               else "too few test customers to estimate it")
     gate = PolicyGate(passed, baseline, float(personalized["diff_vs_baseline"]), low, float(personalized["diff_ci_high"]), reason)
@@ -251,6 +258,42 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
                             **{policy: np.array(arms, dtype=object)[picks[policy]] for policy in POLICIES}})
     qini = qini_curve(predicted, picks[PERSONALIZED], arm_codes[evaluation], y[evaluation])
     return PolicyEvaluation(values[list(POLICY_VALUE_COLUMNS)], gate, qini, choices, folds, sendable_winners(winners, data)), model
+
+
+def policy_guardrails(frame: pd.DataFrame, data: RandomizedTest, learning: np.ndarray, evaluation: np.ndarray, seg_codes: np.ndarray,
+                      arm_codes: np.ndarray, personalized: np.ndarray, baseline: np.ndarray, alpha: float) -> list[tuple[str, str]]:
+    """The personalized policy's guardrails against the baseline policy's, on the evaluation part:
+    per measured guardrail, doubly robust scores of the guardrail's 0/1 outcome (the nuisance is
+    the learning part's rate per segment and arm, the propensities the design's), the paired
+    difference's one-sided (1 - alpha) bounds, and `gates.guardrail_verdict` on them: a policy
+    that significantly raises unsubscribes beyond its margin does not ship, even when every tone
+    it sends holds its guardrail on its own (it could send a tone to exactly the customers it
+    drives away). Returns (text, verdict) per guardrail."""
+    out = []
+    n_segments, k = data.propensity.shape
+    e = data.propensity[seg_codes[evaluation]]
+    z = two_sided_z(2 * alpha)
+    for column, margin in data.guardrails:
+        y = frame[column].to_numpy(dtype=float)
+        if np.isnan(y[evaluation]).any() or not len(evaluation):
+            continue
+        # Nuisance: the learning part's rate per (segment, arm), its overall rate where a cell is empty.
+        cell = seg_codes[learning] * k + arm_codes[learning]
+        counts = np.bincount(cell, minlength=n_segments * k)
+        sums = np.bincount(cell, weights=np.nan_to_num(y[learning]), minlength=n_segments * k)
+        fallback = float(np.nanmean(y[learning])) if len(learning) else 0.0
+        mu = np.where(counts > 0, sums / np.maximum(counts, 1), fallback).reshape(n_segments, k)[seg_codes[evaluation]]
+        sent = np.zeros_like(mu)
+        sent[np.arange(len(evaluation)), arm_codes[evaluation]] = 1.0
+        scores = mu + np.divide(sent, e, out=np.zeros_like(e), where=e > 0) * (y[evaluation, np.newaxis] - mu)
+        rows = np.arange(len(evaluation))
+        difference = scores[rows, personalized] - scores[rows, baseline]
+        mean, se = float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else np.nan
+        lower, upper = mean - z * se, mean + z * se
+        verdict = guardrail_verdict(lower, upper, margin)
+        out.append((f"{column} vs the baseline {mean * 100:+.2f} pts [{lower * 100:+.2f}, {upper * 100:+.2f}], margin "
+                    f"+{margin * 100:.2f}: {verdict}", verdict))
+    return out
 
 
 def qini_curve(predicted: np.ndarray, chosen: np.ndarray, arm_codes: np.ndarray, y: np.ndarray, points: int = QINI_POINTS) -> pd.DataFrame:
@@ -295,8 +338,10 @@ def campaign_test_data(frame: pd.DataFrame, config: CampaignConfig, segment_ids:
     no policy may send."""
     segments = tuple(segment_ids)
     frame = frame.loc[frame["arm"].isin(config.arm_names).to_numpy()]
+    guardrails = tuple((GUARDRAIL_COLUMNS[metric], margin) for metric, margin in config.guardrails.margins.items()
+                       if GUARDRAIL_COLUMNS[metric] in frame and frame[GUARDRAIL_COLUMNS[metric]].notna().all() and len(frame))
     return RandomizedTest(frame, METRIC_COLUMNS[config.metrics.primary], tuple(config.arm_names), segments,
-                          design_propensities(frame, segments, config.arm_weights), tuple(blocked_arms))
+                          design_propensities(frame, segments, config.arm_weights), tuple(blocked_arms), guardrails)
 
 
 def sendable_winners(winners: Mapping[str, str], data: RandomizedTest) -> dict[str, str]:

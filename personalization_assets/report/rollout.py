@@ -121,6 +121,8 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
                "**its lower bound is not above 0, so it does not ship**; the rollout sends each segment's gated winner "
                "(the overall winner where a segment shows none of its own, control where the lift gate failed)."),
             "good" if gate_passed and not chose_winner else "note"))
+        if str(personalized.get("guardrails") or ""):
+            summary.append(Para(f"Its guardrails against that policy (doubly robust, one-sided bounds): {personalized['guardrails']}.", "note"))
     qini = inputs.qini
     figure = line_chart([Series("personalized model (out of fold)", RAW_COLOR, tuple(zip(qini["fraction"], qini["qini"]))),
                          Series("random targeting", AXIS_COLOR, tuple(zip(qini["fraction"], qini["random"])), dash=True)],

@@ -317,3 +317,29 @@ def test_a_winner_whose_variant_cannot_be_sent_in_a_segment_falls_back_to_contro
 def test_an_empty_evaluation_part_gives_a_flat_qini_curve():
     curve = qini_curve(np.zeros((0, 2)), np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), np.zeros(0))
     assert (curve["qini"] == 0).all() and len(curve) == 21
+
+
+def test_a_personalized_policy_that_raises_unsubscribes_beyond_its_margin_does_not_ship():
+    """Each tone can hold its guardrail on average while the policy sends one exactly to the
+    customers it drives away: the policy-level guardrail (doubly robust, against the baseline)
+    catches that, and only that."""
+    from personalization_assets.experiment.policies import policy_guardrails
+
+    rng = np.random.default_rng(3)
+    n = 40_000
+    arm_codes = rng.integers(0, 2, n)  # control / friendly, 50/50 in one segment
+    sensitive = rng.random(n) < 0.5  # friendly makes these customers unsubscribe (2% against 0.2%)
+    rate = np.where((arm_codes == 1) & sensitive, 0.02, 0.002)
+    frame = pd.DataFrame({"customer_id": [f"C{i}" for i in range(n)], "unsubscribed": (rng.random(n) < rate).astype(float)})
+    data = RandomizedTest(frame.assign(segment="s", arm=np.where(arm_codes == 1, "friendly", CONTROL_ARM), opened=0),
+                          "opened", (CONTROL_ARM, "friendly"), ("s",), np.array([[0.5, 0.5]]), guardrails=(("unsubscribed", 0.003),))
+    rows = np.arange(n)
+    learning, evaluation = rows[: n // 2], rows[n // 2:]
+    seg_codes = np.zeros(n, dtype=np.intp)
+    baseline = np.zeros(len(evaluation), dtype=np.intp)  # control for everyone
+    targeted = np.where(sensitive[evaluation], 1, 0)  # friendly to exactly the sensitive customers: +0.9 points on average
+    ((text, verdict),) = policy_guardrails(frame, data, learning, evaluation, seg_codes, arm_codes, targeted, baseline, alpha=0.05)
+    assert verdict == "fails" and "unsubscribed vs the baseline" in text
+    spared = np.where(~sensitive[evaluation], 1, 0)  # friendly to everyone else: no rise
+    ((_, verdict),) = policy_guardrails(frame, data, learning, evaluation, seg_codes, arm_codes, spared, baseline, alpha=0.05)
+    assert verdict == "holds"
