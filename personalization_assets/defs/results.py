@@ -9,7 +9,7 @@ from personalization_assets.defs.types import SCHEMAS, ExperimentResultsFrame
 from personalization_assets.experiment.engagement import (
     GUARDRAIL_OUTCOMES,
     OUTCOMES,
-    SOURCE_SIMULATED,
+    engagement_source,
 )
 from personalization_assets.experiment.joins import COVARIATES, analysis_frame
 from personalization_assets.experiment.results import (
@@ -42,7 +42,7 @@ def experiment_results(
     """Rates, lifts with CIs, p-values (Holm-adjusted), CUPED, chance to beat control: overall and per segment."""
     config = campaign.config
     frame = analysis_frame(assignments, engagement, customer_segments)
-    source = str(engagement["source"].iloc[0]) if len(engagement) else SOURCE_SIMULATED
+    source = engagement_source(engagement)
     segments = result_scopes(campaign.catalog.ids, pd.unique(frame["segment"]))[1:]
     results = compute_results(frame, config, wave=context.partition_key, segments=segments, source=source)
     gate = campaign_lift_gate(results, assignments, config)

@@ -32,6 +32,7 @@ from personalization_assets.experiment.engagement import (
     OUTCOMES,
     SOURCE_IMPORTED,
     SOURCE_SIMULATED,
+    engagement_source,
     expected_outcomes,
 )
 from personalization_assets.experiment.gates import guardrail_blocked_arms
@@ -68,10 +69,6 @@ def _require_rollout(config) -> None:
                          "share of each segment and roll out to the rest")
 
 
-def _simulated(engagement: pd.DataFrame) -> bool:
-    return bool(len(engagement)) and str(engagement["source"].iloc[0]) == SOURCE_SIMULATED
-
-
 @dg.multi_asset(
     partitions_def=wave_partitions,
     outs={
@@ -101,7 +98,7 @@ def policy_evaluation(
     _require_rollout(config)
     segments = campaign.catalog.ids
     frame = analysis_frame(assignments, engagement, customer_segments, profile=PROFILE_COLUMNS)
-    simulated = _simulated(engagement)
+    simulated = engagement_source(engagement) == SOURCE_SIMULATED
     # A tone that fails a guardrail on the whole test is never sent by any policy.
     blocked = guardrail_blocked_arms(experiment_results)
     data = campaign_test_data(frame, config, segments, blocked)
@@ -226,7 +223,7 @@ def rollout_results(context: dg.AssetExecutionContext, campaign: CampaignResourc
     _require_rollout(config)
     by_group = rollout_assignments.assign(arm=np.where(rollout_assignments["rollout_group"] == HOLDOUT, CONTROL_ARM, ROLLED_OUT))
     frame = analysis_frame(by_group, rollout_engagement, customer_segments, profile=PROFILE_COLUMNS)
-    source = str(rollout_engagement["source"].iloc[0]) if len(rollout_engagement) else SOURCE_SIMULATED
+    source = engagement_source(rollout_engagement)
     scopes = result_scopes(campaign.catalog.ids, pd.unique(frame["segment"]))
     results = compute_results(frame, config, wave=context.partition_key, segments=scopes[1:], source=source, arms=ROLLOUT_ARMS)
     row = results[(results["scope"] == OVERALL) & (results["metric"] == config.metrics.primary) & (results["arm"] == ROLLED_OUT)]

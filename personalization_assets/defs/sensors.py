@@ -118,7 +118,7 @@ def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: Campai
     stages = {folder: (ASSIGNMENTS_ASSET, engagement_selection(rollout))}
     if rollout:
         stages[folder / ROLLOUT_FOLDER] = (ROLLOUT_ASSIGNMENTS_ASSET, ROLLOUT_ENGAGEMENT_SELECTION)
-    selections = {False: engagement_selection(False)}
+    test_only = engagement_selection(False)
 
     requests: list[dg.RunRequest] = []
     present = sorted(p for stage_folder in stages if stage_folder.is_dir() for p in stage_folder.glob("*.csv")
@@ -151,7 +151,7 @@ def engagement_file_sensor(context: dg.SensorEvaluationContext, campaign: Campai
         if path.parent == folder and rollout and _wave_assigned(context.instance, wave, ROLLOUT_ASSIGNMENTS_ASSET):
             # The rollout was already decided and its emails exported: a corrected test export re-runs the
             # test's analysis, never a second, different rollout send.
-            stage_selection = selections[False]
+            stage_selection = test_only
             context.log.info(f"{name}: wave {wave}'s rollout was already sent; re-running the test's analysis only "
                              "(materialize the rollout group by hand to decide it again)")
         selection = sorted(stage_selection.resolve(graph), key=lambda key: key.to_user_string())

@@ -183,6 +183,12 @@ def condition_mask(customers: pd.DataFrame, condition) -> np.ndarray:
     return numbers < condition.below if condition.below is not None else numbers >= condition.at_least
 
 
+def engagement_source(engagement: pd.DataFrame) -> str:
+    """Where a wave's engagement came from (SOURCE_IMPORTED or SOURCE_SIMULATED); an empty table
+    (nobody was sent anything) counts as simulated."""
+    return str(engagement["source"].iloc[0]) if len(engagement) else SOURCE_SIMULATED
+
+
 def _finish(frame: pd.DataFrame, wave: str, source: str) -> pd.DataFrame:
     frame = frame.assign(wave=wave, source=source)
     return frame[list(ENGAGEMENT_COLUMNS)].reset_index(drop=True)

@@ -212,11 +212,7 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
         mu = fit(nuisance_rows).predict(features.iloc[evaluation[rows]])
         # An arm that cannot be sent in a segment is never picked there; its prediction is unused.
         mu = np.nan_to_num(mu, nan=float(y[nuisance_rows].mean()) if len(nuisance_rows) else 0.0)
-        e = data.propensity[seg_codes[evaluation[rows]]]
-        sent_arm = np.zeros((len(rows), k))
-        sent_arm[np.arange(len(rows)), arm_codes[evaluation[rows]]] = 1.0
-        residual_weight = np.divide(sent_arm, e, out=np.zeros_like(e), where=e > 0)
-        scores[rows] = mu + residual_weight * (y[evaluation[rows], np.newaxis] - mu)
+        scores[rows] = dr_scores(mu, data.propensity[seg_codes[evaluation[rows]]], arm_codes[evaluation[rows]], y[evaluation[rows]])
 
     z = two_sided_z(alpha)
     policy_scores = {policy: scores[np.arange(n), picks[policy]] for policy in POLICIES}
@@ -260,6 +256,15 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
     return PolicyEvaluation(values[list(POLICY_VALUE_COLUMNS)], gate, qini, choices, folds, sendable_winners(winners, data)), model
 
 
+def dr_scores(mu: np.ndarray, propensity: np.ndarray, arm_codes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The doubly robust score of every (customer, arm): ``μ̂ + 1{A = a} / e · (Y − μ̂)``, from the
+    outcome model's (customers, arms) predictions, each customer's (customers, arms) propensities,
+    the arm they were sent and their outcome."""
+    sent = np.zeros_like(mu)
+    sent[np.arange(len(mu)), arm_codes] = 1.0
+    return mu + np.divide(sent, propensity, out=np.zeros_like(propensity), where=propensity > 0) * (y[:, np.newaxis] - mu)
+
+
 def policy_guardrails(frame: pd.DataFrame, data: RandomizedTest, learning: np.ndarray, evaluation: np.ndarray, seg_codes: np.ndarray,
                       arm_codes: np.ndarray, personalized: np.ndarray, baseline: np.ndarray, alpha: float) -> list[tuple[str, str]]:
     """The personalized policy's guardrails against the baseline policy's, on the evaluation part:
@@ -283,9 +288,7 @@ def policy_guardrails(frame: pd.DataFrame, data: RandomizedTest, learning: np.nd
         sums = np.bincount(cell, weights=np.nan_to_num(y[learning]), minlength=n_segments * k)
         fallback = float(np.nanmean(y[learning])) if len(learning) else 0.0
         mu = np.where(counts > 0, sums / np.maximum(counts, 1), fallback).reshape(n_segments, k)[seg_codes[evaluation]]
-        sent = np.zeros_like(mu)
-        sent[np.arange(len(evaluation)), arm_codes[evaluation]] = 1.0
-        scores = mu + np.divide(sent, e, out=np.zeros_like(e), where=e > 0) * (y[evaluation, np.newaxis] - mu)
+        scores = dr_scores(mu, e, arm_codes[evaluation], y[evaluation])
         rows = np.arange(len(evaluation))
         difference = scores[rows, personalized] - scores[rows, baseline]
         mean, se = float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference))) if len(difference) > 1 else np.nan

@@ -64,12 +64,7 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
         )
         table = pd.concat([table, *guardrail_rows(scoped, config, arms)], ignore_index=True)
         table = table.assign(**{column: table[column] if column in table else np.nan for column in GUARDRAIL_RESULT_COLUMNS})
-        # Per arm, how many of its sent customers the engagement export listed.
-        arm_codes = pd.Categorical(scoped["arm"], categories=list(arms)).codes
-        listed = np.bincount(arm_codes[arm_codes >= 0], weights=scoped["in_export"].to_numpy(dtype=float)[arm_codes >= 0],
-                             minlength=len(arms))
-        listed_by_arm = dict(zip(arms, listed.astype(np.int64), strict=True))
-        tables.append(table.assign(scope=scope, engagement_rows=table["arm"].map(listed_by_arm).astype(np.int64)))
+        tables.append(table.assign(scope=scope, engagement_rows=engagement_rows(scoped, table, arms)))
     if arms == tuple(config.arm_names) and config.no_email_share > 0:
         tables.append(incremental_table(frame, config, arms))
     results = pd.concat(tables, ignore_index=True).assign(wave=wave, engagement_source=source)
@@ -84,11 +79,16 @@ def incremental_table(frame: pd.DataFrame, config: CampaignConfig, arms: Sequenc
     table = analyze_experiment(frame, control=NO_EMAIL_ARM, arms=[NO_EMAIL_ARM, *arms],
                                metrics={m: METRIC_COLUMNS[m] for m in INCREMENTAL_METRICS},
                                covariates={m: METRIC_COVARIATES[m] for m in INCREMENTAL_METRICS}, alpha=config.alpha)
-    arm_codes = pd.Categorical(frame["arm"], categories=[NO_EMAIL_ARM, *arms]).codes
-    listed = np.bincount(arm_codes[arm_codes >= 0], weights=frame["in_export"].to_numpy(dtype=float)[arm_codes >= 0], minlength=len(arms) + 1)
-    listed_by_arm = dict(zip([NO_EMAIL_ARM, *arms], listed.astype(np.int64), strict=True))
-    return table.assign(scope=VS_NO_EMAIL, engagement_rows=table["arm"].map(listed_by_arm).astype(np.int64),
+    return table.assign(scope=VS_NO_EMAIL, engagement_rows=engagement_rows(frame, table, [NO_EMAIL_ARM, *arms]),
                         **{column: np.nan for column in GUARDRAIL_RESULT_COLUMNS})
+
+
+def engagement_rows(frame: pd.DataFrame, table: pd.DataFrame, arms: Sequence[str]) -> np.ndarray:
+    """For each row of a results `table`, how many of its arm's customers in `frame` the
+    engagement export listed (`in_export`)."""
+    arm_codes = pd.Categorical(frame["arm"], categories=list(arms)).codes
+    listed = np.bincount(arm_codes[arm_codes >= 0], weights=frame["in_export"].to_numpy(dtype=float)[arm_codes >= 0], minlength=len(arms))
+    return table["arm"].map(dict(zip(arms, listed.astype(np.int64), strict=True))).astype(np.int64).to_numpy()
 
 
 def guardrail_rows(frame: pd.DataFrame, config: CampaignConfig, arms: Sequence[str]) -> list[pd.DataFrame]:

@@ -30,7 +30,7 @@ from personalization_assets.campaign.config import CONTROL_ARM, RolloutSettings
 from personalization_assets.experiment.assignment import (
     ASSIGNMENT_COLUMNS,
     build_assignments,
-    unit_intervals,
+    unit_interval,
 )
 from personalization_assets.experiment.policies import PERSONALIZED
 
@@ -40,17 +40,11 @@ ROLLOUT_COLUMNS = (*ASSIGNMENT_COLUMNS, "rollout_group", "policy")
 CHOICE_COLUMNS = ("wave", "customer_id", "segment", "winner_arm", "personalized_arm", "personalized_gain")
 
 
-def _draws(customer_ids: pd.Series | np.ndarray, experiment_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """The test-share draw and the holdout draw of each customer (two salted hashes, one encoding)."""
-    test, holdout = unit_intervals(np.asarray(customer_ids), [f"{experiment_id}:test-share", f"{experiment_id}:rollout-holdout"])
-    return test, holdout
-
-
 def in_test(customer_ids: pd.Series | np.ndarray, experiment_id: str, settings: RolloutSettings | None) -> np.ndarray:
     """Whether each customer is in the randomized test (everyone, when no rollout is configured)."""
     if settings is None:
         return np.ones(len(customer_ids), dtype=bool)
-    return _draws(customer_ids, experiment_id)[0] < settings.test_share
+    return unit_interval(np.asarray(customer_ids), f"{experiment_id}:test-share") < settings.test_share
 
 
 def rollout_arms(
@@ -61,7 +55,7 @@ def rollout_arms(
     `choices`: one row per waiting customer with its segment winner (`winner_arm`) and its
     predicted best arm (`personalized_arm`).
     """
-    holdout = _draws(choices["customer_id"], experiment_id)[1] < settings.holdout_share
+    holdout = unit_interval(choices["customer_id"].to_numpy(), f"{experiment_id}:rollout-holdout") < settings.holdout_share
     personalized = settings.policy == PERSONALIZED and personalized_passed
     policy = PERSONALIZED if personalized else "winner"
     chosen = choices["personalized_arm" if personalized else "winner_arm"].to_numpy(dtype=object)
