@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import pandas as pd
 
+from personalization_assets.audience.customers import past_spend
 from personalization_assets.audience.segmentation import (
     SegmentCatalog,
     assign_segments,
@@ -100,7 +101,7 @@ def requests() -> list:
 @lru_cache(maxsize=4)
 def _customer_segments(n: int, seed: int) -> pd.DataFrame:
     customers = generate_customers(n, seed=seed)
-    return customers.assign(segment=assign_segments(customers, catalog()).astype(str))
+    return customers.assign(segment=assign_segments(customers, catalog()).astype(str), past_spend=past_spend(customers))
 
 
 def customer_segments(n: int, seed: int = 7) -> pd.DataFrame:

@@ -252,3 +252,9 @@ def _reject(frame: pd.DataFrame, mask: pd.Series, source: Path | str, column: st
     if mask.any():
         columns = ["customer_id", column] if column != "customer_id" else ["customer_id"]
         raise DataContractError(source, column, rule, offending_rows(frame, mask, columns), int(mask.sum()))
+
+
+def past_spend(customers: pd.DataFrame) -> np.ndarray:
+    """What a customer spent before the campaign, per the contract's numbers: purchase frequency
+    times average order value. The pre-experiment covariate (CUPED) of revenue per recipient."""
+    return customers["purchase_frequency"].to_numpy(dtype=float) * customers["avg_order_value"].to_numpy(dtype=float)

@@ -30,18 +30,31 @@ from personalization_assets.campaign.files import StrictModel, read_yaml, valida
 CONTROL_ARM = "control"
 # An optional arm that is sent nothing: the email's incremental effect is measured against it.
 NO_EMAIL_ARM = "no_email"
-METRIC_COLUMNS = {"open_rate": "opened", "click_rate": "clicked", "conversion_rate": "converted"}
-# The historical rate that predicts each metric: CUPED covariates and the simulator's baseline.
+REVENUE_METRIC = "revenue_per_recipient"
+METRIC_COLUMNS = {"open_rate": "opened", "click_rate": "clicked", "conversion_rate": "converted", REVENUE_METRIC: "revenue"}
+# Metrics that are amounts, not 0/1 outcomes: compared by their means (`stats/means.py`).
+CONTINUOUS_METRICS = (REVENUE_METRIC,)
+# The pre-experiment columns that predict each metric: CUPED covariates (past spend is the
+# customer's purchase frequency times their average order value, `audience/customers.past_spend`).
 METRIC_COVARIATES = {
     "open_rate": ["historical_open_rate"],
     "click_rate": ["historical_open_rate", "historical_click_rate"],
     "conversion_rate": ["historical_open_rate", "historical_click_rate"],
+    REVENUE_METRIC: ["past_spend", "historical_click_rate"],
 }
+
+
+def binary_outcome(metric: str) -> str:
+    """The 0/1 column that stands for `metric` where a 0/1 outcome is needed (the logistic response
+    model): the metric's own, or `converted` (a purchase) for revenue per recipient."""
+    return "converted" if metric in CONTINUOUS_METRICS else METRIC_COLUMNS[metric]
+
+
 DEFAULT_TONES = ("urgent", "informational", "friendly")
 # Guardrail metrics: rates a tone must not raise (optional columns of the ESP export; simulated too).
 GUARDRAIL_COLUMNS = {"unsubscribe_rate": "unsubscribed", "complaint_rate": "complained"}
 
-Metric = Literal["open_rate", "click_rate", "conversion_rate"]
+Metric = Literal["open_rate", "click_rate", "conversion_rate", "revenue_per_recipient"]
 NonBlank = Annotated[str, Field(min_length=1, pattern=r"\S")]
 # A tone names its prompt file (prompts/tones/<tone>.md) and its variants (segment:tone).
 ToneName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
@@ -226,6 +239,10 @@ class SimulationSettings(StrictModel):
     complaint_rate: Number = Field(0.0003, ge=0, le=1, description="chance a sent customer marks the email as spam (control message)")
     guardrail_effects: dict[str, Effect] = Field(
         default_factory=dict, description="per arm, a multiplier of both rates above (1.5: half as many again unsubscribe)"
+    )
+    order_value_spread: Number = Field(
+        0.6, ge=0, le=3, description="a simulated order's revenue is the customer's avg_order_value times a lognormal draw of "
+                                     "mean 1 and this log-scale spread (0: exactly avg_order_value)"
     )
 
     def effect(self, segment: str, arm: str) -> float:

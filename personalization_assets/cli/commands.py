@@ -274,7 +274,7 @@ def command_plan(args: argparse.Namespace) -> int:
     segments = assign_segments(customers, load_catalog(config.paths.segments))
     sizes = pd.concat([pd.Series({"overall": len(customers)}), segments.value_counts(sort=False)])
     base_rate = args.base_rate if args.base_rate is not None else base_rate_for(config, customers)
-    result = plan_campaign(config, sizes, base_rate=base_rate, power=args.power, min_lift=args.min_lift)
+    result = plan_campaign(config, sizes, base_rate=base_rate, power=args.power, min_lift=args.min_lift, sd=args.sd)
     print("\n".join(result.lines()))
     table = result.scopes.assign(mde=result.scopes["mde"].map(lambda v: "n/a" if v != v else f"{v:.1%}"))
     print(table.to_string(index=False))
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="how many customers the campaign needs, and the MDE of each segment")
     plan.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
     plan.add_argument("--base-rate", type=float, help="control rate of the primary metric (default: customers' historical mean)")
+    plan.add_argument("--sd", type=float, help="standard deviation per customer of an amount metric (revenue_per_recipient), "
+                                               "with --base-rate its mean")
     plan.add_argument("--min-lift", type=float, help="relative lift to detect (default: the campaign's minimum_lift)")
     plan.add_argument("--power", type=float, default=0.8)
     plan.set_defaults(handler=command_plan)

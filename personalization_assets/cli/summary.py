@@ -16,6 +16,11 @@ from personalization_assets.campaign.paths import (
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
 from personalization_assets.messages.rendering import EXPORT_FILE
 from personalization_assets.report import REPORT_HTML, REPORT_PDF, results_display
+from personalization_assets.report.formatting import (
+    metric_gain,
+    metric_gain_interval,
+    metric_value,
+)
 
 
 def _query(connection: duckdb.DuckDBPyConnection, sql: str, *params: object) -> pd.DataFrame:
@@ -108,12 +113,14 @@ def rollout_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         results = _query(connection, "SELECT * FROM {schema}.rollout_results WHERE wave = ? AND scope = 'overall' AND metric = ? "
                                      "AND arm = ?", wave, config.metrics.primary, ROLLED_OUT)
     simulated = bool(values["true_value"].notna().any())
+    metric = config.metrics.primary
     table = values.assign(
-        value=values["value"].map("{:.2%}".format),
-        interval=[f"[{lo:.2%}, {hi:.2%}]" for lo, hi in zip(values["ci_low"], values["ci_high"], strict=True)],
-        gain=[f"{d * 100:+.2f} pts [{lo * 100:+.2f}, {hi * 100:+.2f}]" for d, lo, hi in
+        value=[metric_value(metric, v, digits=2) for v in values["value"]],
+        interval=[f"[{metric_value(metric, lo, 2)}, {metric_value(metric, hi, 2)}]" for lo, hi in
+                  zip(values["ci_low"], values["ci_high"], strict=True)],
+        gain=[f"{metric_gain(metric, d)} {metric_gain_interval(metric, lo, hi)}" for d, lo, hi in
               zip(values["diff_vs_baseline"], values["diff_ci_low"], values["diff_ci_high"], strict=True)],
-        **({"true_value": values["true_value"].map("{:.2%}".format)} if simulated else {}),
+        **({"true_value": [metric_value(metric, v, digits=2) for v in values["true_value"]]} if simulated else {}),
     )[["policy", "value", "interval", "gain", *(["true_value"] if simulated else [])]]
     policy = str(sent["policy"].iloc[0]) if len(sent) else "none"
     realized = (f"{results['rel_lift'].iloc[0]:+.1%} [{results['rel_lift_ci_low'].iloc[0]:+.1%}, {results['rel_lift_ci_high'].iloc[0]:+.1%}]"

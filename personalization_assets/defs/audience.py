@@ -8,6 +8,7 @@ from personalization_assets.audience.customers import (
     NUMERIC_RULES,
     OPTIONAL_TEXT_COLUMNS,
     load_customers,
+    past_spend,
 )
 from personalization_assets.audience.eligibility import CONTACTABLE, with_contact_holds
 from personalization_assets.audience.segmentation import (
@@ -27,7 +28,7 @@ from personalization_assets.defs.types import SCHEMAS, CustomersFrame, table_sch
 # customer_segments keeps what later assets read, not a copy of the customer file: the segment and
 # the contract's tier and numbers (analysis covariates, explainability). Free text (names, emails,
 # locations, extra columns) stays in `customers`, read from there by the one asset that needs it.
-SEGMENT_COLUMNS = ("wave", "customer_id", "segment", "contact_hold", "tier", *(rule.column for rule in NUMERIC_RULES))
+SEGMENT_COLUMNS = ("wave", "customer_id", "segment", "contact_hold", "tier", *(rule.column for rule in NUMERIC_RULES), "past_spend")
 
 
 @dg.asset(group_name=WAVE_GROUP, dagster_type=CustomersFrame, metadata={"dagster/column_schema": SCHEMAS["customers"]})
@@ -56,8 +57,9 @@ def customer_segments(context: dg.AssetExecutionContext, campaign: CampaignResou
     segments = assign_segments(customers, campaign.catalog)
     labels = np.asarray(segments.cat.categories, dtype=object)[segments.cat.codes.to_numpy()]
     data = {"wave": context.partition_key, "customer_id": customers["customer_id"].to_numpy(), "segment": labels}
-    for column in SEGMENT_COLUMNS[3:]:  # the contact hold, the tier and the numbers
+    for column in SEGMENT_COLUMNS[3:-1]:  # the contact hold, the tier and the numbers
         data[column] = customers[column].to_numpy()
+    data["past_spend"] = past_spend(customers)
     frame = pd.DataFrame(data, columns=list(SEGMENT_COLUMNS))
     sizes = segment_sizes(segments, campaign.catalog)
     context.add_output_metadata({"dagster/row_count": len(frame), **{f"segment_{k}": v for k, v in sizes.items()}})

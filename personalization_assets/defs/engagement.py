@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from personalization_assets.campaign.config import REVENUE_METRIC
 from personalization_assets.defs.partitions import columns, per_wave
 from personalization_assets.defs.resources import CampaignResource
 from personalization_assets.experiment.engagement import (
@@ -38,11 +39,12 @@ def take_engagement(context: dg.AssetExecutionContext, config, assignments: pd.D
     if path.is_file():
         every_sent = config.engagement.lists == "every_sent_customer"
         frame, missing = import_engagement(path, sent, wave, config.engagement.min_coverage if every_sent else 0.0,
-                                           config.engagement.conversions)
+                                           config.engagement.conversions, require_revenue=REVENUE_METRIC in config.metrics.all)
         metadata = {"source": f"imported from {path}", "sent_customers_missing_from_file": missing}
     else:
         frame = simulate_engagement(sent, config.simulation, wave, salt=salt)
         metadata = {"source": f"SIMULATED (no {path.name} in {path.parent})"}
     context.add_output_metadata({"dagster/row_count": len(frame), **metadata,
-                                 **{k: int(frame[k].sum()) for k in ("opened", "clicked", "converted")}})
+                                 **{k: int(frame[k].sum()) for k in ("opened", "clicked", "converted")},
+                                 **({"revenue": round(float(frame["revenue"].sum()), 2)} if frame["revenue"].notna().any() else {})})
     return frame

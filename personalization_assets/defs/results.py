@@ -7,8 +7,7 @@ from personalization_assets.defs.partitions import columns, per_wave
 from personalization_assets.defs.resources import CampaignResource
 from personalization_assets.defs.types import SCHEMAS, ExperimentResultsFrame
 from personalization_assets.experiment.engagement import (
-    GUARDRAIL_OUTCOMES,
-    OUTCOMES,
+    ANALYSED_COLUMNS,
     engagement_source,
 )
 from personalization_assets.experiment.joins import COVARIATES, analysis_frame
@@ -25,7 +24,7 @@ from personalization_assets.experiment.results import (
     **per_wave(SCHEMAS["experiment_results"]),
     ins={
         "assignments": columns("customer_id", "segment", "arm", "sent", "hold_reason"),
-        "engagement": columns("customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source"),
+        "engagement": columns(*ANALYSED_COLUMNS),
         "customer_segments": columns("customer_id", *COVARIATES),
     },
     check_specs=[dg.AssetCheckSpec("lift_threshold", asset="experiment_results",

@@ -28,8 +28,7 @@ from personalization_assets.defs.types import (
     RolloutAssignmentsFrame,
 )
 from personalization_assets.experiment.engagement import (
-    GUARDRAIL_OUTCOMES,
-    OUTCOMES,
+    ANALYSED_COLUMNS,
     SOURCE_IMPORTED,
     SOURCE_SIMULATED,
     engagement_source,
@@ -79,7 +78,7 @@ def _require_rollout(config) -> None:
     },
     ins={
         "assignments": columns("customer_id", "segment", "arm", "sent", "hold_reason"),
-        "engagement": columns("customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source"),
+        "engagement": columns(*ANALYSED_COLUMNS),
         "customer_segments": columns("customer_id", "segment", *PROFILE_COLUMNS),
         "experiment_results": columns("scope", "metric", "arm", "rate", "control_rate", "guardrail_margin", "guardrail_lower",
                                       "guardrail_upper"),
@@ -209,7 +208,7 @@ def rollout_engagement(context: dg.AssetExecutionContext, campaign: CampaignReso
 @dg.asset(
     **per_wave(SCHEMAS["experiment_results"], group=ROLLOUT_GROUP),
     ins={"rollout_assignments": columns("customer_id", "segment", "arm", "sent", "rollout_group"),
-         "rollout_engagement": columns("customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source"),
+         "rollout_engagement": columns(*ANALYSED_COLUMNS),
          "customer_segments": columns("customer_id", *PROFILE_COLUMNS)},
     check_specs=[dg.AssetCheckSpec("rollout_lift", asset="rollout_results",
                                    description="The rollout's realized primary-metric lift over its holdout is above 0 (interval)")],

@@ -1,7 +1,9 @@
 """Engagement after the send: an imported ESP export, validated, or an honest simulation.
 
 Import rules (per wave, `customer_id,opened,clicked,converted`, values 0/1; optionally the guardrail
-columns `unsubscribed` and `complained`, 0/1, left empty in the table when the export lacks them):
+columns `unsubscribed` and `complained`, 0/1, and `revenue`, the customer's order value in the
+wave (a number ≥ 0, positive only with a conversion), each left empty in the table when the export
+lacks it; a campaign whose metrics include revenue_per_recipient requires `revenue`):
 - unknown customer ids (not sent a message this wave), duplicate ids, values other than 0/1, a
   click without an open and a conversion without a click are errors naming the rows;
 - the export lists one row per sent customer, 0s included. A file with no rows, or with fewer
@@ -13,8 +15,10 @@ columns `unsubscribed` and `complained`, 0/1, left empty in the table when the e
 
 Simulation (no file for the wave): each sent customer's outcomes are drawn from their own
 historical rates times the ground-truth effect of the message they were actually sent (arm x
-segment, from the campaign config). Draws come from a salted hash of the customer id, so they do
-not depend on row order. Every simulated row says so in its `source` column.
+segment, from the campaign config); a conversion's revenue is the customer's average order value
+times a lognormal draw of mean 1 (`simulation.order_value_spread`). Draws come from a salted hash
+of the customer id, so they do not depend on row order. Every simulated row says so in its
+`source` column.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from personalization_assets.campaign.config import (
     GUARDRAIL_COLUMNS,
     NO_EMAIL_ARM,
+    REVENUE_METRIC,
     CampaignConfig,
     SimulationSettings,
 )
@@ -40,21 +46,28 @@ from personalization_assets.experiment.assignment import assign_arms, unit_inter
 OUTCOMES = ("opened", "clicked", "converted")
 # Optional columns of the export (0/1; empty where the export does not have them): the guardrails.
 GUARDRAIL_OUTCOMES = tuple(GUARDRAIL_COLUMNS.values())
-ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, "in_export", "source")
+REVENUE = "revenue"
+ENGAGEMENT_COLUMNS = ("wave", "customer_id", *OUTCOMES, *GUARDRAIL_OUTCOMES, REVENUE, "in_export", "source")
+# The columns the analysis reads of an engagement table.
+ANALYSED_COLUMNS = ENGAGEMENT_COLUMNS[1:]
 SOURCE_IMPORTED = "imported"
 SOURCE_SIMULATED = "simulated"
 
 
 def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: float = 0.5,
-                      conversions: str = "email_clicks") -> tuple[pd.DataFrame, int]:
+                      conversions: str = "email_clicks", require_revenue: bool = False) -> tuple[pd.DataFrame, int]:
     """Validate an ESP export against this wave's sends (`sent`: the measured customers, the
     no-email holdout's included, with their `arm`); returns the engagement and how many of them
     were missing from the file (counted as no engagement, `in_export` False). With `conversions`
-    `any_channel` a conversion needs no click; a no-email customer can never open or click."""
+    `any_channel` a conversion needs no click; a no-email customer can never open or click.
+    `require_revenue`: the campaign measures revenue per recipient, so the file must have `revenue`."""
     raw = read_csv_as_text(path)
     missing_columns = [c for c in ("customer_id", *OUTCOMES) if c not in raw.columns]
     if missing_columns:
         raise DataContractError(path, missing_columns[0], f"required column missing (found: {list(raw.columns)})")
+    if require_revenue and REVENUE not in raw.columns:
+        raise DataContractError(path, REVENUE, f"required column missing: the campaign's metrics include {REVENUE_METRIC} "
+                                f"(found: {list(raw.columns)})")
     if raw.empty and len(sent):
         raise DataContractError(path, "customer_id", f"the file has a header and no rows; wave {wave} sent {len(sent):,} customers "
                                 "(the wave's earlier results are kept)")
@@ -77,6 +90,13 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
     for column in guardrails:
         reject(~raw[column].isin(["0", "1"]), column, "must be 0 or 1 (an optional guardrail column: leave it out if not exported)")
         raw[column] = raw[column].astype(np.float64)
+    revenue = [REVENUE] if REVENUE in raw.columns else []
+    if revenue:
+        amounts = pd.to_numeric(raw[REVENUE].str.strip(), errors="coerce")
+        reject(~np.isfinite(amounts.to_numpy(dtype=float, na_value=np.nan)) | (amounts < 0), REVENUE,
+               "must be a number of at least 0 (0 for a customer who bought nothing)")
+        raw[REVENUE] = amounts.astype(np.float64)
+        reject((raw[REVENUE] > 0) & (raw["converted"] == 0), REVENUE, "revenue requires a conversion (converted = 1)")
     reject((raw["clicked"] == 1) & (raw["opened"] == 0), "clicked", "a click requires an open (opened = 1)")
     if conversions == "email_clicks":
         reject((raw["converted"] == 1) & (raw["clicked"] == 0), "converted", "a conversion requires a click (clicked = 1; "
@@ -92,11 +112,11 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
         raise DataContractError(path, "customer_id", f"the file lists {len(raw):,} of the {len(sent):,} customers wave {wave} sent "
                                 f"({len(raw) / len(sent):.1%}), below engagement.min_coverage {min_coverage:.0%}: a truncated "
                                 "export? (the wave's earlier results are kept; lower min_coverage to accept it)")
-    frame = sent[["customer_id"]].merge(raw[["customer_id", *OUTCOMES, *guardrails]], on="customer_id", how="left")
+    frame = sent[["customer_id"]].merge(raw[["customer_id", *OUTCOMES, *guardrails, *revenue]], on="customer_id", how="left")
     in_export = frame["opened"].notna().to_numpy()
     frame[list(OUTCOMES)] = frame[list(OUTCOMES)].fillna(0).astype(np.int8)
-    for column in GUARDRAIL_OUTCOMES:  # a listed guardrail: 0 for a sent customer missing from the file; else not measured
-        frame[column] = frame[column].fillna(0.0) if column in guardrails else np.nan
+    for column in (*GUARDRAIL_OUTCOMES, REVENUE):  # a listed column: 0 for a sent customer missing from the file; else not measured
+        frame[column] = frame[column].fillna(0.0) if column in (*guardrails, *revenue) else np.nan
     return _finish(frame.assign(in_export=in_export), wave, SOURCE_IMPORTED), int((~in_export).sum())
 
 
@@ -108,8 +128,8 @@ def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: 
     ids = sent["customer_id"].to_numpy()
     salt = f"simulation:{settings.seed}:{wave}{salt}"
     # One draw per outcome, each from its own salted hash of the id (the ids are encoded once).
-    open_draw, click_draw, convert_draw, unsubscribe_draw, complaint_draw = unit_intervals(
-        ids, [salt + ":open", salt + ":click", salt + ":convert", salt + ":unsubscribe", salt + ":complain"])
+    open_draw, click_draw, convert_draw, unsubscribe_draw, complaint_draw, order_draw = unit_intervals(
+        ids, [salt + ":open", salt + ":click", salt + ":convert", salt + ":unsubscribe", salt + ":complain", salt + ":order"])
     opened = open_draw < p_open
     clicked = opened & (click_draw < p_click_given_open)
     converted = clicked & (convert_draw < p_convert_given_click)
@@ -120,6 +140,8 @@ def simulate_engagement(sent: pd.DataFrame, settings: SimulationSettings, wave: 
     frame = pd.DataFrame(
         {"customer_id": ids, "opened": opened.astype(np.int8), "clicked": clicked.astype(np.int8), "converted": converted.astype(np.int8),
          "unsubscribed": (unsubscribe_draw < p_unsubscribe).astype(np.float64), "complained": (complaint_draw < p_complain).astype(np.float64),
+         # Revenue needs each customer's average order value (the wave's customers always have it).
+         REVENUE: np.where(converted, order_values(sent, settings, order_draw), 0.0) if "avg_order_value" in sent else np.nan,
          "in_export": True}
     )
     return _finish(frame, wave, SOURCE_SIMULATED)
@@ -138,6 +160,15 @@ def outcome_probabilities(customers: pd.DataFrame, settings: SimulationSettings,
             np.clip(settings.conversion_given_click * effect, 0, 1))
 
 
+def order_values(customers: pd.DataFrame, settings: SimulationSettings, draw: np.ndarray) -> np.ndarray:
+    """The revenue of each customer's order, from a uniform `draw` per customer: their average
+    order value times a lognormal of mean 1 and log-scale spread `order_value_spread`."""
+    spread = settings.order_value_spread
+    with np.errstate(divide="ignore"):  # a draw of exactly 0 is an order of value 0
+        factor = np.exp(spread * ndtri(draw) - spread**2 / 2)
+    return customers["avg_order_value"].to_numpy(dtype=float) * factor
+
+
 def guardrail_probabilities(customers: pd.DataFrame, settings: SimulationSettings, arms) -> tuple[np.ndarray, np.ndarray]:
     """The simulator's chance that each customer sent `arms` unsubscribes, and complains."""
     codes, names = pd.factorize(pd.Series(np.asarray(arms, dtype=object)), use_na_sentinel=False)
@@ -147,13 +178,15 @@ def guardrail_probabilities(customers: pd.DataFrame, settings: SimulationSetting
 
 
 def expected_outcomes(customers: pd.DataFrame, settings: SimulationSettings, arms) -> dict[str, np.ndarray]:
-    """Each customer's true probability of opening, clicking and converting when sent `arms`:
-    what a policy's true value is computed from (no draws)."""
+    """Each customer's true probability of opening, clicking and converting when sent `arms`, and
+    their expected revenue: what a policy's true value is computed from (no draws)."""
     p_open, p_click, p_convert = outcome_probabilities(customers, settings, arms)
     p_unsubscribe, p_complain = guardrail_probabilities(customers, settings, arms)
     via_email, organic = p_open * p_click * p_convert, settings.organic_conversion_rate
-    return {"opened": p_open, "clicked": p_open * p_click, "converted": via_email + organic - via_email * organic,
-            "unsubscribed": p_unsubscribe, "complained": p_complain}
+    p_converted = via_email + organic - via_email * organic
+    return {"opened": p_open, "clicked": p_open * p_click, "converted": p_converted,
+            "unsubscribed": p_unsubscribe, "complained": p_complain,
+            REVENUE: p_converted * (customers["avg_order_value"].to_numpy(dtype=float) if "avg_order_value" in customers else np.nan)}
 
 
 def customer_effects(customers: pd.DataFrame, settings: SimulationSettings, arms) -> np.ndarray:
@@ -200,4 +233,4 @@ def simulated_test(customers: pd.DataFrame, config: CampaignConfig, wave: str) -
     simulations (tests, benchmarks/personalization.py) run the estimators on."""
     frame = customers.assign(arm=np.asarray(assign_arms(customers["customer_id"], config.experiment_id, config.arm_weights), dtype=object))
     outcomes = simulate_engagement(frame, config.simulation, wave)
-    return frame.assign(**{column: outcomes[column].to_numpy() for column in (*OUTCOMES, *GUARDRAIL_OUTCOMES)}, in_export=True)
+    return frame.assign(**{column: outcomes[column].to_numpy() for column in (*OUTCOMES, *GUARDRAIL_OUTCOMES, REVENUE)}, in_export=True)

@@ -17,6 +17,7 @@ from personalization_assets.campaign.config import (
     METRIC_COVARIATES,
 )
 from personalization_assets.experiment.assignment import HOLD_NO_EMAIL
+from personalization_assets.experiment.engagement import OUTCOMES, REVENUE
 
 # The pre-experiment covariates every analysis and the simulator read.
 COVARIATES = tuple(sorted({c for cols in METRIC_COVARIATES.values() for c in cols}))
@@ -103,12 +104,25 @@ def analysis_frame(
     profile = tuple(dict.fromkeys((*COVARIATES, *profile)))
     frame = measured_customers(assignments, customer_segments, keep_unmatched=True, columns=profile)
     (outcome_rows,) = left_join_rows(frame["customer_id"].to_numpy(), engagement["customer_id"].to_numpy())
-    for column in METRIC_COLUMNS.values():
+    for column in OUTCOMES:
         frame[column] = take(engagement[column].to_numpy(dtype=float), outcome_rows, 0.0).astype("int8")
     for column in GUARDRAIL_COLUMNS.values():  # NaN: not measured (an export without the column, or older partitions)
         values = engagement[column].to_numpy(dtype=float) if column in engagement else np.full(len(engagement), np.nan)
         frame[column] = take(values, outcome_rows, np.nan)
+    # Revenue, where measured, is 0 for a customer without an engagement row (like their outcomes).
+    revenue = engagement[REVENUE].to_numpy(dtype=float) if REVENUE in engagement else np.full(len(engagement), np.nan)
+    frame[REVENUE] = take(revenue, outcome_rows, 0.0 if np.isfinite(revenue).any() else np.nan)
     listed = (engagement["in_export"].astype(object).where(engagement["in_export"].notna(), True).to_numpy(dtype=bool)
               if "in_export" in engagement else np.ones(len(engagement), dtype=bool))
     frame["in_export"] = take(listed, outcome_rows, False).astype(bool)
     return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), *GUARDRAIL_COLUMNS.values(), "in_export", *profile]]
+
+
+def require_measured(frame: pd.DataFrame, metrics) -> None:
+    """Refuse to analyse a metric whose outcome was not measured (revenue of an engagement table
+    without it, e.g. a partition taken before revenue was), naming the metric."""
+    for metric in metrics:
+        column = METRIC_COLUMNS[metric]
+        if len(frame) and frame[column].isna().all():
+            raise ValueError(f"metric {metric}: the wave's engagement has no {column!r} values (re-take the wave's engagement, "
+                             f"or remove {metric} from metrics)")

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from personalization_assets.campaign.config import (
+    CONTINUOUS_METRICS,
     CONTROL_ARM,
     GUARDRAIL_COLUMNS,
     METRIC_COLUMNS,
@@ -118,6 +119,7 @@ class RandomizedTest:
     propensity: np.ndarray  # (segments, arms): probability of each arm in each segment, 0 where it cannot be sent
     blocked_arms: tuple[str, ...] = ()  # arms no policy may send (they fail a guardrail)
     guardrails: tuple[tuple[str, float], ...] = ()  # (0/1 column, margin) of each measured guardrail
+    continuous: bool = False  # the outcome is an amount (revenue per recipient), modelled by regressors
 
     @property
     def available(self) -> np.ndarray:
@@ -187,7 +189,8 @@ def evaluate_policies(data: RandomizedTest, *, winner_rule: WinnerRule, estimato
     learning, evaluation = np.flatnonzero(part < 0), np.flatnonzero(part >= 0)
 
     def fit(rows: np.ndarray) -> TLearner:
-        return fit_t_learner(features.iloc[rows], arm_codes[rows], y[rows], arms, available, estimator=estimator, seed=seed)
+        return fit_t_learner(features.iloc[rows], arm_codes[rows], y[rows], arms, available, estimator=estimator, seed=seed,
+                             continuous=data.continuous)
 
     model = fit(learning)
     best_tone, winners = _pick_policies(frame.iloc[learning], data, winner_rule)
@@ -336,7 +339,7 @@ def qini_coefficient(qini: pd.DataFrame) -> float:
 def campaign_test_data(frame: pd.DataFrame, config: CampaignConfig, segment_ids: Sequence[str],
                        blocked_arms: Sequence[str] = ()) -> RandomizedTest:
     """The campaign's randomized test as the estimator reads it: the message arms' customers, the
-    primary metric's column, the campaign's arms (control first), its design propensities per
+    primary metric's column (and whether it is an amount), the campaign's arms (control first), its design propensities per
     segment, and the arms that fail a guardrail (`experiment/gates.guardrail_blocked_arms`), which
     no policy may send."""
     segments = tuple(segment_ids)
@@ -344,7 +347,8 @@ def campaign_test_data(frame: pd.DataFrame, config: CampaignConfig, segment_ids:
     guardrails = tuple((GUARDRAIL_COLUMNS[metric], margin) for metric, margin in config.guardrails.margins.items()
                        if GUARDRAIL_COLUMNS[metric] in frame and frame[GUARDRAIL_COLUMNS[metric]].notna().all() and len(frame))
     return RandomizedTest(frame, METRIC_COLUMNS[config.metrics.primary], tuple(config.arm_names), segments,
-                          design_propensities(frame, segments, config.arm_weights), tuple(blocked_arms), guardrails)
+                          design_propensities(frame, segments, config.arm_weights), tuple(blocked_arms), guardrails,
+                          continuous=config.metrics.primary in CONTINUOUS_METRICS)
 
 
 def sendable_winners(winners: Mapping[str, str], data: RandomizedTest) -> dict[str, str]:

@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 
 from personalization_assets.campaign.config import (
+    CONTINUOUS_METRICS,
     CONTROL_ARM,
     GUARDRAIL_COLUMNS,
     METRIC_COLUMNS,
     METRIC_COVARIATES,
     NO_EMAIL_ARM,
+    REVENUE_METRIC,
     CampaignConfig,
 )
 from personalization_assets.experiment.gates import (
@@ -21,6 +23,7 @@ from personalization_assets.experiment.gates import (
     evaluate_lift_gate,
     rollout_recommendations,
 )
+from personalization_assets.experiment.joins import require_measured
 from personalization_assets.stats import RESULT_COLUMNS, analyze_experiment, srm_test
 from personalization_assets.stats.proportions import difference_interval
 from personalization_assets.stats.sequential import (
@@ -36,7 +39,8 @@ from personalization_assets.stats.srm import (
 OVERALL = "overall"
 # The scope of every message arm against the no-email holdout (campaigns with one): the email's own effect.
 VS_NO_EMAIL = "vs_no_email"
-# What the email can change without being opened: the metrics compared with the no-email holdout.
+# What the email can change without being opened: the metrics compared with the no-email holdout
+# (revenue per recipient too, when the campaign measures it).
 INCREMENTAL_METRICS = ("conversion_rate",)
 SEQUENTIAL_COLUMNS = ("always_valid_p_value", "cs_rel_lift_low", "cs_rel_lift_high")
 GUARDRAIL_RESULT_COLUMNS = ("guardrail_margin", "guardrail_lower", "guardrail_upper")
@@ -50,6 +54,7 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
     """One row per (scope, metric, arm), control included; Holm-adjusted within each scope's table.
     `arms` (control first) are the campaign's arms unless given (a rollout against its holdout)."""
     arms = tuple(arms or config.arm_names)
+    require_measured(frame, config.metrics.all)
     metrics = {m: METRIC_COLUMNS[m] for m in config.metrics.all}
     covariates = {m: METRIC_COVARIATES[m] for m in config.metrics.all}
     tables = []
@@ -60,7 +65,8 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
     for position, scope in enumerate((OVERALL, *segments)):
         scoped = frame if scope == OVERALL else frame.take(order[bounds[position - 1]:bounds[position]])
         table = analyze_experiment(
-            scoped, control=CONTROL_ARM, arms=list(arms), metrics=metrics, covariates=covariates, alpha=config.alpha
+            scoped, control=CONTROL_ARM, arms=list(arms), metrics=metrics, covariates=covariates, alpha=config.alpha,
+            continuous=continuous_metrics(metrics),
         )
         table = pd.concat([table, *guardrail_rows(scoped, config, arms)], ignore_index=True)
         table = table.assign(**{column: table[column] if column in table else np.nan for column in GUARDRAIL_RESULT_COLUMNS})
@@ -76,11 +82,18 @@ def incremental_table(frame: pd.DataFrame, config: CampaignConfig, arms: Sequenc
     """Every message arm (control included) against the no-email holdout, over the whole test, on
     the metrics an email can move without being opened (INCREMENTAL_METRICS): scope VS_NO_EMAIL,
     its own Holm family."""
+    incremental = (*INCREMENTAL_METRICS, *((REVENUE_METRIC,) if REVENUE_METRIC in config.metrics.all else ()))
     table = analyze_experiment(frame, control=NO_EMAIL_ARM, arms=[NO_EMAIL_ARM, *arms],
-                               metrics={m: METRIC_COLUMNS[m] for m in INCREMENTAL_METRICS},
-                               covariates={m: METRIC_COVARIATES[m] for m in INCREMENTAL_METRICS}, alpha=config.alpha)
+                               metrics={m: METRIC_COLUMNS[m] for m in incremental},
+                               covariates={m: METRIC_COVARIATES[m] for m in incremental}, alpha=config.alpha,
+                               continuous=continuous_metrics(incremental))
     return table.assign(scope=VS_NO_EMAIL, engagement_rows=engagement_rows(frame, table, [NO_EMAIL_ARM, *arms]),
                         **{column: np.nan for column in GUARDRAIL_RESULT_COLUMNS})
+
+
+def continuous_metrics(metrics) -> tuple[str, ...]:
+    """Which of `metrics` are amounts (compared by their means), not 0/1 outcomes."""
+    return tuple(metric for metric in metrics if metric in CONTINUOUS_METRICS)
 
 
 def engagement_rows(frame: pd.DataFrame, table: pd.DataFrame, arms: Sequence[str]) -> np.ndarray:
@@ -114,14 +127,17 @@ def add_sequential_columns(results: pd.DataFrame, minimum_lift: float, alpha: fl
     """Always-valid p-value and confidence sequence per comparison, for reading results as they
     arrive (stats/sequential.py); control rows get NaN like the other comparison columns."""
     baseline = (results["arm"] == np.where(results["scope"] == VS_NO_EMAIL, NO_EMAIL_ARM, CONTROL_ARM)).to_numpy()
-    control_n = results.loc[baseline].set_index(["scope", "metric"])["n"]
-    n_c = pd.MultiIndex.from_frame(results[["scope", "metric"]]).map(control_n.to_dict()).to_numpy(dtype=float)
+    control = results.loc[baseline].set_index(["scope", "metric"])
+    keys = pd.MultiIndex.from_frame(results[["scope", "metric"]])
+    n_c = keys.map(control["n"].to_dict()).to_numpy(dtype=float)
+    sd_c = keys.map(control["outcome_sd"].to_dict()).to_numpy(dtype=float)
     tau = minimum_lift * results["control_rate"].to_numpy(dtype=float)
     args = (results["rate"], results["n"], results["control_rate"], n_c, tau)
+    spreads = {"sd_t": results["outcome_sd"].to_numpy(dtype=float), "sd_c": sd_c}
     treatment = ~baseline
-    low, high = relative_confidence_sequence(*args, alpha=alpha)
+    low, high = relative_confidence_sequence(*args, alpha=alpha, **spreads)
     return results.assign(
-        always_valid_p_value=np.where(treatment, always_valid_p_value(*args), np.nan),
+        always_valid_p_value=np.where(treatment, always_valid_p_value(*args, **spreads), np.nan),
         cs_rel_lift_low=np.where(treatment, low, np.nan),
         cs_rel_lift_high=np.where(treatment, high, np.nan),
     )

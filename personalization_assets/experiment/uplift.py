@@ -16,8 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -35,14 +38,16 @@ def uplift_features(customers: pd.DataFrame, segments: Sequence[str]) -> pd.Data
     return frame[list(UPLIFT_FEATURES)]
 
 
-def _estimator(kind: str, n_features: int, n_segments: int, seed: int):
+def _estimator(kind: str, n_features: int, n_segments: int, seed: int, continuous: bool = False):
     """A fresh outcome model: gradient boosting (interactions found on its own), or a logistic
-    regression on standardized features with the segment one-hot (fast, for simulations). The
-    segment is the last of the `n_features` columns."""
+    regression on standardized features with the segment one-hot (fast, for simulations); for a
+    continuous outcome the same as regressors (a ridge regression for `logistic`). The segment is
+    the last of the `n_features` columns."""
     segment_column = n_features - 1
     if kind == "gradient_boosting":
         # Shallow trees, large leaves and a fixed seed: stable predictions for a stable rollout.
-        return HistGradientBoostingClassifier(
+        boosting = HistGradientBoostingRegressor if continuous else HistGradientBoostingClassifier
+        return boosting(
             max_iter=100, learning_rate=0.05, max_depth=3, min_samples_leaf=300, l2_regularization=1.0,
             categorical_features=[segment_column], early_stopping=False, random_state=seed,
         )
@@ -51,18 +56,23 @@ def _estimator(kind: str, n_features: int, n_segments: int, seed: int):
         encode = ColumnTransformer([("numbers", StandardScaler(), numeric),
                                     ("segment", OneHotEncoder(categories=[np.arange(n_segments, dtype=float)], handle_unknown="ignore"),
                                      [segment_column])])
-        return make_pipeline(encode, LogisticRegression(C=1.0, max_iter=500))
+        return make_pipeline(encode, Ridge(alpha=1.0) if continuous else LogisticRegression(C=1.0, max_iter=500))
     raise ValueError(f"unknown estimator {kind!r}")
 
 
 @dataclass
 class _Constant:
-    """The model of an arm whose outcomes are all equal (no event yet): that rate for everyone."""
+    """The model of an arm whose outcomes are all equal (no event yet): that value for everyone."""
 
-    rate: float
+    value: float
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return np.column_stack([np.full(len(features), 1 - self.rate), np.full(len(features), self.rate)])
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return np.full(len(features), self.value)
+
+
+def _expected_outcome(model, matrix: np.ndarray) -> np.ndarray:
+    """A classifier's probability of the outcome, or a regressor's (or a constant's) prediction."""
+    return model.predict_proba(matrix)[:, 1] if hasattr(model, "predict_proba") else model.predict(matrix)
 
 
 @dataclass
@@ -74,7 +84,8 @@ class TLearner:
     available: np.ndarray
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """(customers, arms) predicted outcome probabilities; NaN where an arm cannot be sent."""
+        """(customers, arms) predicted outcome probabilities (expected values for a continuous
+        outcome); NaN where an arm cannot be sent."""
         matrix = features.to_numpy(dtype=float)
         segment = matrix[:, -1].astype(np.intp)
         out = np.full((len(matrix), len(self.arms)), np.nan)
@@ -83,7 +94,7 @@ class TLearner:
                 continue
             rows = self.available[segment, position]
             if rows.any():
-                out[rows, position] = model.predict_proba(matrix[rows])[:, 1]
+                out[rows, position] = _expected_outcome(model, matrix[rows])
         return out
 
     def best_arms(self, predictions: np.ndarray) -> np.ndarray:
@@ -94,9 +105,10 @@ class TLearner:
 
 def fit_t_learner(
     features: pd.DataFrame, arm_codes: np.ndarray, outcome: np.ndarray, arms: Sequence[str], available: np.ndarray, *,
-    estimator: str, seed: int,
+    estimator: str, seed: int, continuous: bool = False,
 ) -> TLearner:
-    """Fit one outcome model per arm on that arm's customers (a T-learner)."""
+    """Fit one outcome model per arm on that arm's customers (a T-learner); regressors when the
+    outcome is `continuous` (revenue), else classifiers of the 0/1 outcome."""
     matrix = features.to_numpy(dtype=float)
     outcome = np.asarray(outcome, dtype=float)
     models: list[object | None] = []
@@ -108,7 +120,8 @@ def fit_t_learner(
         elif np.all(y == y[0]):
             models.append(_Constant(float(y[0])))
         else:
-            models.append(_estimator(estimator, matrix.shape[1], available.shape[0], seed).fit(matrix[rows], y.astype(int)))
+            model = _estimator(estimator, matrix.shape[1], available.shape[0], seed, continuous)
+            models.append(model.fit(matrix[rows], y if continuous else y.astype(int)))
     return TLearner(tuple(arms), tuple(models), available)
 
 

@@ -12,6 +12,7 @@ from personalization_assets.campaign.config import (
     CONTROL_ARM,
     METRIC_COLUMNS,
     CampaignConfig,
+    binary_outcome,
 )
 from personalization_assets.experiment.results import OVERALL
 from personalization_assets.explain.models import (
@@ -67,7 +68,8 @@ def response_blocks(model: ResponseModel, config: CampaignConfig, results: pd.Da
                    f"message (seed {model.seed})" if model.n_used < model.n_available
                    else f"Fitted on all {model.n_used:,} customers sent a message")
     blocks = [Para(
-        f"Logistic regression of {metric} ({METRIC_COLUMNS[metric]} = 1) on the customer features standardized to mean 0 "
+        f"Logistic regression of {metric if binary_outcome(metric) == METRIC_COLUMNS[metric] else 'a purchase'} "
+        f"({binary_outcome(metric)} = 1) on the customer features standardized to mean 0 "
         "and SD 1, an indicator per tone, and every tone × feature interaction (statsmodels, Wald 95% CIs). A feature's "
         "coefficient is how it predicts response under the control message (log-odds per SD); a tone × feature "
         "coefficient is how much that tone's effect changes per SD of the feature. This separates who responds anyway "
@@ -199,7 +201,7 @@ def explain_section(inputs: ReportInputs, segment_names: dict[str, str]) -> Sect
                                     "population standard deviations (blue above the population, orange below)."))
     blocks.append(Subhead("Which customer features predict response, and whether the tone's effect differs by them"))
     if inputs.customer_segments is not None and inputs.engagement is not None and len(inputs.engagement):
-        outcome = METRIC_COLUMNS[config.metrics.primary]
+        outcome = binary_outcome(config.metrics.primary)
         sample, available = response_sample(inputs.assignments, inputs.engagement, inputs.customer_segments, outcome,
                                             sample_size=inputs.sample_size, seed=inputs.seed)
         model = fit_response_model(sample, outcome, control=CONTROL_ARM, arms=config.arm_names, n_available=available,

@@ -7,6 +7,8 @@ import math
 
 import pandas as pd
 
+from personalization_assets.campaign.config import CONTINUOUS_METRICS
+
 DASH = "–"
 # Features that are fractions, shown as percentages.
 RATE_FEATURES = ("historical_open_rate", "historical_click_rate", "gold_share")
@@ -24,6 +26,28 @@ def percent(value: float, signed: bool = False, digits: int = 1) -> str:
     if not is_finite(value):
         return DASH
     return f"{value:+.{digits}%}" if signed else f"{value:.{digits}%}"
+
+
+def metric_value(metric: str, value: float, digits: int = 1) -> str:
+    """A metric's per-customer value: a rate in percent, or an amount (revenue per recipient, in
+    the export's currency) with two decimals."""
+    if metric in CONTINUOUS_METRICS:
+        return f"{value:,.2f}" if is_finite(value) else DASH
+    return percent(value, digits=digits)
+
+
+def metric_gain(metric: str, value: float) -> str:
+    """A difference of two values of a metric: percentage points, or an amount."""
+    if not is_finite(value):
+        return DASH
+    return f"{value:+,.2f}" if metric in CONTINUOUS_METRICS else f"{value * 100:+.2f} pts"
+
+
+def metric_gain_interval(metric: str, low: float, high: float) -> str:
+    """The interval of a difference of two values of a metric, in `metric_gain`'s unit."""
+    if not (is_finite(low) and is_finite(high)):
+        return DASH
+    return f"[{low:+,.2f}, {high:+,.2f}]" if metric in CONTINUOUS_METRICS else f"[{low * 100:+.2f}, {high * 100:+.2f}] pts"
 
 
 def chance(value: float) -> str:

@@ -24,7 +24,15 @@ from personalization_assets.report.charts import (
     Series,
     line_chart,
 )
-from personalization_assets.report.formatting import DASH, count, is_finite, percent
+from personalization_assets.report.formatting import (
+    DASH,
+    count,
+    is_finite,
+    metric_gain,
+    metric_gain_interval,
+    metric_value,
+    percent,
+)
 from personalization_assets.report.html import render_html
 from personalization_assets.report.model import (
     Bullets,
@@ -63,32 +71,27 @@ class RolloutFiles:
     report: Report
 
 
-def _rate_interval(low: float, high: float) -> str:
-    return f"[{percent(low)}, {percent(high)}]" if is_finite(low) and is_finite(high) else DASH
+def _value_interval(metric: str, low: float, high: float) -> str:
+    return f"[{metric_value(metric, low)}, {metric_value(metric, high)}]" if is_finite(low) and is_finite(high) else DASH
 
 
-def _points(low: float, high: float) -> str:
-    """An interval of a difference of rates, in percentage points."""
-    return f"[{low * 100:+.2f}, {high * 100:+.2f}] pts" if is_finite(low) and is_finite(high) else DASH
-
-
-def policies_table(values: pd.DataFrame, simulated: bool) -> Table:
+def policies_table(values: pd.DataFrame, simulated: bool, metric: str) -> Table:
     columns = ["policy", "what it sends", "value", "interval", "gain vs best other", "gain interval"]
     if simulated:
         columns.append("true value (simulator)")
     rows, fills = [], []
     for r in values.itertuples(index=False):
         baseline = bool(r.is_baseline)
-        cells = [r.policy, r.description, percent(r.value), _rate_interval(r.ci_low, r.ci_high),
-                 "baseline" if baseline else f"{r.diff_vs_baseline * 100:+.2f} pts",
-                 DASH if baseline else _points(r.diff_ci_low, r.diff_ci_high)]
+        cells = [r.policy, r.description, metric_value(metric, r.value), _value_interval(metric, r.ci_low, r.ci_high),
+                 "baseline" if baseline else metric_gain(metric, r.diff_vs_baseline),
+                 DASH if baseline else metric_gain_interval(metric, r.diff_ci_low, r.diff_ci_high)]
         if simulated:
-            cells.append(percent(r.true_value))
+            cells.append(metric_value(metric, r.true_value))
         rows.append(cells)
         good = r.policy == PERSONALIZED and is_finite(r.diff_ci_low) and r.diff_ci_low > 0
         fills.append([("#e3f4ec" if good else None)] * len(cells))
     return Table("policies", columns, rows, left=(0, 1), fills=fills,
-                 caption="Doubly robust, cross-fitted estimates of each policy's primary-metric rate on the test's customers; "
+                 caption=f"Doubly robust, cross-fitted estimates of each policy's {metric} on the test's customers; "
                          "intervals at 1 - alpha; gains are paired differences against the best non-personalized policy.")
 
 
@@ -114,8 +117,8 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
     if personalized is not None:
         chose_winner = config.rollout is not None and config.rollout.policy != PERSONALIZED
         summary.append(Para(
-            f"The personalized policy's gain over the best other policy: {personalized['diff_vs_baseline'] * 100:+.2f} pts "
-            f"{_points(personalized['diff_ci_low'], personalized['diff_ci_high'])}: "
+            f"The personalized policy's gain over the best other policy: {metric_gain(primary, personalized['diff_vs_baseline'])} "
+            f"{metric_gain_interval(primary, personalized['diff_ci_low'], personalized['diff_ci_high'])}: "
             + ("its lower bound is above 0, but the campaign rolls out the winners (rollout.policy: winner)." if gate_passed and chose_winner
                else "**its lower bound is above 0, so it ships**." if gate_passed else
                "**its lower bound is not above 0, so it does not ship**; the rollout sends each segment's gated winner "
@@ -141,7 +144,7 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
     sections = [
         Section("summary", "Summary", summary),
         Section("policies", "Candidate policies, side by side", [
-            policies_table(values, test_simulated),
+            policies_table(values, test_simulated, primary),
             Para(f"The personalized model was learned on {1 - config.personalization.evaluation_share:.0%} of the test and every "
                  f"policy is valued on the other {config.personalization.evaluation_share:.0%}, which the model never saw; the "
                  f"outcome models of the estimate are cross-fitted ({config.personalization.folds} folds). The segment-level "
@@ -175,7 +178,8 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
     ]
     title = f"Campaign {config.campaign_id}: rollout of wave {inputs.wave}" + (" (SIMULATED ENGAGEMENT)" if simulated or test_simulated else "")
     markdown = "\n".join([f"**{title}**", "", f"- {headline}",
-                          *(f"- {r.policy}: {percent(r.value)} {_rate_interval(r.ci_low, r.ci_high)}" for r in values.itertuples())])
+                          *(f"- {r.policy}: {metric_value(primary, r.value)} {_value_interval(primary, r.ci_low, r.ci_high)}"
+                            for r in values.itertuples())])
     return Report(title, f"Experiment {config.experiment_id} · primary metric {primary} · generated {generated:%Y-%m-%d %H:%M UTC}",
                   simulated or test_simulated, headline, sections, markdown)
 

@@ -35,6 +35,7 @@ from personalization_assets.report.formatting import (
     count,
     interval,
     is_finite,
+    metric_value,
     p_value,
     percent,
 )
@@ -97,7 +98,7 @@ def results_table(results: pd.DataFrame, scope: str, metrics: Sequence[str], key
             r.arm,
             count(r.n),
             count(r.successes),
-            percent(r.rate),
+            metric_value(r.metric, r.rate),
             baseline if control else percent(r.rel_lift, True),
             DASH if control else interval(r.rel_lift_ci_low, r.rel_lift_ci_high),
             DASH if control else percent(r.cuped_rel_lift, True),

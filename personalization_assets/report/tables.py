@@ -6,7 +6,13 @@ from __future__ import annotations
 import pandas as pd
 
 from personalization_assets.campaign.config import CampaignConfig
-from personalization_assets.report.formatting import chance, interval, p_value, percent
+from personalization_assets.report.formatting import (
+    chance,
+    interval,
+    metric_value,
+    p_value,
+    percent,
+)
 
 
 def results_display(results: pd.DataFrame, scope: str, metrics: tuple[str, ...]) -> pd.DataFrame:
@@ -17,7 +23,7 @@ def results_display(results: pd.DataFrame, scope: str, metrics: tuple[str, ...])
             "metric": rows["metric"],
             "arm": rows["arm"],
             "n": rows["n"],
-            "rate": rows["rate"].map(percent),
+            "rate": [metric_value(metric, value) for metric, value in zip(rows["metric"], rows["rate"], strict=True)],
             "relative lift": rows["rel_lift"].map(lambda v: percent(v, True)),
             "95% CI": [interval(lo, hi) for lo, hi in zip(rows["rel_lift_ci_low"], rows["rel_lift_ci_high"])],
             "p (Holm)": rows["p_value_adjusted"].map(p_value),

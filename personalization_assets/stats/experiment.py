@@ -7,13 +7,14 @@ array passes over the customers whatever the number of arms and metrics.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .bayes import chance_to_beat_control
 from .cuped import cuped_relative_lift, group_moments
+from .means import compare_means
 from .multiple_testing import holm_adjust
 from .power import minimum_detectable_lift
 from .proportions import compare_proportions
@@ -26,6 +27,7 @@ RESULT_COLUMNS = [
     "n",
     "successes",
     "rate",
+    "outcome_sd",
     "control_rate",
     "abs_lift",
     "rel_lift",
@@ -73,6 +75,17 @@ def _binary_outcome(outcomes: pd.DataFrame, column: str, analysed: np.ndarray) -
     return values
 
 
+def _continuous_outcome(outcomes: pd.DataFrame, column: str, analysed: np.ndarray) -> np.ndarray:
+    """The metric column as floats, required to be a finite number on the analysed rows."""
+    values = pd.to_numeric(outcomes[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    invalid = analysed & ~np.isfinite(values)
+    if invalid.any():
+        examples = outcomes.loc[invalid, column].head(3).tolist()
+        raise ValueError(f"metric column {column!r} must be a number on every analysed row; got {examples} "
+                         f"({int(invalid.sum()):,} rows)")
+    return values
+
+
 def _covariate_matrix(outcomes: pd.DataFrame, columns: Sequence[str], analysed: np.ndarray):
     """Covariates as a float matrix, missing values filled with the analysed rows' mean.
 
@@ -99,6 +112,7 @@ def analyze_experiment(
     covariates: Mapping[str, Sequence[str]] | None = None,
     alpha: float = 0.05,
     power: float = 0.8,
+    continuous: Collection[str] = (),
 ) -> pd.DataFrame:
     """Compare every treatment arm with control on every metric.
 
@@ -115,6 +129,12 @@ def analyze_experiment(
     Bonferroni level `cpo plan` uses. An empty arm or a zero control rate gives NaN lift,
     p-value and CUPED and significant=False; such a comparison, or one with fewer than
     MIN_ARM_CUSTOMERS in an arm, says why in ``unmeasurable_reason`` ("" where measurable).
+
+    Metrics named in ``continuous`` (revenue per recipient) are numbers, not 0/1: their ``rate``
+    is the arm's mean, ``successes`` counts the customers with a positive value (purchasers),
+    and the comparison is Welch's t-test with the log-ratio delta interval (`means.py`), a
+    normal chance to beat control and the closed-form continuous MDE. ``outcome_sd`` is each
+    arm's standard deviation of the outcome (sqrt(p (1 - p)) for a 0/1 metric).
     """
     covariates = dict(covariates or {})
     unknown_metrics = sorted(set(covariates) - set(metrics))
@@ -134,22 +154,36 @@ def analyze_experiment(
     metric_names = list(metrics)
     n_metrics, n_arms = len(metric_names), len(arm_order)
     arm_sizes = np.bincount(analysed_codes, minlength=n_arms).astype(float)
+    unknown_continuous = sorted(set(continuous) - set(metrics))
+    if unknown_continuous:
+        raise ValueError(f"continuous metrics {unknown_continuous} are not among the metrics")
+    is_continuous = np.array([name in continuous for name in metric_names], dtype=bool)
     outcome_columns = {
-        name: _binary_outcome(outcomes, column, analysed) for name, column in metrics.items()
+        name: (_continuous_outcome if name in continuous else _binary_outcome)(outcomes, column, analysed)
+        for name, column in metrics.items()
     }
-    successes = np.array(
-        [
-            np.bincount(analysed_codes, weights=outcome_columns[name][analysed], minlength=n_arms)
-            for name in metric_names
-        ]
+    totals = np.array(
+        [np.bincount(analysed_codes, weights=outcome_columns[name][analysed], minlength=n_arms) for name in metric_names]
     ).reshape(n_metrics, n_arms)
+    successes = np.array(
+        [np.bincount(analysed_codes, weights=outcome_columns[name][analysed] > 0, minlength=n_arms) for name in metric_names]
+    ).reshape(n_metrics, n_arms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rates = np.where(arm_sizes > 0, totals / arm_sizes, np.nan)
+    squares = np.array(
+        [np.bincount(analysed_codes, weights=(outcome_columns[name][analysed] - np.nan_to_num(rates[row])[analysed_codes]) ** 2,
+                     minlength=n_arms) for row, name in enumerate(metric_names)]
+    ).reshape(n_metrics, n_arms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        outcome_sd = np.sqrt(np.where(arm_sizes > 0, squares / arm_sizes, np.nan))
 
-    # Every (metric, treatment) comparison at once: (n_metrics, n_treatments) arrays.
+    # Every (metric, treatment) comparison at once: (n_metrics, n_treatments) arrays; the 0/1
+    # metrics' rows from the proportions, the continuous metrics' rows from the means.
     x_c = np.repeat(successes[:, [control_index]], len(treatment_indices), axis=1)
     n_c = np.full(x_c.shape, arm_sizes[control_index])
     x_t = successes[:, treatment_indices]
     n_t = np.broadcast_to(arm_sizes[treatment_indices], x_c.shape)
-    comparison = compare_proportions(x_c, n_c, x_t, n_t, alpha=alpha)
+    comparison = _Comparisons(x_c, n_c, x_t, n_t, rates, outcome_sd, control_index, treatment_indices, is_continuous, alpha)
     n_comparisons = x_c.size
 
     cuped_columns = ("cuped_rel_lift", "cuped_rel_lift_ci_low", "cuped_rel_lift_ci_high")
@@ -172,8 +206,8 @@ def analyze_experiment(
             cuped[column][row] = np.where(np.isnan(comparison.rel_lift[row]), np.nan,
                                           getattr(adjusted, column.removeprefix("cuped_")))
 
-    reasons = unmeasurable_reasons(np.repeat(np.array(metric_names, dtype=object)[:, np.newaxis], x_c.shape[1], axis=1),
-                                   x_c, n_c, n_t)
+    labels = np.array([("purchases" if name in continuous else f"{name} successes") for name in metric_names], dtype=object)
+    reasons = unmeasurable_reasons(np.repeat(labels[:, np.newaxis], x_c.shape[1], axis=1), x_c, n_c, n_t)
     # An unmeasurable comparison is not a member of the Holm family (NaN p-values are not).
     p_value_adjusted = holm_adjust(np.where(reasons == "", comparison.p_value, np.nan).ravel()).reshape(x_c.shape)
     treatment_fields = {
@@ -184,8 +218,8 @@ def analyze_experiment(
         "p_value": comparison.p_value,
         "p_value_adjusted": p_value_adjusted,
         **cuped,
-        "chance_to_beat_control": chance_to_beat_control(x_c, n_c, x_t, n_t),
-        "mde": minimum_detectable_lift(comparison.control_rate, n_c, n_t, alpha / n_comparisons, power),
+        "chance_to_beat_control": comparison.chance_to_beat_control,
+        "mde": comparison.mde(n_c, n_t, alpha / n_comparisons, power),
     }
 
     def per_arm(treatment_values: np.ndarray) -> np.ndarray:
@@ -194,8 +228,6 @@ def analyze_experiment(
         table[:, treatment_indices] = treatment_values
         return table.ravel()
 
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rates = np.where(arm_sizes > 0, successes / arm_sizes, np.nan)
     result = pd.DataFrame(
         {
             "metric": np.repeat(metric_names, n_arms).astype(object),
@@ -203,6 +235,7 @@ def analyze_experiment(
             "n": np.tile(arm_sizes, n_metrics).astype(np.int64),
             "successes": successes.ravel().astype(np.int64),
             "rate": rates.ravel(),
+            "outcome_sd": outcome_sd.ravel(),
             "control_rate": np.repeat(rates[:, control_index], n_arms),
             **{column: per_arm(values) for column, values in treatment_fields.items()},
         }
@@ -214,14 +247,46 @@ def analyze_experiment(
     return result[RESULT_COLUMNS]
 
 
-def unmeasurable_reasons(metric, x_c, n_c, n_t) -> np.ndarray:
-    """Per comparison, why it cannot be measured, in plain words ("" where it can), element-wise."""
-    metric, x_c, n_c, n_t = np.broadcast_arrays(np.asarray(metric, dtype=object), *(np.asarray(a, dtype=float) for a in (x_c, n_c, n_t)))
+class _Comparisons:
+    """The (metrics, treatments) comparison fields, each row from the proportions or the means."""
+
+    def __init__(self, x_c, n_c, x_t, n_t, rates, outcome_sd, control_index, treatment_indices, is_continuous, alpha):
+        shape = x_c.shape
+        fields = ("abs_lift", "rel_lift", "rel_lift_ci_low", "rel_lift_ci_high", "p_value", "chance_to_beat_control")
+        for field in fields:
+            setattr(self, field, np.full(shape, np.nan))
+        self.control_rate = np.repeat(rates[:, [control_index]], len(treatment_indices), axis=1)
+        self._control_sd = np.repeat(outcome_sd[:, [control_index]], len(treatment_indices), axis=1)
+        self._is_continuous = np.broadcast_to(is_continuous[:, np.newaxis], shape)
+        binary = ~is_continuous
+        if binary.any():
+            proportions = compare_proportions(x_c[binary], n_c[binary], x_t[binary], n_t[binary], alpha=alpha)
+            for field in fields[:-1]:
+                getattr(self, field)[binary] = getattr(proportions, field)
+            self.chance_to_beat_control[binary] = chance_to_beat_control(x_c[binary], n_c[binary], x_t[binary], n_t[binary])
+        if is_continuous.any():
+            means = compare_means(self.control_rate[is_continuous], self._control_sd[is_continuous], n_c[is_continuous],
+                                  rates[is_continuous][:, treatment_indices], outcome_sd[is_continuous][:, treatment_indices],
+                                  n_t[is_continuous], alpha=alpha)
+            for field in fields:
+                getattr(self, field)[is_continuous] = getattr(means, field)
+
+    def mde(self, n_c, n_t, alpha: float, power: float) -> np.ndarray:
+        """The MDE of each comparison at the control's rate (and, for a continuous metric, its spread)."""
+        binary = minimum_detectable_lift(self.control_rate, n_c, n_t, alpha, power)
+        spread = minimum_detectable_lift(self.control_rate, n_c, n_t, alpha, power, sd=self._control_sd)
+        return np.where(self._is_continuous, spread, binary)
+
+
+def unmeasurable_reasons(label, x_c, n_c, n_t) -> np.ndarray:
+    """Per comparison, why it cannot be measured, in plain words ("" where it can), element-wise.
+    `label` names what the control must have some of: "<metric> successes", or "purchases"."""
+    metric, x_c, n_c, n_t = np.broadcast_arrays(np.asarray(label, dtype=object), *(np.asarray(a, dtype=float) for a in (x_c, n_c, n_t)))
     n_c_text, n_t_text, x_c_text = (a.astype(np.int64).astype(str).astype(object) for a in (n_c, n_t, x_c))
     return np.select(
         [n_c == 0, n_t == 0, n_c < MIN_ARM_CUSTOMERS, n_t < MIN_ARM_CUSTOMERS, x_c == 0],
         ["no customers in control", "no customers in this arm", "too few customers in control: " + n_c_text,
          "too few customers in this arm: " + n_t_text,
-         "no " + metric.astype(str).astype(object) + " successes in control (" + x_c_text + "/" + n_c_text + "): the relative lift is undefined"],
+         "no " + metric.astype(str).astype(object) + " in control (" + x_c_text + "/" + n_c_text + "): the relative lift is undefined"],
         default="",
     ).astype(object)

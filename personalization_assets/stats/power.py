@@ -20,6 +20,10 @@ so power = Φ((δ - z_{1-α/2} sd_0) / sd_1), and the design equation for power 
 
 Both neglect rejections in the wrong tail (probability < α/2), which is conventional and
 negligible at the powers used for planning; the tests' reference power includes it.
+
+A continuous metric (revenue per recipient: ``base_rate`` is then the control mean and ``sd``
+the customers' standard deviation, taken as equal in both arms) has sd_0 = sd_1 =
+sd · sqrt(1/n_c + 1/n_t), so both equations are closed-form: δ = (z_{1-α/2} + z_{1-β}) sd_1.
 """
 
 from __future__ import annotations
@@ -44,15 +48,25 @@ def _z_power(power: float) -> float:
     return float(ndtri(power))
 
 
-def _null_and_alternative_sd(p_c, p_t, n_c, n_t) -> tuple[np.ndarray, np.ndarray]:
-    """sd_0 and sd_1 of the observed difference (module docstring); n may be allocation shares."""
+def _null_and_alternative_sd(p_c, p_t, n_c, n_t, sd=None) -> tuple[np.ndarray, np.ndarray]:
+    """sd_0 and sd_1 of the observed difference (module docstring); n may be allocation shares.
+    With `sd` (a continuous metric's spread) both are sd · sqrt(1/n_c + 1/n_t)."""
+    if sd is not None:
+        spread = sd * np.sqrt(1.0 / n_c + 1.0 / n_t)
+        return spread, spread
     pooled = (n_c * p_c + n_t * p_t) / (n_c + n_t)
     null_sd = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n_c + 1.0 / n_t))
     alternative_sd = np.sqrt(p_c * (1.0 - p_c) / n_c + p_t * (1.0 - p_t) / n_t)
     return null_sd, alternative_sd
 
 
-def _validate_design(base_rate: float, min_relative_lift: float) -> None:
+def _validate_design(base_rate: float, min_relative_lift: float, sd: float | None = None) -> None:
+    if sd is not None:  # a continuous metric: a positive mean and spread, no upper bound
+        if not (base_rate > 0.0 and sd > 0.0):
+            raise ValueError(f"a continuous metric needs a positive mean and standard deviation, got {base_rate!r} and {sd!r}")
+        if not min_relative_lift > 0.0:
+            raise ValueError(f"min_relative_lift must be > 0, got {min_relative_lift!r}")
+        return
     if not 0.0 < base_rate < 1.0:
         raise ValueError(f"base_rate must be in (0, 1), got {base_rate!r}")
     if not min_relative_lift > 0.0:
@@ -63,9 +77,9 @@ def _validate_design(base_rate: float, min_relative_lift: float) -> None:
         )
 
 
-def _required_total(p_c, p_t, share_c, share_t, alpha: float, power: float) -> float:
+def _required_total(p_c, p_t, share_c, share_t, alpha: float, power: float, sd: float | None = None) -> float:
     """Customers N such that arms of share_c·N and share_t·N reach ``power`` (unrounded)."""
-    null_sd, alternative_sd = _null_and_alternative_sd(p_c, p_t, share_c, share_t)
+    null_sd, alternative_sd = _null_and_alternative_sd(p_c, p_t, share_c, share_t, sd)
     spread = two_sided_z(alpha) * null_sd + _z_power(power) * alternative_sd
     return float((spread / (p_t - p_c)) ** 2)
 
@@ -80,17 +94,25 @@ def sample_size_per_arm(
 
 
 def minimum_detectable_lift(
-    base_rate, n_control, n_treatment, alpha: float = 0.05, power: float = 0.8
+    base_rate, n_control, n_treatment, alpha: float = 0.05, power: float = 0.8, sd=None
 ):
     """Smallest relative lift the two-sided z-test detects with ``power`` at these arm sizes.
 
     Broadcasts over array inputs; a float for scalar inputs. NaN where the base rate is not
-    in (0, 1), an arm is empty, or no rate up to 1 is detectable.
+    in (0, 1), an arm is empty, or no rate up to 1 is detectable. With ``sd`` (a continuous
+    metric: ``base_rate`` is its control mean) the closed form of the module docstring; NaN
+    where the mean or the spread is not positive.
     """
     p_c, n_c, n_t = np.broadcast_arrays(
         *(np.asarray(a, dtype=float) for a in (base_rate, n_control, n_treatment))
     )
     z_alpha, z_beta = two_sided_z(alpha), _z_power(power)
+    if sd is not None:
+        spread = np.broadcast_to(np.asarray(sd, dtype=float), p_c.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            _, alternative_sd = _null_and_alternative_sd(p_c, p_c, n_c, n_t, spread)
+            lift = np.where((p_c > 0) & (spread > 0) & (n_c > 0) & (n_t > 0), (z_alpha + z_beta) * alternative_sd / p_c, np.nan)
+        return float(lift) if lift.ndim == 0 else lift
     valid = (p_c > 0) & (p_c < 1) & (n_c > 0) & (n_t > 0)
     p_c = np.where(valid, p_c, 0.5)  # placeholder keeps the arithmetic finite; masked below
     n_c, n_t = np.where(valid, n_c, 1.0), np.where(valid, n_t, 1.0)
@@ -134,6 +156,7 @@ def plan(
     alpha: float = 0.05,
     power: float = 0.8,
     n_comparisons: int | None = None,
+    sd: float | None = None,
 ) -> PowerPlan:
     """Total customers needed so every treatment-vs-control comparison has ``power``.
 
@@ -143,9 +166,10 @@ def plan(
     to the n_arms - 1 treatment comparisons of one metric; pass treatments × metrics for a
     whole results table, or 1 for no correction. Holm rejects everything Bonferroni rejects,
     so this is a conservative plan for the Holm-adjusted analysis. The total is the largest
-    requirement over the treatment arms (the smallest treatment arm decides it).
+    requirement over the treatment arms (the smallest treatment arm decides it). ``sd`` plans
+    a continuous metric (``base_rate`` its control mean).
     """
-    _validate_design(base_rate, min_relative_lift)
+    _validate_design(base_rate, min_relative_lift, sd)
     if n_arms < 2:
         raise ValueError(f"an experiment needs control and at least one treatment, n_arms={n_arms}")
     weights = (1.0,) * n_arms if weights is None else tuple(float(w) for w in weights)
@@ -161,7 +185,7 @@ def plan(
     alpha_per_comparison = alpha / n_comparisons
     treatment_rate = base_rate * (1.0 + min_relative_lift)
     required = max(
-        _required_total(base_rate, treatment_rate, shares[0], share, alpha_per_comparison, power)
+        _required_total(base_rate, treatment_rate, shares[0], share, alpha_per_comparison, power, sd)
         for share in shares[1:]
     )
     total = math.ceil(required)

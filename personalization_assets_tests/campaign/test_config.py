@@ -38,7 +38,7 @@ CAMPAIGN_MISTAKES = [
     ("first wave not a Monday", ('first_wave: "2026-01-05"', 'first_wave: "2026-01-06"'), "first_wave: must be a Monday"),
     ("first wave not a date", ('first_wave: "2026-01-05"', 'first_wave: "next week"'), "first_wave: must be an ISO date"),
     ("alpha out of range", ("alpha: 0.05", "alpha: 3"), "alpha: Input should be less than or equal to 0.5"),
-    ("unknown metric", ("primary: open_rate", "primary: revenue"), "metrics.primary: Input should be 'open_rate', 'click_rate' or 'conversion_rate'"),
+    ("unknown metric", ("primary: open_rate", "primary: revenue"), "metrics.primary: Input should be 'open_rate', 'click_rate', 'conversion_rate' or 'revenue_per_recipient'"),
     ("blank blocklist term", ("banned_claims: [miracle,", "banned_claims: ['',"), "safety.blocklists.banned_claims[0]"),
     ("unknown company setting", ("  name: Northwind Outfitters\n", "  name: Northwind Outfitters\n  website: x\n"), "company.website: unknown key"),
     ("not YAML", ("metrics:\n", "metrics: [\n"), "is not valid YAML"),

@@ -228,3 +228,47 @@ def test_zero_open_rate_never_opens():
                          "historical_open_rate": 0.0, "historical_click_rate": 0.0})
     frame = simulate_engagement(sent, SETTINGS, WAVE)
     assert frame[["opened", "clicked", "converted"]].to_numpy().sum() == 0
+
+
+# --- revenue -----------------------------------------------------------------------------------------
+
+
+def test_an_export_with_revenue_is_read_and_revenue_needs_a_conversion(tmp_path):
+    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted,revenue",
+                                      "C1,1,1,1,42.50", "C2,1,0,0,0", "C3,0,0,0,0", "C4,1,1,0,0", "C5,0,0,0,0"])
+    frame, missing = import_engagement(path, SENT, WAVE)
+    assert missing == 1
+    assert frame["revenue"].tolist() == [42.5, 0.0, 0.0, 0.0, 0.0, 0.0]  # C6 is missing from the file: no revenue
+    bad = write(tmp_path / "bad.csv", ["customer_id,opened,clicked,converted,revenue", "C1,1,1,0,19.99", *[f"C{i},0,0,0,0" for i in range(2, 7)]])
+    error = import_error(bad)
+    assert "revenue" in str(error) and "requires a conversion" in str(error) and "C1" in str(error)
+
+
+@pytest.mark.parametrize("value", ["-5", "abc", "", "inf"])
+def test_a_revenue_that_is_not_a_non_negative_number_is_refused(tmp_path, value):
+    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted,revenue", f"C1,1,1,1,{value}",
+                                      *[f"C{i},0,0,0,0" for i in range(2, 7)]])
+    error = import_error(path)
+    assert "revenue" in str(error) and "must be a number of at least 0" in str(error)
+
+
+def test_an_export_without_revenue_is_refused_when_the_campaign_measures_it(tmp_path):
+    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted", *[f"C{i},0,0,0" for i in range(1, 7)]])
+    assert import_engagement(path, SENT, WAVE)[0]["revenue"].isna().all()  # not measured: left empty
+    with pytest.raises(DataContractError, match="revenue.*required column missing.*revenue_per_recipient"):
+        import_engagement(path, SENT, WAVE, require_revenue=True)
+
+
+def test_simulated_revenue_is_the_order_value_of_each_conversion_with_the_expected_mean():
+    from personalization_assets.experiment.engagement import expected_outcomes
+
+    customers = customer_segments(40_000)
+    sent = customers.assign(arm="control")
+    settings = SimulationSettings(seed=3)
+    frame = simulate_engagement(sent, settings, WAVE)
+    assert (frame.loc[frame["converted"] == 0, "revenue"] == 0).all()
+    assert (frame.loc[frame["converted"] == 1, "revenue"] > 0).all()
+    expected = expected_outcomes(sent, settings, sent["arm"])["revenue"]
+    # The simulated total is within 4 standard errors of the ground truth's expectation.
+    spread = frame["revenue"].std() / np.sqrt(len(frame))
+    assert abs(frame["revenue"].mean() - expected.mean()) < 4 * spread

@@ -72,15 +72,16 @@ def best_rate_rule(train: pd.DataFrame) -> dict[str, str]:
     return {segment: str(rates.loc[segment].idxmax()) for segment in rates.index}
 
 
-def evaluate(frame: pd.DataFrame, config: CampaignConfig, seed: int = 0, estimator: str = "logistic", folds: int = 5):
-    data = RandomizedTest(frame, "opened", tuple(config.arm_names), tuple(catalog().ids),
-                    design_propensities(frame, catalog().ids, config.arm_weights))
+def evaluate(frame: pd.DataFrame, config: CampaignConfig, seed: int = 0, estimator: str = "logistic", folds: int = 5,
+             outcome: str = "opened"):
+    data = RandomizedTest(frame, outcome, tuple(config.arm_names), tuple(catalog().ids),
+                          design_propensities(frame, catalog().ids, config.arm_weights), continuous=outcome == "revenue")
     return evaluate_policies(data, winner_rule=best_rate_rule, estimator=estimator, folds=folds, seed=seed, alpha=0.05)
 
 
-def true_values(frame: pd.DataFrame, config: CampaignConfig, evaluation) -> dict[str, float]:
+def true_values(frame: pd.DataFrame, config: CampaignConfig, evaluation, outcome: str = "opened") -> dict[str, float]:
     customers = frame.set_index("customer_id").loc[evaluation.choices["customer_id"]].reset_index()
-    return {policy: float(expected_outcomes(customers, config.simulation, evaluation.choices[policy].to_numpy())["opened"].mean())
+    return {policy: float(expected_outcomes(customers, config.simulation, evaluation.choices[policy].to_numpy())[outcome].mean())
             for policy in POLICIES}
 
 
@@ -223,6 +224,27 @@ def test_policy_value_intervals_cover_the_simulators_true_value():
     rates = {policy: float(np.mean(hits)) for policy, hits in covered.items()}
     # 95% nominal; 200 replicates give a Monte Carlo SE of 1.5 points: 3 SE either side.
     assert all(0.905 <= rate <= 0.995 for rate in rates.values()), rates
+
+
+def test_revenue_policy_value_intervals_cover_the_simulators_true_revenue_per_recipient():
+    """The same for revenue per recipient (a continuous outcome: ridge outcome models), on skewed
+    simulated revenue: 100 replicates of 20,000 customers (every click converts, so about 900
+    purchasers each), two folds. A normal interval on a mean of skewed amounts needs enough
+    purchasers: with 8,000 customers (about 45 purchasers per arm on the evaluation part) coverage
+    measured 0.89-0.95, with 20,000 0.95 for every policy (60 replicates)."""
+    config = config_with(HETEROGENEITY, conversion_given_click=1.0)
+    covered = {policy: [] for policy in POLICIES}
+    for replicate in range(100):
+        frame = simulated(config, 20_000, replicate)
+        evaluation, model = evaluate(frame, config, seed=replicate, folds=2, outcome="revenue")
+        truth = true_values(frame, config, evaluation, outcome="revenue")
+        table = evaluation.values.set_index("policy")
+        for policy in POLICIES:
+            covered[policy].append(table.loc[policy, "ci_low"] <= truth[policy] <= table.loc[policy, "ci_high"])
+    assert not hasattr(model.models[0], "predict_proba")  # regressors, not classifiers
+    rates = {policy: float(np.mean(hits)) for policy, hits in covered.items()}
+    # 95% nominal; 100 replicates give a Monte Carlo SE of 2.2 points: 3 SE either side.
+    assert all(0.885 <= rate <= 1.0 for rate in rates.values()), rates
 
 
 def test_without_heterogeneity_the_personalized_policy_passes_its_gate_at_most_alpha_of_the_time():
