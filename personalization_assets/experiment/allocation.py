@@ -60,7 +60,9 @@ class ArmHistory:
         arm = pd.Categorical(rows["arm"], categories=list(arms)).codes
         n = rows["n"].to_numpy(dtype=float)
         mean = np.nan_to_num(rows["rate"].to_numpy(dtype=float))
-        sd = np.nan_to_num(rows["outcome_sd"].to_numpy(dtype=float)) if "outcome_sd" in rows else np.sqrt(mean * (1 - mean))
+        # A wave stored before outcome_sd was a 0/1 metric's: its spread is sqrt(p (1 - p)).
+        stored_sd = rows["outcome_sd"].to_numpy(dtype=float) if "outcome_sd" in rows else np.full(len(rows), np.nan)
+        sd = np.where(np.isnan(stored_sd), np.sqrt(np.clip(mean * (1 - mean), 0, None)), stored_sd)
         cell = seg * len(arms) + arm
         size = shape[0] * shape[1]
         total_n = np.bincount(cell, weights=n, minlength=size)
@@ -85,7 +87,9 @@ def chance_best(history: ArmHistory, tone_columns: Sequence[int], *, continuous:
     else:
         successes = np.round(mean * n)
         samples = rng.beta(1.0 + successes, 1.0 + np.maximum(n - successes, 0.0), size=(draws, *n.shape))
-    best = np.argmax(samples, axis=2)
+    # Equal draws (tones with no spread yet, e.g. no purchase at all) tie: broken at random, not
+    # always towards the first tone.
+    best = np.lexsort((rng.random(samples.shape), samples), axis=2)[..., -1]
     return np.stack([(best == position).mean(axis=0) for position in range(len(columns))], axis=1)
 
 
@@ -132,6 +136,7 @@ class StratifiedLift:
     ci_low: float
     ci_high: float
     p_value: float
+    left_out_share: float  # customers' share of the strata left out (an arm with no customer there)
 
 
 def stratified_lift(n_c, mean_c, sd_c, n_t, mean_t, sd_t, stratum_sizes, alpha: float = 0.05) -> StratifiedLift:
@@ -139,15 +144,18 @@ def stratified_lift(n_c, mean_c, sd_c, n_t, mean_t, sd_t, stratum_sizes, alpha: 
     share was fixed: each arm's mean is Σ π_s mean_s with π_s the stratum's share of the customers,
     its variance Σ π_s² sd_s² / n_s; the relative lift's interval is the delta method's on the log
     scale and the p-value the z-test of the difference. Strata where an arm has no customer are
-    left out of both arms (their share renormalized over the rest)."""
+    left out of both arms (their share renormalized over the rest) and `left_out_share` says how
+    much: with a floor per arm that happens only in strata of a handful of customers, and a
+    comparison that left out much is not of the whole audience."""
     from scipy.special import ndtr
 
     n_c, mean_c, sd_c, n_t, mean_t, sd_t, sizes = (np.asarray(a, dtype=float) for a in (n_c, mean_c, sd_c, n_t, mean_t, sd_t,
                                                                                        stratum_sizes))
     usable = (n_c > 0) & (n_t > 0)
     share = np.where(usable, sizes, 0.0)
+    left_out = float(1 - share.sum() / sizes.sum()) if sizes.sum() > 0 else 1.0
     if share.sum() <= 0:
-        return StratifiedLift(np.nan, np.nan, np.nan, np.nan, np.nan, np.nan)
+        return StratifiedLift(np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, left_out)
     share = share / share.sum()
     with np.errstate(divide="ignore", invalid="ignore"):
         m_c, m_t = float(np.sum(share * np.where(usable, mean_c, 0.0))), float(np.sum(share * np.where(usable, mean_t, 0.0)))
@@ -157,8 +165,8 @@ def stratified_lift(n_c, mean_c, sd_c, n_t, mean_t, sd_t, stratum_sizes, alpha: 
     difference_se = np.sqrt(v_c + v_t)
     p_value = float(2 * ndtr(-abs(m_t - m_c) / difference_se)) if difference_se > 0 else np.nan
     if m_c <= 0 or m_t <= 0:
-        return StratifiedLift(m_c, m_t, m_t / m_c - 1 if m_c > 0 else np.nan, np.nan, np.nan, p_value)
+        return StratifiedLift(m_c, m_t, m_t / m_c - 1 if m_c > 0 else np.nan, np.nan, np.nan, p_value, left_out)
     log_se = np.sqrt(v_t / m_t**2 + v_c / m_c**2)
     ratio = m_t / m_c
     return StratifiedLift(m_c, m_t, ratio - 1, float(np.expm1(np.log(ratio) - z * log_se)), float(np.expm1(np.log(ratio) + z * log_se)),
-                          p_value)
+                          p_value, left_out)

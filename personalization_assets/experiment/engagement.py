@@ -77,7 +77,8 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
     def reject(mask: pd.Series, column: str, rule: str) -> None:
         mask = mask.fillna(False).astype(bool)
         if mask.any():
-            raise DataContractError(path, column, rule, offending_rows(raw, mask, ["customer_id", *OUTCOMES]), int(mask.sum()))
+            shown = ["customer_id", *OUTCOMES, *([column] if column not in OUTCOMES and column != "customer_id" else [])]
+            raise DataContractError(path, column, rule, offending_rows(raw, mask, shown), int(mask.sum()))
 
     reject(raw["customer_id"].isna() | (raw["customer_id"] == ""), "customer_id", "must not be empty")
     reject(raw["customer_id"].duplicated(keep=False), "customer_id", "must be unique")
@@ -92,7 +93,9 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
         raw[column] = raw[column].astype(np.float64)
     revenue = [REVENUE] if REVENUE in raw.columns else []
     if revenue:
-        amounts = pd.to_numeric(raw[REVENUE].str.strip(), errors="coerce")
+        text = raw[REVENUE].fillna("").str.strip()
+        # A blank cell of a customer who bought nothing is no revenue; elsewhere a blank is refused.
+        amounts = pd.to_numeric(text.mask((text == "") & (raw["converted"] == 0), "0"), errors="coerce")
         reject(~np.isfinite(amounts.to_numpy(dtype=float, na_value=np.nan)) | (amounts < 0), REVENUE,
                "must be a number of at least 0 (0 for a customer who bought nothing)")
         raw[REVENUE] = amounts.astype(np.float64)
@@ -164,6 +167,8 @@ def order_values(customers: pd.DataFrame, settings: SimulationSettings, draw: np
     """The revenue of each customer's order, from a uniform `draw` per customer: their average
     order value times a lognormal of mean 1 and log-scale spread `order_value_spread`."""
     spread = settings.order_value_spread
+    if spread == 0:
+        return customers["avg_order_value"].to_numpy(dtype=float).copy()
     with np.errstate(divide="ignore"):  # a draw of exactly 0 is an order of value 0
         factor = np.exp(spread * ndtri(draw) - spread**2 / 2)
     return customers["avg_order_value"].to_numpy(dtype=float) * factor

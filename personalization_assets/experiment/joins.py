@@ -16,6 +16,7 @@ from personalization_assets.campaign.config import (
     METRIC_COLUMNS,
     METRIC_COVARIATES,
 )
+from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.experiment.assignment import HOLD_NO_EMAIL
 from personalization_assets.experiment.engagement import OUTCOMES, REVENUE
 
@@ -118,11 +119,11 @@ def analysis_frame(
     return frame[["customer_id", "segment", "arm", *METRIC_COLUMNS.values(), *GUARDRAIL_COLUMNS.values(), "in_export", *profile]]
 
 
-def require_measured(frame: pd.DataFrame, metrics) -> None:
+def require_measured(frame: pd.DataFrame, config) -> None:
     """Refuse to analyse a metric whose outcome was not measured (revenue of an engagement table
-    without it, e.g. a partition taken before revenue was), naming the metric."""
-    for metric in metrics:
+    without it, e.g. a partition taken before revenue was), naming the campaign key."""
+    for metric in config.metrics.all:
         column = METRIC_COLUMNS[metric]
         if len(frame) and frame[column].isna().all():
-            raise ValueError(f"metric {metric}: the wave's engagement has no {column!r} values (re-take the wave's engagement, "
-                             f"or remove {metric} from metrics)")
+            raise ConfigError(config.path, f"metrics: {metric} is listed, but the wave's engagement has no {column!r} values "
+                                           f"(re-take the wave's engagement, or remove {metric} from metrics)")

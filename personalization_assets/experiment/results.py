@@ -54,7 +54,7 @@ def compute_results(frame: pd.DataFrame, config: CampaignConfig, *, wave: str, s
     """One row per (scope, metric, arm), control included; Holm-adjusted within each scope's table.
     `arms` (control first) are the campaign's arms unless given (a rollout against its holdout)."""
     arms = tuple(arms or config.arm_names)
-    require_measured(frame, config.metrics.all)
+    require_measured(frame, config)
     metrics = {m: METRIC_COLUMNS[m] for m in config.metrics.all}
     covariates = {m: METRIC_COVARIATES[m] for m in config.metrics.all}
     tables = []
@@ -82,13 +82,19 @@ def incremental_table(frame: pd.DataFrame, config: CampaignConfig, arms: Sequenc
     """Every message arm (control included) against the no-email holdout, over the whole test, on
     the metrics an email can move without being opened (INCREMENTAL_METRICS): scope VS_NO_EMAIL,
     its own Holm family."""
-    incremental = (*INCREMENTAL_METRICS, *((REVENUE_METRIC,) if REVENUE_METRIC in config.metrics.all else ()))
+    incremental = incremental_metrics(config)
     table = analyze_experiment(frame, control=NO_EMAIL_ARM, arms=[NO_EMAIL_ARM, *arms],
                                metrics={m: METRIC_COLUMNS[m] for m in incremental},
                                covariates={m: METRIC_COVARIATES[m] for m in incremental}, alpha=config.alpha,
                                continuous=continuous_metrics(incremental))
     return table.assign(scope=VS_NO_EMAIL, engagement_rows=engagement_rows(frame, table, [NO_EMAIL_ARM, *arms]),
                         **{column: np.nan for column in GUARDRAIL_RESULT_COLUMNS})
+
+
+def incremental_metrics(config: CampaignConfig) -> tuple[str, ...]:
+    """The metrics compared with the no-email holdout: INCREMENTAL_METRICS, and revenue per
+    recipient when the campaign measures it."""
+    return (*INCREMENTAL_METRICS, *((REVENUE_METRIC,) if REVENUE_METRIC in config.metrics.all else ()))
 
 
 def continuous_metrics(metrics) -> tuple[str, ...]:
@@ -162,7 +168,8 @@ def engagement_mismatch(results: pd.DataFrame, config: CampaignConfig) -> SrmRes
     rows = results[(results["scope"] == OVERALL) & (results["metric"] == config.metrics.primary)].set_index("arm")
     rows = rows.reindex(list(config.arm_names)).fillna({"n": 0, "engagement_rows": 0})
     if config.no_email_share > 0:  # the holdout's conversions must be listed too, or its rate reads as zero
-        holdout = results[(results["scope"] == VS_NO_EMAIL) & (results["arm"] == NO_EMAIL_ARM)].set_index("arm")
+        holdout = results[(results["scope"] == VS_NO_EMAIL) & (results["arm"] == NO_EMAIL_ARM)
+                          & (results["metric"] == INCREMENTAL_METRICS[0])].set_index("arm")
         rows = pd.concat([rows, holdout.reindex([NO_EMAIL_ARM]).fillna({"n": 0, "engagement_rows": 0})])
     sent, listed = rows["n"].to_numpy(dtype=float), rows["engagement_rows"].to_numpy(dtype=float)
     statistic, p_value = (float(v) for v in presence_chi2(listed, sent))

@@ -12,7 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from personalization_assets.audience.segmentation import SegmentCatalog
-from personalization_assets.campaign.config import CONTROL_ARM, CampaignConfig
+from personalization_assets.campaign.config import (
+    CONTINUOUS_METRICS,
+    CONTROL_ARM,
+    CampaignConfig,
+)
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
 from personalization_assets.experiment.policies import PERSONALIZED, qini_coefficient
 from personalization_assets.experiment.results import OVERALL
@@ -130,7 +134,8 @@ def build_rollout_report(inputs: RolloutInputs) -> Report:
     figure = line_chart([Series("personalized model (out of fold)", RAW_COLOR, tuple(zip(qini["fraction"], qini["qini"]))),
                          Series("random targeting", AXIS_COLOR, tuple(zip(qini["fraction"], qini["random"])), dash=True)],
                         title="Qini curve of the personalized policy (out of fold)",
-                        x_label="share of test customers targeted, by predicted gain", y_label="incremental successes per customer")
+                        x_label="share of test customers targeted, by predicted gain", y_label=("incremental revenue per customer" if primary in CONTINUOUS_METRICS
+                                                                                               else "incremental successes per customer"))
     drivers = Table("drivers", ["feature", "choices that change when it is shuffled"],
                     [[CHOICE_FEATURE_LABELS.get(r.feature, r.feature), percent(r.choices_changed)] for r in inputs.drivers.itertuples()],
                     caption="Permutation importance of the personalized choice on the customers it is applied to: the larger, the "

@@ -18,14 +18,15 @@ from personalization_assets.campaign.config import (
     GUARDRAIL_COLUMNS,
     METRIC_COVARIATES,
     NO_EMAIL_ARM,
+    REVENUE_METRIC,
     CampaignConfig,
 )
 from personalization_assets.experiment.gates import guardrail_verdict
 from personalization_assets.experiment.results import (
-    INCREMENTAL_METRICS,
     OVERALL,
     VS_NO_EMAIL,
     engagement_mismatch,
+    incremental_metrics,
     sample_ratio_mismatch,
 )
 from personalization_assets.report.charts import Estimate, ForestRow, forest_plot
@@ -273,7 +274,12 @@ def results_section(inputs: ReportInputs, scopes: Sequence[str], segment_names: 
              "(narrower intervals, same target), only where the plain lift is defined. P(beat control): the exact "
              "Beta-Binomial posterior probability that the arm's rate is higher, with a uniform Beta(1, 1) prior per arm. "
              "MDE: the smallest lift this arm's and control's sizes detect with 80% power at the alpha that decides "
-             "(alpha ÷ the scope's number of comparisons, as `cpo plan`). A comparison with too few customers or no "
+             "(alpha ÷ the scope's number of comparisons, as `cpo plan`). "
+             + ("revenue_per_recipient (an amount, the rate column its mean per recipient) is compared by Welch's t-test and "
+                "a delta-method interval of the ratio of means, which can disagree at the margin, so a winner needs both; its "
+                "P(beat control) is the normal approximation; its CUPED covariate includes past spend. "
+                if REVENUE_METRIC in config.metrics.all else "")
+             + "A comparison with too few customers or no "
              "control success is not measured and says why. Method details: docs/statistics.md.",
              "note"),
         *[Chart(forest_plot(forest_rows(results, [(metric, OVERALL, metric)]),
@@ -300,7 +306,7 @@ def incremental_blocks(results: pd.DataFrame, config: CampaignConfig) -> list[Bl
     """The email's incremental effect: every message arm's conversions against the no-email holdout's."""
     if not (results["scope"] == VS_NO_EMAIL).any():
         return []
-    rows = results[(results["scope"] == VS_NO_EMAIL) & (results["arm"] == CONTROL_ARM)]
+    rows = results[(results["scope"] == VS_NO_EMAIL) & (results["arm"] == CONTROL_ARM) & (results["metric"] == "conversion_rate")]
     lead = ""
     if len(rows):
         r = rows.iloc[0]
@@ -309,7 +315,7 @@ def incremental_blocks(results: pd.DataFrame, config: CampaignConfig) -> list[Bl
     return [Subhead(f"The email's incremental effect (against the {config.no_email_share:.0%} no-email holdout)"),
             Para(lead + "Conversions here count every channel (engagement.conversions: any_channel); the holdout's customers were "
                  "randomized like every arm and sent nothing.", "note"),
-            results_table(results, VS_NO_EMAIL, INCREMENTAL_METRICS, "results-vs-no-email", baseline=NO_EMAIL_ARM)]
+            results_table(results, VS_NO_EMAIL, incremental_metrics(config), "results-vs-no-email", baseline=NO_EMAIL_ARM)]
 
 
 def guardrail_blocks(results: pd.DataFrame, config: CampaignConfig, rollout: bool = False) -> list[Block]:

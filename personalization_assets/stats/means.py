@@ -61,7 +61,8 @@ def compare_means(mean_c, sd_c, n_c, mean_t, sd_t, n_t, alpha: float = 0.05) -> 
     """Welch's test and the log-ratio delta interval of every treatment mean against its control.
 
     NaN where an arm has fewer than 2 customers or both arms have no spread (p-value), and where
-    a mean is not positive (relative lift and its interval)."""
+    a mean is not positive (relative lift and its interval; a treatment that sold nothing reads
+    -100% with a lower bound of -100% and no upper bound)."""
     mean_c, sd_c, n_c, mean_t, sd_t, n_t = np.broadcast_arrays(
         *(np.asarray(a, dtype=float) for a in (mean_c, sd_c, n_c, mean_t, sd_t, n_t)))
     var_c, var_t = _unbiased_variance(sd_c, n_c), _unbiased_variance(sd_t, n_t)
@@ -78,7 +79,8 @@ def compare_means(mean_c, sd_c, n_c, mean_t, sd_t, n_t, alpha: float = 0.05) -> 
         defined = (mean_c > 0) & (mean_t > 0) & np.isfinite(log_se) & (freedom > 0)
         low = np.where(defined, np.expm1(np.log(ratio) - critical * log_se), np.nan)
         high = np.where(defined, np.expm1(np.log(ratio) + critical * log_se), np.nan)
-    # A treatment that sold nothing against a control that did: -100%, an interval only from above.
+    # A treatment that sold nothing against a control that did: -100%; the log-ratio interval has
+    # no upper bound there (log 0), so only its lower bound, -100%, is given.
     nothing_sold = (mean_t == 0) & (mean_c > 0) & (n_t > 1)
     return MeanComparison(
         control_mean=mean_c, treatment_mean=mean_t, abs_lift=np.where((n_c > 0) & (n_t > 0), mean_t - mean_c, np.nan),

@@ -33,3 +33,5 @@ def test_revenue_per_recipient_as_the_primary_metric(campaign_folder, capsys):
     assert "pass --base-rate and --sd" in capsys.readouterr().err
     assert cli.main(["plan", "--campaign", str(campaign_folder.campaign), "--base-rate", "1.5", "--sd", "18"]) == cli.EXIT_OK
     assert "mean 1.50 per recipient (standard deviation 18.00)" in capsys.readouterr().out
+    assert cli.main(["plan", "--campaign", str(campaign_folder.campaign), "--base-rate", "1.5", "--sd", "0"]) == cli.EXIT_USAGE
+    assert "needs a positive mean (--base-rate) and standard deviation (--sd)" in capsys.readouterr().err

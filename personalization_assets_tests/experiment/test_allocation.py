@@ -60,12 +60,22 @@ def test_revenue_weights_use_the_normal_posterior_of_the_mean():
     assert weights[0, 3] == weights[0, TONES].max() and weights.sum() == pytest.approx(1.0)
 
 
+def test_tones_that_cannot_be_told_apart_share_the_adapted_weights_evenly():
+    """No purchase in any arm yet (revenue 0, no spread): every draw ties, and the tie is broken at
+    random rather than always for the first tone."""
+    h = ArmHistory(np.full((1, 4), 500.0), np.zeros((1, 4)), np.zeros((1, 4)))
+    weights, _ = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=True, seed=1)
+    assert weights[0, TONES] == pytest.approx([0.25, 0.25, 0.25], abs=0.02)
+
+
 def test_history_pools_earlier_waves_of_each_segment():
     rows = pd.DataFrame({"scope": ["a", "a", "overall"], "metric": "open_rate", "arm": "control", "n": [100, 300, 400],
                          "rate": [0.1, 0.3, 0.25], "outcome_sd": [0.3, np.sqrt(0.21), 0.43]})
     h = ArmHistory.from_results(rows, ["a", "b"], ["control", "urgent"], "open_rate")
     assert h.n[0, 0] == 400 and h.mean[0, 0] == pytest.approx(0.25) and h.n[1].sum() == 0
     assert h.sd[0, 0] == pytest.approx(np.sqrt(0.25 * 0.75), rel=1e-6)  # the pooled 0/1 outcome's spread
+    older = rows.assign(outcome_sd=np.nan)  # waves stored before outcome_sd: a 0/1 metric's spread
+    assert ArmHistory.from_results(older, ["a", "b"], ["control", "urgent"], "open_rate").sd[0, 0] == pytest.approx(h.sd[0, 0])
 
 
 def test_each_segment_is_split_by_its_own_weights_and_the_draws_change_with_the_wave():
@@ -79,6 +89,11 @@ def test_each_segment_is_split_by_its_own_weights_and_the_draws_change_with_the_
     again = weighted_arms(wave_draws(ids, "exp", "2026-01-05"), segments, weights)
     next_wave = weighted_arms(wave_draws(ids, "exp", "2026-01-12"), segments, weights)
     assert (again == arms).all() and (next_wave != arms).mean() > 0.3
+
+
+def test_a_stratum_where_an_arm_was_not_sent_is_left_out_and_said_so():
+    lift = stratified_lift([100, 0], [0.2, 0.0], [0.4, 0.0], [100, 50], [0.3, 0.3], [0.46, 0.46], [100, 100])
+    assert lift.left_out_share == pytest.approx(0.5) and lift.treatment_mean == pytest.approx(0.3)
 
 
 def simulate_campaign(rng, adaptive: bool, waves: int = 8, floor: float = 0.05):

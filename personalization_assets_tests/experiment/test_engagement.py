@@ -244,6 +244,12 @@ def test_an_export_with_revenue_is_read_and_revenue_needs_a_conversion(tmp_path)
     assert "revenue" in str(error) and "requires a conversion" in str(error) and "C1" in str(error)
 
 
+def test_a_blank_revenue_of_a_customer_who_bought_nothing_is_no_revenue(tmp_path):
+    path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted,revenue", "C1,1,1,1,10", "C2,1,0,0,",
+                                      *[f"C{i},0,0,0,0" for i in range(3, 7)]])
+    assert import_engagement(path, SENT, WAVE)[0]["revenue"].tolist() == [10.0, 0, 0, 0, 0, 0]
+
+
 @pytest.mark.parametrize("value", ["-5", "abc", "", "inf"])
 def test_a_revenue_that_is_not_a_non_negative_number_is_refused(tmp_path, value):
     path = write(tmp_path / "e.csv", ["customer_id,opened,clicked,converted,revenue", f"C1,1,1,1,{value}",

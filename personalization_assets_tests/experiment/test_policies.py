@@ -244,7 +244,7 @@ def test_revenue_policy_value_intervals_cover_the_simulators_true_revenue_per_re
     assert not hasattr(model.models[0], "predict_proba")  # regressors, not classifiers
     rates = {policy: float(np.mean(hits)) for policy, hits in covered.items()}
     # 95% nominal; 100 replicates give a Monte Carlo SE of 2.2 points: 3 SE either side.
-    assert all(0.885 <= rate <= 1.0 for rate in rates.values()), rates
+    assert all(rate >= 0.885 for rate in rates.values()), rates
 
 
 def test_without_heterogeneity_the_personalized_policy_passes_its_gate_at_most_alpha_of_the_time():
