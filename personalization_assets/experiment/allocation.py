@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
 from personalization_assets.experiment.assignment import unit_interval
 from personalization_assets.stats._normal import two_sided_z
@@ -147,8 +148,6 @@ def stratified_lift(n_c, mean_c, sd_c, n_t, mean_t, sd_t, stratum_sizes, alpha: 
     left out of both arms (their share renormalized over the rest) and `left_out_share` says how
     much: with a floor per arm that happens only in strata of a handful of customers, and a
     comparison that left out much is not of the whole audience."""
-    from scipy.special import ndtr
-
     n_c, mean_c, sd_c, n_t, mean_t, sd_t, sizes = (np.asarray(a, dtype=float) for a in (n_c, mean_c, sd_c, n_t, mean_t, sd_t,
                                                                                        stratum_sizes))
     usable = (n_c > 0) & (n_t > 0)

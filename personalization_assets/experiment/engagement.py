@@ -77,7 +77,7 @@ def import_engagement(path: Path, sent: pd.DataFrame, wave: str, min_coverage: f
     def reject(mask: pd.Series, column: str, rule: str) -> None:
         mask = mask.fillna(False).astype(bool)
         if mask.any():
-            shown = ["customer_id", *OUTCOMES, *([column] if column not in OUTCOMES and column != "customer_id" else [])]
+            shown = list(dict.fromkeys(["customer_id", *OUTCOMES, column]))
             raise DataContractError(path, column, rule, offending_rows(raw, mask, shown), int(mask.sum()))
 
     reject(raw["customer_id"].isna() | (raw["customer_id"] == ""), "customer_id", "must not be empty")
@@ -167,10 +167,8 @@ def order_values(customers: pd.DataFrame, settings: SimulationSettings, draw: np
     """The revenue of each customer's order, from a uniform `draw` per customer: their average
     order value times a lognormal of mean 1 and log-scale spread `order_value_spread`."""
     spread = settings.order_value_spread
-    if spread == 0:
-        return customers["avg_order_value"].to_numpy(dtype=float).copy()
-    with np.errstate(divide="ignore"):  # a draw of exactly 0 is an order of value 0
-        factor = np.exp(spread * ndtri(draw) - spread**2 / 2)
+    with np.errstate(divide="ignore"):  # a draw of exactly 0 is an order of value 0 (none at spread 0: 0 · -inf)
+        factor = np.exp(spread * ndtri(draw) - spread**2 / 2) if spread > 0 else 1.0
     return customers["avg_order_value"].to_numpy(dtype=float) * factor
 
 

@@ -68,10 +68,9 @@ def plan_campaign(
     A continuous primary metric (revenue per recipient) needs `sd`, its standard deviation per
     customer; `base_rate` is then its control mean."""
     continuous = config.metrics.primary in CONTINUOUS_METRICS
-    if continuous and not (base_rate > 0 and sd is not None and sd > 0):
-        if sd is not None:
-            raise ConfigError(config.path, f"metrics.primary: {config.metrics.primary} needs a positive mean (--base-rate) and "
-                                           f"standard deviation (--sd); got {base_rate:g} and {sd:g}")
+    if continuous and sd is not None and not (base_rate > 0 and sd > 0):
+        raise ConfigError(config.path, f"metrics.primary: {config.metrics.primary} needs a positive mean (--base-rate) and "
+                                       f"standard deviation (--sd); got {base_rate:g} and {sd:g}")
     if continuous != (sd is not None):
         raise ConfigError(config.path, f"metrics.primary: {config.metrics.primary} " + (
             "is an amount: pass --sd, its standard deviation per customer (an earlier wave's control outcome_sd)" if continuous

@@ -63,25 +63,15 @@ def _require_columns(outcomes: pd.DataFrame, columns: Sequence[str], role: str) 
         raise ValueError(f"outcomes has no {role} column(s) {missing}")
 
 
-def _binary_outcome(outcomes: pd.DataFrame, column: str, analysed: np.ndarray) -> np.ndarray:
-    """The metric column as floats, required to be 0/1 on the analysed rows."""
+def _outcome(outcomes: pd.DataFrame, column: str, analysed: np.ndarray, continuous: bool) -> np.ndarray:
+    """The metric column as floats, required on the analysed rows to be 0/1, or for a continuous
+    metric a finite number."""
     values = pd.to_numeric(outcomes[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    invalid = analysed & ~np.isin(values, (0.0, 1.0))
+    invalid = analysed & ~(np.isfinite(values) if continuous else np.isin(values, (0.0, 1.0)))
     if invalid.any():
         examples = outcomes.loc[invalid, column].head(3).tolist()
-        raise ValueError(
-            f"metric column {column!r} must be 0/1 on every analysed row; got {examples}"
-        )
-    return values
-
-
-def _continuous_outcome(outcomes: pd.DataFrame, column: str, analysed: np.ndarray) -> np.ndarray:
-    """The metric column as floats, required to be a finite number on the analysed rows."""
-    values = pd.to_numeric(outcomes[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    invalid = analysed & ~np.isfinite(values)
-    if invalid.any():
-        examples = outcomes.loc[invalid, column].head(3).tolist()
-        raise ValueError(f"metric column {column!r} must be a number on every analysed row; got {examples} "
+        kind = "a number" if continuous else "0/1"
+        raise ValueError(f"metric column {column!r} must be {kind} on every analysed row; got {examples} "
                          f"({int(invalid.sum()):,} rows)")
     return values
 
@@ -159,7 +149,7 @@ def analyze_experiment(
         raise ValueError(f"continuous metrics {unknown_continuous} are not among the metrics")
     is_continuous = np.array([name in continuous for name in metric_names], dtype=bool)
     outcome_columns = {
-        name: (_continuous_outcome if name in continuous else _binary_outcome)(outcomes, column, analysed)
+        name: _outcome(outcomes, column, analysed, name in continuous)
         for name, column in metrics.items()
     }
     totals = np.array(
@@ -273,20 +263,25 @@ class _Comparisons:
 
     def mde(self, n_c, n_t, alpha: float, power: float) -> np.ndarray:
         """The MDE of each comparison at the control's rate (and, for a continuous metric, its spread)."""
-        binary = minimum_detectable_lift(self.control_rate, n_c, n_t, alpha, power)
-        spread = minimum_detectable_lift(self.control_rate, n_c, n_t, alpha, power, sd=self._control_sd)
-        return np.where(self._is_continuous, spread, binary)
+        mde = np.full(self.control_rate.shape, np.nan)
+        amount, n_c, n_t = self._is_continuous, np.broadcast_to(n_c, mde.shape), np.broadcast_to(n_t, mde.shape)
+        if (~amount).any():
+            mde[~amount] = minimum_detectable_lift(self.control_rate[~amount], n_c[~amount], n_t[~amount], alpha, power)
+        if amount.any():
+            mde[amount] = minimum_detectable_lift(self.control_rate[amount], n_c[amount], n_t[amount], alpha, power,
+                                                  sd=self._control_sd[amount])
+        return mde
 
 
 def unmeasurable_reasons(label, x_c, n_c, n_t) -> np.ndarray:
     """Per comparison, why it cannot be measured, in plain words ("" where it can), element-wise.
     `label` names what the control must have some of: "<metric> successes", or "purchases"."""
-    metric, x_c, n_c, n_t = np.broadcast_arrays(np.asarray(label, dtype=object), *(np.asarray(a, dtype=float) for a in (x_c, n_c, n_t)))
+    label, x_c, n_c, n_t = np.broadcast_arrays(np.asarray(label, dtype=object), *(np.asarray(a, dtype=float) for a in (x_c, n_c, n_t)))
     n_c_text, n_t_text, x_c_text = (a.astype(np.int64).astype(str).astype(object) for a in (n_c, n_t, x_c))
     return np.select(
         [n_c == 0, n_t == 0, n_c < MIN_ARM_CUSTOMERS, n_t < MIN_ARM_CUSTOMERS, x_c == 0],
         ["no customers in control", "no customers in this arm", "too few customers in control: " + n_c_text,
          "too few customers in this arm: " + n_t_text,
-         "no " + metric.astype(str).astype(object) + " in control (" + x_c_text + "/" + n_c_text + "): the relative lift is undefined"],
+         "no " + label.astype(str).astype(object) + " in control (" + x_c_text + "/" + n_c_text + "): the relative lift is undefined"],
         default="",
     ).astype(object)
