@@ -267,6 +267,21 @@ class RolloutSettings(StrictModel):
     )
 
 
+class ThompsonSettings(StrictModel):
+    """Adaptive allocation across waves (`experiment/allocation.py`): each wave's tone weights per
+    segment from the posterior of the primary metric given the earlier waves' results; the control
+    (and a no-email holdout) keep their configured shares."""
+
+    floor: Number = Field(0.05, ge=0, lt=1, description="smallest share of the audience each tone keeps (0.05 = 5%)")
+    min_exposures: StrictInt = Field(
+        100, ge=1, le=10_000_000, description="a segment's weights adapt only once each of its tones has this many earlier customers"
+    )
+    from_simulated_engagement: bool = Field(
+        False, description="adapt on SIMULATED earlier waves' engagement (a demonstration); a real campaign adapts only on "
+                           "imported ESP exports"
+    )
+
+
 class PersonalizationSettings(StrictModel):
     """The per-customer policy (`experiment/uplift.py`) and its honest value (`experiment/policies.py`)."""
 
@@ -329,6 +344,11 @@ class CampaignConfig(StrictModel):
     engagement: EngagementSettings = Field(default_factory=EngagementSettings)
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     rollout: RolloutSettings | None = Field(None, description="test on a share, then roll out; default: the whole audience is the test")
+    allocation: Literal["fixed", "thompson"] = Field(
+        "fixed", description="fixed: the arms' weights every wave; thompson: each wave's tone weights per segment adapt to the "
+                             "earlier waves' results (Thompson sampling, `thompson:`)"
+    )
+    thompson: ThompsonSettings = Field(default_factory=ThompsonSettings)
     personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
@@ -408,6 +428,24 @@ class CampaignConfig(StrictModel):
         if self.simulation.organic_conversion_rate > 0 and self.engagement.conversions != "any_channel":
             raise ValueError("simulation.organic_conversion_rate: conversions without a click are conversions by any channel; "
                              "set engagement.conversions: any_channel")
+        return self
+
+    @model_validator(mode="after")
+    def _thompson_allocation(self) -> CampaignConfig:
+        if self.allocation != "thompson":
+            return self
+        if self.rollout is not None:
+            raise ValueError("allocation: thompson adapts the weights wave by wave; rollout: tests once and sends the rest the "
+                             "winner. Use one or the other (remove `rollout:` or set allocation: fixed)")
+        tones = [arm for arm in self.arm_names if arm != CONTROL_ARM]
+        unweighted = [tone for tone in tones if self.assignment_weights[tone] <= 0]
+        if unweighted:
+            raise ValueError(f"allocation: thompson adapts the weights of the tones in the test; tones {unweighted} have weight 0 "
+                             "in `arms` (remove them from `tones` or give them a weight)")
+        share = sum(self.assignment_weights[arm] for arm in tones)
+        if self.thompson.floor * len(tones) > share + 1e-12:
+            raise ValueError(f"thompson.floor: {self.thompson.floor:g} for each of {len(tones)} tones exceeds the tones' "
+                             f"{share:.0%} share of the audience")
         return self
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from personalization_assets.campaign.paths import (
     reports_dir,
 )
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
+from personalization_assets.experiment.results import weights_vary
 from personalization_assets.messages.rendering import EXPORT_FILE
 from personalization_assets.report import REPORT_HTML, REPORT_PDF, results_display
 from personalization_assets.report.formatting import (
@@ -42,6 +43,10 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         results = _query(connection, "SELECT * FROM {schema}.experiment_results WHERE wave = ?", wave)
         rollout = _query(connection, "SELECT scope, recommended_arm, reason FROM {schema}.rollout_recommendation WHERE wave = ?", wave)
         emails = int(_query(connection, "SELECT count(*) AS n FROM {schema}.personalized_messages WHERE wave = ?", wave)["n"].iloc[0])
+        stored = _query(connection, "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                        WAREHOUSE_SCHEMA, "arm_allocation")["n"].iloc[0]
+        allocation = (_query(connection, "SELECT segment, arm, allocation, weight, adapted FROM {schema}.arm_allocation WHERE wave = ?",
+                             wave) if stored else pd.DataFrame(columns=["segment", "arm", "allocation", "weight", "adapted"]))
     blocked = verdicts[verdicts["decision"] != "approved"]
     simulated = bool((results["engagement_source"] == SOURCE_SIMULATED).any())
     lines = [
@@ -50,7 +55,8 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         + "".join(f"\n  blocked {r.variant_id}: {r.reasons}" for r in blocked.itertuples()),
         "arms: " + ", ".join(f"{r.arm} {r.assigned} assigned / {r.sent} sent / {r.held_out} held" for r in arms.itertuples()),
         ("held out (not sent, not analysed): " + ", ".join(f"{r.hold_reason} {r.customers}" for r in holds.itertuples())) if len(holds) else "",
-        f"lift, overall{' (engagement SIMULATED)' if simulated else ''}:",
+        allocation_line(allocation) if (allocation["allocation"] == "thompson").any() else "",
+        f"lift, overall{' stratified by segment' if weights_vary(allocation) else ''}{' (engagement SIMULATED)' if simulated else ''}:",
         results_display(results, "overall", (config.metrics.primary,)).to_string(index=False),
         guardrail_line(results),
         incremental_line(results),
@@ -61,6 +67,17 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         f"report (PDF): {reports_dir() / wave / REPORT_PDF}",
     ]
     return "\n".join(line for line in lines if line)
+
+
+def allocation_line(allocation: pd.DataFrame) -> str:
+    """Thompson allocation's weights this wave: per adapted segment, each arm's share."""
+    adapted = allocation[allocation["adapted"].astype(bool)]
+    if not len(adapted):
+        return ("allocation: thompson; every segment on the configured weights (a tone without thompson.min_exposures earlier "
+                "customers there, or no earlier wave with imported engagement)")
+    shares = "; ".join(f"{segment} " + ", ".join(f"{r.arm} {r.weight:.0%}" for r in part.itertuples())
+                       for segment, part in adapted.groupby("segment", sort=False))
+    return f"allocation: thompson; {adapted['segment'].nunique()} segments adapted: {shares}"
 
 
 def incremental_line(results: pd.DataFrame) -> str:

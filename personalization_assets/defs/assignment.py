@@ -1,12 +1,23 @@
-"""Assignment stage: each customer's arm and variant, held out where the variant was blocked; the SRM check."""
+"""Assignment stage: the wave's arm weights per segment, each customer's arm and variant, held out
+where the variant was blocked; the SRM check."""
 
 import dagster as dg
 import pandas as pd
+from dagster_duckdb import DuckDBResource
 
+from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
 from personalization_assets.defs.partitions import ALL_SEGMENTS, columns, per_wave
 from personalization_assets.defs.resources import AuditResource, CampaignResource
 from personalization_assets.defs.types import SCHEMAS, AssignmentsFrame
+from personalization_assets.experiment.allocation import (
+    ALLOCATION_COLUMNS,
+    allocation_table,
+    allocation_weights,
+    wave_draws,
+    weighted_arms,
+)
 from personalization_assets.experiment.assignment import build_assignments
+from personalization_assets.experiment.engagement import SOURCE_IMPORTED
 from personalization_assets.experiment.results import sample_ratio_mismatch
 from personalization_assets.experiment.rollout import in_test
 from personalization_assets.safety.approval import (
@@ -34,6 +45,54 @@ def sendable_decisions(config, audit: AuditResource, message_variants: pd.DataFr
     return decisions
 
 
+def _warehouse_rows(warehouse: DuckDBResource, table: str, where: str, wave: str) -> pd.DataFrame | None:
+    """Rows of a warehouse table (`where` on its `wave`), or None while the table does not exist."""
+    with warehouse.get_connection() as connection:
+        exists = connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                                    [WAREHOUSE_SCHEMA, table]).fetchone()[0]
+        return connection.execute(f"SELECT * FROM {WAREHOUSE_SCHEMA}.{table} WHERE {where}", [wave]).df() if exists else None
+
+
+@dg.asset(**per_wave(SCHEMAS["arm_allocation"]))
+def arm_allocation(context: dg.AssetExecutionContext, campaign: CampaignResource, warehouse: DuckDBResource) -> pd.DataFrame:
+    """Each segment's arm weights for the wave: the configured ones, or with `allocation: thompson`
+    the posterior's (Thompson sampling) given the earlier waves' experiment_results."""
+    config, wave, segments = campaign.config, context.partition_key, campaign.catalog.ids
+    earlier, kept = pd.DataFrame(columns=["wave", "scope", "metric", "arm", "n", "rate", "outcome_sd"]), None
+    if config.allocation == "thompson":
+        kept = assigned_allocation(warehouse, wave, {(segment, arm) for segment in segments for arm in config.assignment_weights})
+        if kept is None:
+            # Read from the warehouse, not as an asset input: the wave's assignments decide its
+            # results, so an input on the results would be a cycle in the asset graph.
+            rows = _warehouse_rows(warehouse, "experiment_results", "wave < ?", wave)
+            if rows is not None:
+                usable = rows["engagement_source"] == SOURCE_IMPORTED
+                earlier = rows[usable | config.thompson.from_simulated_engagement]
+    frame = kept if kept is not None else allocation_table(config, segments, earlier, wave)
+    adapted = frame.drop_duplicates("segment")["adapted"].astype(bool)
+    context.add_output_metadata({
+        "dagster/row_count": len(frame), "allocation": str(frame["allocation"].iloc[0]) if len(frame) else config.allocation,
+        "adapted_segments": int(adapted.sum()), "kept_from_the_assigned_wave": kept is not None,
+        "earlier_waves_read": int(earlier["wave"].nunique()),
+        "weights": dg.MetadataValue.md(frame.pivot(index="segment", columns="arm", values="weight").round(3).to_markdown()),
+    })
+    return frame
+
+
+def assigned_allocation(warehouse: DuckDBResource, wave: str, cells: set[tuple[str, str]]) -> pd.DataFrame | None:
+    """The weights a wave was already assigned with, to keep: its stored arm_allocation rows when
+    its assignments exist and the rows cover the same (segment, arm) cells. Re-running an assigned
+    wave (`cpo run`, a backfill; the engagement sensor re-runs only what follows the engagement)
+    must move nobody to another arm, whatever later imports changed, and a wave first assigned
+    with fixed weights keeps them. A wave whose assignment never happened (it failed, or only the
+    weights were previewed) is computed again from the results there are now."""
+    stored = _warehouse_rows(warehouse, "arm_allocation", "wave = ?", wave)
+    assigned = _warehouse_rows(warehouse, "assignments", "wave = ? LIMIT 1", wave)
+    if stored is None or assigned is None or not len(assigned) or set(zip(stored["segment"], stored["arm"], strict=True)) != cells:
+        return None
+    return stored[list(ALLOCATION_COLUMNS)].reset_index(drop=True)
+
+
 @dg.asset(
     **per_wave(SCHEMAS["assignments"]),
     ins={"message_variants": ALL_SEGMENTS, "safety_verdicts": ALL_SEGMENTS, "customer_segments": columns("customer_id", "segment", "contact_hold")},
@@ -47,18 +106,23 @@ def assignments(
     customer_segments: pd.DataFrame,
     message_variants: pd.DataFrame,
     safety_verdicts: pd.DataFrame,
+    arm_allocation: pd.DataFrame,
 ):
-    """Each customer's arm (deterministic hash), variant, and whether it is sent."""
+    """Each customer's arm (deterministic hash into the wave's weights), variant, and whether it is sent."""
     config = campaign.config
     decisions = sendable_decisions(config, audit, message_variants, safety_verdicts, "assignments")
     # With rollout.test_share, the randomized test is that share of each segment; the rest waits for the rollout.
     testing = in_test(customer_segments["customer_id"], config.experiment_id, config.rollout)
+    audience = customer_segments.loc[testing] if not testing.all() else customer_segments
     frame = build_assignments(
-        customer_segments.loc[testing] if not testing.all() else customer_segments, message_variants, decisions,  # a verdict of another text than the stored variant's: blocked
+        audience, message_variants, decisions,  # a verdict of another text than the stored variant's: blocked
         experiment_id=config.experiment_id, weights=config.assignment_weights, wave=context.partition_key,
+        # The wave's own rule: a wave first assigned with fixed weights keeps the campaign's hash.
+        arms=adaptive_arms(audience, arm_allocation, config, context.partition_key)
+        if (arm_allocation["allocation"] == "thompson").any() else None,
     )
     sealed = audit.log().append_send_decisions(context.run_id, context.partition_key, frame)
-    srm = sample_ratio_mismatch(frame, config)
+    srm = sample_ratio_mismatch(frame, config, arm_allocation)
     held = int((~frame["sent"]).sum())
     yield dg.Output(frame, metadata={"dagster/row_count": len(frame), "sent": len(frame) - held, "held_out": held, "audit_record": sealed["seq"],
                                      "waiting_for_rollout": int((~testing).sum()),
@@ -70,3 +134,17 @@ def assignments(
         metadata={"chi2": srm.chi2, "p_value": srm.p_value, **{f"observed_{k}": v for k, v in srm.observed.items()},
                   **{f"expected_{k}": round(v, 1) for k, v in srm.expected.items()}},
     )
+
+
+def adaptive_arms(audience: pd.DataFrame, allocation: pd.DataFrame, config, wave: str) -> pd.Categorical:
+    """Each customer's arm under the wave's per-segment weights: a draw salted by the wave
+    (`allocation.wave_draws`) placed among the segment's cumulative weights."""
+    arms = list(config.assignment_weights)
+    segments = list(pd.unique(allocation["segment"]))
+    codes = pd.Categorical(audience["segment"], categories=segments).codes
+    if (codes < 0).any():
+        raise dg.Failure(f"arm_allocation of wave {wave} has no weights for segments "
+                         f"{sorted(set(audience['segment'].astype(str)) - set(segments))}: materialize arm_allocation for this wave again")
+    positions = weighted_arms(wave_draws(audience["customer_id"], config.experiment_id, wave), codes,
+                              allocation_weights(allocation, segments, arms))
+    return pd.Categorical.from_codes(positions, categories=arms)

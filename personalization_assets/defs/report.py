@@ -24,6 +24,7 @@ def experiment_report(
     segment_exploration: pd.DataFrame,
     content_index: pd.DataFrame,
     screened_corpus: pd.DataFrame,
+    arm_allocation: pd.DataFrame,
 ) -> dg.MaterializeResult:
     """The wave's report, HTML and PDF under $CPO_HOME/reports/<wave>/; its headline in the metadata."""
     files = write_report(
@@ -41,6 +42,7 @@ def experiment_report(
             exploration=segment_exploration,
             corpus=content_index,
             screened_corpus=screened_corpus,
+            allocation=arm_allocation,
             approvals=effective_decisions(safety_verdicts, message_variants, reviews_from(audit.log().verified_records()),
                                           campaign.config.approval.mode),
         ),

@@ -17,6 +17,7 @@ from personalization_assets.experiment.results import (
     compute_results,
     gated_rollout,
     result_scopes,
+    weights_vary,
 )
 
 
@@ -26,6 +27,7 @@ from personalization_assets.experiment.results import (
         "assignments": columns("customer_id", "segment", "arm", "sent", "hold_reason"),
         "engagement": columns(*ANALYSED_COLUMNS),
         "customer_segments": columns("customer_id", *COVARIATES),
+        "arm_allocation": columns("segment", "arm", "weight"),
     },
     check_specs=[dg.AssetCheckSpec("lift_threshold", asset="experiment_results",
                                    description="Best tone's primary-metric lift >= target, significant after Holm, no SRM")],
@@ -37,14 +39,16 @@ def experiment_results(
     assignments: pd.DataFrame,
     engagement: pd.DataFrame,
     customer_segments: pd.DataFrame,
+    arm_allocation: pd.DataFrame,
 ):
     """Rates, lifts with CIs, p-values (Holm-adjusted), CUPED, chance to beat control: overall and per segment."""
     config = campaign.config
     frame = analysis_frame(assignments, engagement, customer_segments)
     source = engagement_source(engagement)
     segments = result_scopes(campaign.catalog.ids, pd.unique(frame["segment"]))[1:]
-    results = compute_results(frame, config, wave=context.partition_key, segments=segments, source=source)
-    gate = campaign_lift_gate(results, assignments, config)
+    results = compute_results(frame, config, wave=context.partition_key, segments=segments, source=source,
+                              stratify=weights_vary(arm_allocation))
+    gate = campaign_lift_gate(results, assignments, config, arm_allocation)
     yield dg.Output(results, metadata={"dagster/row_count": len(results), "engagement_source": source})
     yield dg.AssetCheckResult(
         check_name="lift_threshold",
@@ -59,14 +63,15 @@ def experiment_results(
     )
 
 
-@dg.asset(**per_wave(), ins={"assignments": columns("arm")})
+@dg.asset(**per_wave(), ins={"assignments": columns("segment", "arm"), "arm_allocation": columns("segment", "arm", "weight")})
 def rollout_recommendation(
-    context: dg.AssetExecutionContext, campaign: CampaignResource, experiment_results: pd.DataFrame, assignments: pd.DataFrame
+    context: dg.AssetExecutionContext, campaign: CampaignResource, experiment_results: pd.DataFrame, assignments: pd.DataFrame,
+    arm_allocation: pd.DataFrame,
 ) -> pd.DataFrame:
     """The tone to roll out per segment, only where the data supports it; control otherwise."""
     config = campaign.config
     scopes = result_scopes(campaign.catalog.ids, experiment_results["scope"])
-    gate, own = campaign_rollout(experiment_results, assignments, config, scopes)
+    gate, own = campaign_rollout(experiment_results, assignments, config, scopes, arm_allocation)
     frame = gated_rollout(own, gate)
     frame.insert(0, "wave", context.partition_key)
     context.add_output_metadata({"dagster/row_count": len(frame), "lift_gate": gate.summary(),

@@ -41,6 +41,7 @@ from personalization_assets.defs.resources import CampaignResource
 
 ENGAGEMENT_SENSOR = "engagement_file_sensor"
 ENGAGEMENT_ASSET = dg.AssetKey("engagement")
+ALLOCATION_ASSET = dg.AssetKey("arm_allocation")
 ASSIGNMENTS_ASSET = dg.AssetKey("assignments")
 ROLLOUT_ENGAGEMENT_ASSET = dg.AssetKey("rollout_engagement")
 ROLLOUT_ASSIGNMENTS_ASSET = dg.AssetKey("rollout_assignments")
@@ -49,9 +50,12 @@ ROLLOUT_FOLDER = "rollout"
 
 def engagement_selection(rollout: bool) -> dg.AssetSelection:
     """What a test's engagement file invalidates: the engagement and everything after it in its
-    wave, and, when the campaign tests on a share, the rollout that follows from it."""
+    wave, and, when the campaign tests on a share, the rollout that follows from it. Also the
+    wave's `arm_allocation`, which the results read: a wave assigned before that asset existed
+    gets it, and an assigned wave's weights are kept as they were (`defs/assignment.assigned_allocation`)."""
     groups = (WAVE_GROUP, ROLLOUT_GROUP) if rollout else (WAVE_GROUP,)
-    return dg.AssetSelection.assets(ENGAGEMENT_ASSET).downstream() & dg.AssetSelection.groups(*groups)
+    return (dg.AssetSelection.assets(ENGAGEMENT_ASSET).downstream() | dg.AssetSelection.assets(ALLOCATION_ASSET)) \
+        & dg.AssetSelection.groups(*groups)
 
 
 # What a rollout's engagement file (paths.engagement/rollout/<wave>.csv) invalidates: its engagement, results and report.

@@ -21,6 +21,7 @@ from personalization_assets.audience.customers import (
     TIERS,
 )
 from personalization_assets.content.corpus import CORPUS_COLUMNS
+from personalization_assets.experiment.allocation import ALLOCATION_COLUMNS
 from personalization_assets.experiment.assignment import ASSIGNMENT_COLUMNS
 from personalization_assets.experiment.policies import POLICY_VALUE_COLUMNS
 from personalization_assets.experiment.results import RESULTS_COLUMNS
@@ -72,6 +73,12 @@ _COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "guardrail_margin": (FLOAT, "guardrail rows: the largest acceptable rise of the rate over control's (absolute)"),
     "guardrail_lower": (FLOAT, "guardrail rows: one-sided (1 - alpha) lower bound of the arm's rate minus control's (Newcombe)"),
     "guardrail_upper": (FLOAT, "guardrail rows: one-sided (1 - alpha) upper bound of the arm's rate minus control's (Newcombe)"),
+    "allocation": (TEXT, "arm_allocation: fixed (the configured weights) or thompson (adapted to the earlier waves)"),
+    "weight": (FLOAT, "arm_allocation: the arm's share of the segment's customers in the wave"),
+    "exposures": (FLOAT, "arm_allocation, thompson: the arm's customers in the segment in earlier waves"),
+    "earlier_mean": (FLOAT, "arm_allocation, thompson: the arm's primary-metric mean in the segment in earlier waves"),
+    "chance_best": (FLOAT, "arm_allocation, thompson: posterior probability that the tone is the segment's best tone"),
+    "adapted": (BOOLEAN, "arm_allocation: whether the segment's weights adapted (every tone had thompson.min_exposures)"),
     "policy": (TEXT, "the rollout policy: control_for_all, best_single_tone, winner_per_segment, personalized (winner in a rollout)"),
     "value": (FLOAT, "doubly robust, cross-fitted estimate of the policy's primary-metric rate on the test's customers"),
     "ci_low": (FLOAT, "lower bound of the value's (1 - alpha) interval"),
@@ -130,6 +137,7 @@ RolloutAssignmentsFrame = dataframe_type(
 SCHEMAS = {
     "customers": table_schema((*REQUIRED_COLUMNS, "contact_hold")),
     "screened_corpus": table_schema((*CORPUS_COLUMNS, *DOCUMENT_VERDICT_COLUMNS[1:])),
+    "arm_allocation": table_schema(ALLOCATION_COLUMNS),
     "assignments": table_schema(ASSIGNMENT_COLUMNS),
     "message_variants": table_schema(VARIANT_COLUMNS),
     "safety_verdicts": table_schema(VERDICT_COLUMNS),

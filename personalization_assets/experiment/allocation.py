@@ -7,7 +7,7 @@ earlier wave of that segment:
   (revenue per recipient) the normal approximation of its mean, N(mean, sd² / n);
 - the control keeps its configured share (the comparison every lift is measured against is never
   starved), and the tones share the rest: each a `floor`, and the remainder in proportion to the
-  posterior probability that the tone is the best tone (Monte Carlo, seeded per wave and segment);
+  posterior probability that the tone is the best tone (Monte Carlo, seeded per experiment and wave);
 - until every tone of a segment has `min_exposures` customers in earlier waves, the segment keeps
   the configured weights (as Amplitude's and GrowthBook's bandits wait for 100 exposures).
 
@@ -36,7 +36,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from personalization_assets.experiment.assignment import unit_interval
+from personalization_assets.campaign.config import (
+    CONTINUOUS_METRICS,
+    CONTROL_ARM,
+    NO_EMAIL_ARM,
+    CampaignConfig,
+)
+from personalization_assets.experiment.assignment import stable_hash64, unit_interval
 from personalization_assets.stats._normal import two_sided_z
 
 POSTERIOR_DRAWS = 4000
@@ -129,43 +135,101 @@ def weighted_arms(draws: np.ndarray, segment_codes: np.ndarray, weights: np.ndar
 
 @dataclass(frozen=True)
 class StratifiedLift:
-    """A treatment's stratified mean against control's, and the relative lift with its interval."""
+    """A treatment's stratified mean against control's, the difference and its standard error, and
+    the relative lift with its interval (arrays over the comparisons, numbers for one)."""
 
-    control_mean: float
-    treatment_mean: float
-    rel_lift: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    left_out_share: float  # customers' share of the strata left out (an arm with no customer there)
+    control_mean: np.ndarray
+    treatment_mean: np.ndarray
+    difference: np.ndarray
+    difference_se: np.ndarray
+    rel_lift: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    p_value: np.ndarray
+    left_out_share: np.ndarray  # customers' share of the strata left out (an arm with no customer there)
 
 
 def stratified_lift(n_c, mean_c, sd_c, n_t, mean_t, sd_t, stratum_sizes, alpha: float = 0.05) -> StratifiedLift:
-    """Post-stratified comparison over strata (one entry per (wave, segment)) in which each arm's
-    share was fixed: each arm's mean is Σ π_s mean_s with π_s the stratum's share of the customers,
-    its variance Σ π_s² sd_s² / n_s; the relative lift's interval is the delta method's on the log
-    scale and the p-value the z-test of the difference. Strata where an arm has no customer are
-    left out of both arms (their share renormalized over the rest) and `left_out_share` says how
-    much: with a floor per arm that happens only in strata of a handful of customers, and a
-    comparison that left out much is not of the whole audience."""
-    n_c, mean_c, sd_c, n_t, mean_t, sd_t, sizes = (np.asarray(a, dtype=float) for a in (n_c, mean_c, sd_c, n_t, mean_t, sd_t,
-                                                                                       stratum_sizes))
+    """Post-stratified comparison over strata (the last axis: one entry per (wave, segment)) in
+    which each arm's share was fixed: each arm's mean is Σ π_s mean_s with π_s the stratum's share
+    of the customers, its variance Σ π_s² sd_s² / n_s; the relative lift's interval is the delta
+    method's on the log scale and the p-value the z-test of the difference. Strata where an arm has
+    no customer are left out of both arms (their share renormalized over the rest) and
+    `left_out_share` says how much: with a floor per arm that happens only in strata of a handful
+    of customers, and a comparison that left out much is not of the whole audience. Leading axes
+    are separate comparisons."""
+    n_c, mean_c, sd_c, n_t, mean_t, sd_t = (np.asarray(a, dtype=float) for a in (n_c, mean_c, sd_c, n_t, mean_t, sd_t))
+    sizes = np.broadcast_to(np.asarray(stratum_sizes, dtype=float), n_c.shape)
     usable = (n_c > 0) & (n_t > 0)
-    share = np.where(usable, sizes, 0.0)
-    left_out = float(1 - share.sum() / sizes.sum()) if sizes.sum() > 0 else 1.0
-    if share.sum() <= 0:
-        return StratifiedLift(np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, left_out)
-    share = share / share.sum()
+    kept, total = np.where(usable, sizes, 0.0).sum(axis=-1), sizes.sum(axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        m_c, m_t = float(np.sum(share * np.where(usable, mean_c, 0.0))), float(np.sum(share * np.where(usable, mean_t, 0.0)))
-        v_c = float(np.sum(np.where(usable, share**2 * sd_c**2 / n_c, 0.0)))
-        v_t = float(np.sum(np.where(usable, share**2 * sd_t**2 / n_t, 0.0)))
-    z = two_sided_z(alpha)
-    difference_se = np.sqrt(v_c + v_t)
-    p_value = float(2 * ndtr(-abs(m_t - m_c) / difference_se)) if difference_se > 0 else np.nan
-    if m_c <= 0 or m_t <= 0:
-        return StratifiedLift(m_c, m_t, m_t / m_c - 1 if m_c > 0 else np.nan, np.nan, np.nan, p_value, left_out)
-    log_se = np.sqrt(v_t / m_t**2 + v_c / m_c**2)
-    ratio = m_t / m_c
-    return StratifiedLift(m_c, m_t, ratio - 1, float(np.expm1(np.log(ratio) - z * log_se)), float(np.expm1(np.log(ratio) + z * log_se)),
-                          p_value, left_out)
+        left_out = np.where(total > 0, 1 - kept / total, 1.0)
+        share = np.where(usable, sizes, 0.0) / kept[..., np.newaxis]
+        m_c = np.sum(np.where(usable, share * mean_c, 0.0), axis=-1)
+        m_t = np.sum(np.where(usable, share * mean_t, 0.0), axis=-1)
+        v_c = np.sum(np.where(usable, share**2 * np.nan_to_num(sd_c) ** 2 / n_c, 0.0), axis=-1)
+        v_t = np.sum(np.where(usable, share**2 * np.nan_to_num(sd_t) ** 2 / n_t, 0.0), axis=-1)
+        nothing = kept <= 0
+        m_c, m_t = np.where(nothing, np.nan, m_c), np.where(nothing, np.nan, m_t)
+        difference, difference_se = m_t - m_c, np.where(nothing, np.nan, np.sqrt(v_c + v_t))
+        p_value = np.where(difference_se > 0, 2 * ndtr(-np.abs(difference) / difference_se), np.nan)
+        ratio = m_t / m_c
+        log_ratio, log_se = np.log(ratio), np.sqrt(v_t / m_t**2 + v_c / m_c**2)
+        positive = (m_c > 0) & (m_t > 0)
+        z = two_sided_z(alpha)
+        rel_lift = np.where(m_c > 0, ratio - 1, np.nan)
+        ci_low = np.where(positive, np.expm1(log_ratio - z * log_se), np.nan)
+        ci_high = np.where(positive, np.expm1(log_ratio + z * log_se), np.nan)
+    return StratifiedLift(*(np.asarray(a)[()] for a in (m_c, m_t, difference, difference_se, rel_lift, ci_low, ci_high, p_value,
+                                                        left_out)))
+
+
+ALLOCATION_COLUMNS = ("wave", "segment", "arm", "allocation", "weight", "exposures", "earlier_mean", "chance_best", "adapted")
+
+
+def allocation_seed(experiment_id: str, wave: str) -> int:
+    """The posterior draws' seed of one wave: the same weights whenever the wave is recomputed."""
+    return int(stable_hash64(pd.Series([f"{experiment_id}:{wave}"]), "thompson")[0] >> np.uint64(1))
+
+
+def allocation_table(config: CampaignConfig, segments: Sequence[str], earlier: pd.DataFrame, wave: str) -> pd.DataFrame:
+    """One row per (segment, arm) of a wave: the arm's weight in the segment and, with
+    `allocation: thompson`, the earlier waves' customers and mean of the primary metric in it
+    (`earlier`: their `experiment_results` rows, RESULT_COLUMNS with `scope`), the posterior
+    chance that the tone is the best, and whether the segment's weights adapted. With
+    `allocation: fixed` every segment has the configured weights and no history."""
+    weights = config.assignment_weights
+    arms = list(weights)
+    base = np.array([weights[arm] for arm in arms])
+    nan = np.full((len(segments), len(arms)), np.nan)
+    table, ready, exposures, earlier_mean, chance = np.tile(base, (len(segments), 1)), np.zeros(len(segments), dtype=bool), nan, nan, nan
+    if config.allocation == "thompson":
+        metric = config.metrics.primary
+        history = ArmHistory.from_results(earlier, segments, arms, metric)
+        tones = [position for position, arm in enumerate(arms) if arm not in (CONTROL_ARM, NO_EMAIL_ARM)]
+        settings, continuous, seed = config.thompson, metric in CONTINUOUS_METRICS, allocation_seed(config.experiment_id, wave)
+        table, ready = thompson_weights(history, base, tones, floor=settings.floor, min_exposures=settings.min_exposures,
+                                        continuous=continuous, seed=seed)
+        exposures, earlier_mean, chance = history.n, np.where(history.n > 0, history.mean, np.nan), nan.copy()
+        chance[:, tones] = chance_best(history, tones, continuous=continuous, seed=seed)
+    return pd.DataFrame({
+        "wave": wave,
+        "segment": np.repeat(np.array(list(segments), dtype=object), len(arms)),
+        "arm": np.tile(np.array(arms, dtype=object), len(segments)),
+        "allocation": config.allocation,
+        "weight": table.ravel(),
+        "exposures": exposures.ravel(),
+        "earlier_mean": earlier_mean.ravel(),
+        "chance_best": chance.ravel(),
+        "adapted": np.repeat(ready, len(arms)),
+    })[list(ALLOCATION_COLUMNS)]
+
+
+def allocation_weights(allocation: pd.DataFrame, segments: Sequence[str], arms: Sequence[str]) -> np.ndarray:
+    """(segments, arms) weights from an `allocation_table`; a missing (segment, arm) is an error."""
+    grid = allocation.pivot(index="segment", columns="arm", values="weight").reindex(index=list(segments), columns=list(arms))
+    if grid.isna().to_numpy().any():
+        missing = [segment for segment in segments if grid.loc[segment].isna().any()]
+        raise ValueError(f"the wave's arm_allocation has no weights for segments {missing} and arms {list(arms)}: "
+                         "materialize arm_allocation for this wave first")
+    return grid.to_numpy(dtype=float)

@@ -104,6 +104,8 @@ class ReportInputs:
     screened_corpus: pd.DataFrame | None = None
     # What may be sent, per (segment, variant), and who approved it (`safety/approval.effective_decisions`).
     approvals: pd.DataFrame | None = None
+    # The wave's arm weights per segment (`arm_allocation`); needed with `allocation: thompson`.
+    allocation: pd.DataFrame | None = None
     freshness: list[tuple[str, str]] | None = None
     code_version: str | None = None
     generated_at: dt.datetime | None = None

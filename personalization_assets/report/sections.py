@@ -28,6 +28,7 @@ from personalization_assets.experiment.results import (
     engagement_mismatch,
     incremental_metrics,
     sample_ratio_mismatch,
+    weights_vary,
 )
 from personalization_assets.report.charts import Estimate, ForestRow, forest_plot
 from personalization_assets.report.formatting import (
@@ -193,15 +194,46 @@ def summary_section(inputs: ReportInputs, verdicts: list[Verdict], segment_names
     return Section("summary", "Executive summary", blocks), headline
 
 
+def allocation_blocks(allocation: pd.DataFrame, config, segment_names: dict[str, str]) -> list:
+    """Adaptive allocation's table: per segment, each arm's weight this wave and, for the tones, the
+    earlier waves' customers and the posterior chance of being the best tone."""
+    arms = list(config.assignment_weights)
+    rows, attrs = [], []
+    for segment, part in allocation.groupby("segment", sort=False):
+        part = part.set_index("arm")
+        cells = [segment_names.get(segment, segment)]
+        for arm in arms:
+            weight, seen, chance_best = part.loc[arm, "weight"], part.loc[arm, "exposures"], part.loc[arm, "chance_best"]
+            detail = [f"{count(int(seen))} earlier"] if is_finite(seen) else []
+            detail += [f"P(best) {chance(chance_best)}"] if is_finite(chance_best) else []
+            cells.append(f"{weight:.0%}" + (f" ({'; '.join(detail)})" if detail else ""))
+        cells.append("adapted" if bool(part["adapted"].iloc[0]) else f"configured (a tone has < {config.thompson.min_exposures:,} earlier customers)")
+        rows.append(cells)
+        attrs.append({"segment": segment})
+    floor = percent(config.thompson.floor)
+    return [
+        Subhead("Adaptive allocation (Thompson sampling)"),
+        Table("allocation", ["segment", *arms, "weights"], rows, col_keys=["segment", *arms, "weights"], row_attrs=attrs,
+              caption=f"Each tone keeps at least {floor} of a segment; control{' and no_email' if config.no_email_share else ''} "
+                      "keep their configured shares; the rest goes to the tones in proportion to the posterior probability, given "
+                      "the earlier waves' results, that each is the segment's best tone. Because the weights differ between "
+                      "segments, the overall comparisons of this wave are stratified by segment (each segment's rates weighted "
+                      "by its share of the customers); the overall CUPED and always-valid columns are given per segment only."),
+    ]
+
+
 def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple[Section, SrmResult]:
     """How customers were assigned, the sample-ratio test, who was held out; also the test's result."""
     config, assignments = inputs.config, inputs.assignments
-    srm = sample_ratio_mismatch(assignments, config)
-    arms = design_table(assignments, config)
+    adaptive = inputs.allocation is not None and bool((inputs.allocation["allocation"] == "thompson").any())
+    srm = sample_ratio_mismatch(assignments, config, inputs.allocation)
+    arms = design_table(assignments, config, inputs.allocation)
     tones = [a for a in config.arm_names if a != CONTROL_ARM]
+    how = ("by a deterministic hash of (experiment id, wave, customer id) into the segment's weights for this wave, which "
+           "Thompson sampling set from the earlier waves' results (table below)" if adaptive else
+           "by a deterministic hash of (experiment id, customer id) into the weighted arms, within each segment")
     blocks = [
-        Para(f"Experiment **{config.experiment_id}**: every customer is assigned to an arm by a deterministic hash of "
-             f"(experiment id, customer id) into the weighted arms, within each segment; the control arm gets the generic "
+        Para(f"Experiment **{config.experiment_id}**: every customer is assigned to an arm {how}; the control arm gets the generic "
              f"message, each tone arm ({', '.join(tones)}) the message written for the customer's segment in that tone. "
              f"Primary metric {config.metrics.primary}; secondary {', '.join(config.metrics.all[1:]) or 'none'}; "
              f"alpha {config.alpha:g}; target lift {percent(config.minimum_lift, True)}."),
@@ -209,16 +241,19 @@ def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
                                            for row in arms.itertuples(index=False)],
               col_keys=["arm", "weight", "expected", "assigned", "sent", "held_out"],
               row_attrs=[{"arm": a} for a in arms["arm"]],
-              caption="Expected = customers assigned × weight. Held-out customers are counted in the sample-ratio test "
-                      "(it checks the assignment itself) but not in the results."),
+              caption=("Expected = Σ over segments of the segment's customers × the arm's weight there; weight = expected / all "
+                       "assigned. " if adaptive else "Expected = customers assigned × weight. ")
+                      + "Held-out customers are counted in the sample-ratio test (it checks the assignment itself) but not in the results."),
     ]
-    df = sum(1 for w in config.assignment_weights.values() if w > 0) - 1
-    srm_text = (f"Sample-ratio mismatch test (chi-square of assigned customers per arm against the weights, df {df}): "
+    if adaptive and inputs.allocation is not None:
+        blocks.extend(allocation_blocks(inputs.allocation, config, segment_names))
+    against = "each segment's own weights, summed over segments" if weights_vary(inputs.allocation) else "the weights"
+    srm_text = (f"Sample-ratio mismatch test (chi-square of assigned customers per arm against {against}, df {srm.degrees_of_freedom}): "
                 f"chi² = {srm.chi2:.2f}, p = {p_value(srm.p_value)}: ")
     blocks.append(Para(srm_text + ("**FLAGGED** (p < 0.001): the assignment or the data lost or duplicated customers in some "
                                    "arm; do not trust this wave's lifts." if srm.flagged else "no mismatch."),
                        "bad" if srm.flagged else "good"))
-    lost = engagement_mismatch(inputs.results, config)
+    lost = engagement_mismatch(inputs.results, config, by_segment=weights_vary(inputs.allocation))
     if lost.observed:
         listed = ", ".join(f"{arm} {n:,}" for arm, n in lost.observed.items())
         lost_text = (f"Engagement rows test (chi-square of the sent customers the engagement export lists, per arm; listed: {listed}): "
@@ -279,6 +314,11 @@ def results_section(inputs: ReportInputs, scopes: Sequence[str], segment_names: 
                 "a delta-method interval of the ratio of means, which can disagree at the margin, so a winner needs both; its "
                 "P(beat control) is the normal approximation; its CUPED covariate includes past spend. "
                 if REVENUE_METRIC in config.metrics.all else "")
+             + ("This wave's weights differed between segments (Thompson allocation), so the overall rows are stratified by "
+                "segment instead: each arm's rate is the segments' rates weighted by their shares of the analysed customers, the "
+                "interval the delta method's on the log of the ratio, p the z-test of the stratified difference, P(beat control) "
+                "the normal one; CUPED and the always-valid columns are per segment only. "
+                if weights_vary(inputs.allocation) else "")
              + "A comparison with too few customers or no "
              "control success is not measured and says why. Method details: docs/statistics.md.",
              "note"),
@@ -288,7 +328,7 @@ def results_section(inputs: ReportInputs, scopes: Sequence[str], segment_names: 
                             if metric == config.metrics.primary else []))
           for metric in config.metrics.all],
         results_table(results, OVERALL, config.metrics.all, "results-overall"),
-        *guardrail_blocks(results, config),
+        *guardrail_blocks(results, config, stratified=weights_vary(inputs.allocation)),
         *incremental_blocks(results, config),
         Subhead(f"Per segment ({config.metrics.primary})"),
         Chart(forest_plot(
@@ -318,7 +358,7 @@ def incremental_blocks(results: pd.DataFrame, config: CampaignConfig) -> list[Bl
             results_table(results, VS_NO_EMAIL, incremental_metrics(config), "results-vs-no-email", baseline=NO_EMAIL_ARM)]
 
 
-def guardrail_blocks(results: pd.DataFrame, config: CampaignConfig, rollout: bool = False) -> list[Block]:
+def guardrail_blocks(results: pd.DataFrame, config: CampaignConfig, rollout: bool = False, stratified: bool = False) -> list[Block]:
     """The guardrails overall: each tone's unsubscribe and complaint rates against control's, the
     bounds of the rise, the margin, and whether the tone holds it (else it cannot win). With
     `rollout`, the rollout's realized rates against its holdout's: measured after the send."""
@@ -340,7 +380,10 @@ def guardrail_blocks(results: pd.DataFrame, config: CampaignConfig, rollout: boo
     return [Subhead("Guardrails (overall)"), Table(
         "guardrails", ["guardrail", "arm", "rate", "control", "difference", f"one-sided {1 - config.alpha:.0%} bounds", "margin",
                        "verdict"], body, left=(0, 1, 7), fills=fills,
-        caption="Each tone's rate minus control's, with Newcombe's score bounds. A tone that significantly raises a guardrail "
+        caption=("Each tone's rate minus control's, stratified by segment (this wave's weights differed between segments), with "
+                 "normal bounds of the stratified difference, each arm's spread from its rate with one added event and non-event. "
+                 if stratified else "Each tone's rate minus control's, with Newcombe's score bounds. ")
+                + "A tone that significantly raises a guardrail "
                 "(lower bound above 0) and is not shown within the campaign's margin (upper bound below it) cannot win in "
                 "any segment, and no policy sends it.")]
 

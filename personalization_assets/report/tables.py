@@ -35,19 +35,28 @@ def results_display(results: pd.DataFrame, scope: str, metrics: tuple[str, ...])
     )
 
 
-def design_table(assignments: pd.DataFrame, config: CampaignConfig) -> pd.DataFrame:
-    """Per arm: its weight, the customers expected from it, assigned, sent and held out."""
+def design_table(assignments: pd.DataFrame, config: CampaignConfig, allocation: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per arm: its weight, the customers expected from it, assigned, sent and held out. With the
+    wave's `allocation` (weights per segment), an arm's expected customers are Σ over segments of
+    the segment's customers × the arm's weight there, and its weight that over all customers."""
     counts = assignments.groupby(assignments["arm"].astype(str)).agg(
         assigned=("customer_id", "size"), sent=("sent", "sum")
     )
-    weights = config.assignment_weights  # the no-email holdout too, when the campaign has one
+    weights = dict(config.assignment_weights)  # the no-email holdout too, when the campaign has one
     counts = counts.reindex(list(weights), fill_value=0)
     total = int(counts["assigned"].sum())
+    expected = {arm: total * weight for arm, weight in weights.items()}
+    if allocation is not None:
+        per_segment = assignments["segment"].astype(str).value_counts()
+        rows = allocation.assign(customers=allocation["segment"].map(per_segment).fillna(0).to_numpy(dtype=float))
+        summed = (rows["customers"] * rows["weight"]).groupby(rows["arm"]).sum()
+        expected = {arm: float(summed.get(arm, 0.0)) for arm in weights}
+        weights = {arm: expected[arm] / total if total else weights[arm] for arm in weights}
     return pd.DataFrame(
         {
             "arm": counts.index,
             "weight": [f"{weights[a]:.0%}" for a in counts.index],
-            "expected": [f"{total * weights[a]:,.1f}" for a in counts.index],
+            "expected": [f"{expected[a]:,.1f}" for a in counts.index],
             "assigned": counts["assigned"].astype(int).to_numpy(),
             "sent": counts["sent"].astype(int).to_numpy(),
             "held out": (counts["assigned"] - counts["sent"]).astype(int).to_numpy(),

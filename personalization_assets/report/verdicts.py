@@ -27,7 +27,7 @@ def scope_verdicts(inputs: ReportInputs, scopes: Sequence[str]) -> list[Verdict]
     a winner only when its own best tone passes the gate and the campaign's overall lift gate
     (which includes SRM) passes; a segment's result is otherwise reported as a lead to confirm."""
     config, results = inputs.config, inputs.results
-    gate, own = campaign_rollout(results, inputs.assignments, config, list(scopes))
+    gate, own = campaign_rollout(results, inputs.assignments, config, list(scopes), inputs.allocation)
     own = own.set_index("scope")
     primary = results[(results["metric"] == config.metrics.primary)]
     verdicts = []

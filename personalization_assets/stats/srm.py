@@ -33,6 +33,7 @@ class SrmResult:
     flagged: bool
     expected: dict[str, float]
     observed: dict[str, int]
+    degrees_of_freedom: int = 0
 
 
 def srm_chi2(observed, weights) -> tuple[np.ndarray, np.ndarray]:
@@ -112,4 +113,31 @@ def srm_test(
         flagged=bool(pvalue < threshold),
         expected={arm: float(e) for arm, e in zip(arms, expected, strict=True)},
         observed={arm: int(counts.get(arm, 0)) for arm in arms},
+        degrees_of_freedom=int((weight_vector > 0).sum()) - 1,
     )
+
+
+def stratified_srm_test(counts: np.ndarray, weights: np.ndarray, arms: list[str], threshold: float = DEFAULT_SRM_THRESHOLD) -> SrmResult:
+    """SRM when each stratum (a segment under adaptive allocation) has its own weights: the sum
+    over strata of each stratum's Pearson chi-square, ``counts[s, k]`` against
+    ``n_s · weights[s, k] / Σ_k weights[s, k]``, with df = Σ_s (arms with weight in s - 1) over the
+    strata with customers. Pooling the arm counts instead would hide a stratum given another's
+    weights. ``expected`` and ``observed`` are per arm, summed over the strata."""
+    counts, weights = np.asarray(counts, dtype=float), np.asarray(weights, dtype=float)
+    shares = weights / weights.sum(axis=1, keepdims=True)
+    expected = counts.sum(axis=1, keepdims=True) * shares
+    allocated = shares > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(allocated & (expected > 0), (counts - expected) ** 2 / expected, 0.0)
+    populated = counts.sum(axis=1) > 0
+    degrees_of_freedom = int(np.sum(np.where(populated, allocated.sum(axis=1) - 1, 0)))
+    statistic = float(terms.sum())
+    p_value = float(chdtrc(degrees_of_freedom, statistic)) if degrees_of_freedom > 0 else 1.0
+    if (counts[~allocated] > 0).any():
+        statistic, p_value = np.inf, 0.0
+    if not populated.any():
+        statistic, p_value = np.nan, np.nan
+    return SrmResult(chi2=statistic, p_value=p_value, flagged=bool(p_value < threshold),
+                     expected={arm: float(e) for arm, e in zip(arms, expected.sum(axis=0), strict=True)},
+                     observed={arm: int(c) for arm, c in zip(arms, counts.sum(axis=0), strict=True)},
+                     degrees_of_freedom=degrees_of_freedom)

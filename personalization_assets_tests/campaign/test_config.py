@@ -137,6 +137,14 @@ MORE_MISTAKES = [
     ("no tone weighted", ("  urgent: 0.25\n  informational: 0.25\n  friendly: 0.25\n", "  urgent: 0\n"),
      "arms: must give at least one tone a positive weight"),
     ("tones not a list", ("tones: [urgent, informational, friendly]", "tones: urgent"), "tones: Input should be a valid tuple"),
+    ("thompson with a rollout", ("alpha: 0.05", "alpha: 0.05\nallocation: thompson\nrollout:\n  test_share: 0.2"),
+     "allocation: thompson adapts the weights wave by wave; rollout: tests once"),
+    ("thompson floor above the tones' share", ("alpha: 0.05", "alpha: 0.05\nallocation: thompson\nthompson:\n  floor: 0.3"),
+     "thompson.floor: 0.3 for each of 3 tones exceeds the tones' 75% share of the audience"),
+    ("thompson with an unweighted tone", ("  friendly: 0.25\n", "  friendly: 0\nallocation: thompson\n"),
+     "tones ['friendly'] have weight 0"),
+    ("unknown allocation", ("alpha: 0.05", "alpha: 0.05\nallocation: bandit"), "allocation: Input should be 'fixed' or 'thompson'"),
+    ("unknown thompson key", ("alpha: 0.05", "alpha: 0.05\nthompson:\n  floors: 0.1"), "thompson.floors: unknown key"),
 ]
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from personalization_assets.defs.assignment import assignments
+from personalization_assets.defs.assignment import arm_allocation, assignments
 from personalization_assets.defs.audience import customer_segments, customers
 from personalization_assets.defs.content import (
     content_index,
@@ -139,11 +139,20 @@ def test_safety_pass_rate_reads_every_segment_from_the_warehouse(materialized_ca
     assert result.metadata["blocked_reasons"].value == "none"
 
 
+def test_arm_allocation_alone_equals_the_stored_wave(campaign, stored, tmp_path):
+    # A fixed allocation reads no earlier wave: an empty warehouse gives the stored weights.
+    allocation = arm_allocation(dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign,
+                                warehouse=DuckDBResource(database=str(tmp_path / "empty.duckdb")))
+    _same_rows(allocation, stored("arm_allocation"), ["segment", "arm"])
+    assert (allocation["allocation"] == "fixed").all() and (allocation["weight"] == 0.25).all()
+
+
 def test_assignments_alone_equals_the_stored_wave_and_reports_srm(campaign, audit, stored):
     outputs = list(assignments(
         dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign, audit=audit,
         customer_segments=stored("customer_segments")[["customer_id", "segment", "contact_hold"]],
         message_variants=stored("message_variants"), safety_verdicts=stored("safety_verdicts"),
+        arm_allocation=stored("arm_allocation"),
     ))
     output, check = outputs
     _passes(AssignmentsFrame, output.value)
@@ -157,7 +166,8 @@ def test_assignments_refuse_to_run_below_the_safety_threshold(campaign, audit, s
     with pytest.raises(dg.Failure, match="assignments not made: safety pass rate 0.0%"):
         list(assignments(dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign, audit=audit,
                          customer_segments=stored("customer_segments")[["customer_id", "segment"]],
-                         message_variants=stored("message_variants"), safety_verdicts=verdicts))
+                         message_variants=stored("message_variants"), safety_verdicts=verdicts,
+                         arm_allocation=stored("arm_allocation")))
     assert audit.log().records() == []  # nothing was decided, so nothing was sealed
 
 
@@ -180,13 +190,14 @@ def test_personalized_messages_and_engagement_alone(campaign, audit, stored, tmp
 def test_results_and_rollout_alone_equal_the_stored_wave(campaign, stored):
     output, check = list(experiment_results(
         dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign, assignments=stored("assignments"),
-        engagement=stored("engagement"), customer_segments=stored("customer_segments"),
+        engagement=stored("engagement"), customer_segments=stored("customer_segments"), arm_allocation=stored("arm_allocation"),
     ))
     _passes(ExperimentResultsFrame, output.value)
     _same_rows(output.value, stored("experiment_results"), ["scope", "metric", "arm"])
     assert check.check_name == "lift_threshold" and check.severity == dg.AssetCheckSeverity.WARN
 
     rollout = rollout_recommendation(dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign,
-                                     experiment_results=output.value, assignments=stored("assignments")[["arm"]])
+                                     experiment_results=output.value, assignments=stored("assignments")[["segment", "arm"]],
+                                     arm_allocation=stored("arm_allocation"))
     _same_rows(rollout, stored("rollout_recommendation"), ["scope"])
     assert rollout["scope"].iloc[0] == "overall"

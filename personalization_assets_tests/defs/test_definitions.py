@@ -19,6 +19,7 @@ CONTENT_ASSETS = {"screened_corpus", "content_index", "retrieved_content", "mess
 WAVE_ASSETS = {
     "customers",
     "customer_segments",
+    "arm_allocation",
     "assignments",
     "personalized_messages",
     "engagement",
@@ -77,6 +78,7 @@ def test_graph_partitions_and_checks(campaign_folder):
         dg.AssetKey("customer_segments"),
         dg.AssetKey("message_variants"),
         dg.AssetKey("safety_verdicts"),
+        dg.AssetKey("arm_allocation"),
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {

@@ -20,7 +20,8 @@ from personalization_assets_tests.defs.pipeline import (
     read_table,
 )
 
-RERUN = {"engagement", "experiment_results", "experiment_report", "rollout_recommendation"}
+# arm_allocation too: the results read it; an assigned wave keeps its weights (defs/test_thompson_allocation.py).
+RERUN = {"arm_allocation", "engagement", "experiment_results", "experiment_report", "rollout_recommendation"}
 UPSTREAM = {"customers", "customer_segments", "assignments", "personalized_messages"}
 
 
