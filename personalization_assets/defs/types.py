@@ -66,7 +66,7 @@ _COLUMN_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "significant": (BOOLEAN, "adjusted p < alpha"),
     "rel_lift_ci_low": (FLOAT, "score interval of the relative lift, lower bound (never below -1)"),
     "rel_lift_ci_high": (FLOAT, "score interval of the relative lift, upper bound"),
-    "chance_to_beat_control": (FLOAT, "exact Beta-Binomial posterior P(arm rate > control rate), Beta(1, 1) priors"),
+    "chance_to_beat_control": (FLOAT, "P(arm rate > control rate): exact Beta-Binomial posterior, Beta(1, 1) priors; normal for revenue and for rows stratified by segment"),
     "mde": (FLOAT, "minimum detectable lift at alpha / comparisons, power 0.8"),
     "unmeasurable_reason": (TEXT, "why the comparison cannot be measured (empty when it can)"),
     "engagement_rows": (INTEGER, "sent customers of the arm the engagement export listed"),
