@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from personalization_assets.campaign.config import CampaignConfig
@@ -77,7 +78,7 @@ def allocation_line(allocation: pd.DataFrame) -> str:
                 "customers there, or no earlier wave with imported engagement)")
     shares = "; ".join(f"{segment} " + ", ".join(f"{r.arm} {r.weight:.0%}" for r in part.itertuples())
                        for segment, part in adapted.groupby("segment", sort=False))
-    return f"allocation: thompson; {adapted['segment'].nunique()} segments adapted: {shares}"
+    return f"allocation: thompson; adapted in {adapted['segment'].nunique()} of {allocation['segment'].nunique()} segments: {shares}"
 
 
 def incremental_line(results: pd.DataFrame) -> str:
@@ -88,8 +89,14 @@ def incremental_line(results: pd.DataFrame) -> str:
     rows = results[(results["scope"] == VS_NO_EMAIL) & (results["arm"] != NO_EMAIL_ARM)]
     if rows.empty:
         return ""
-    return "the email's effect vs the no-email holdout: " + "; ".join(
-        f"{r.arm} {r.metric} {r.rel_lift:+.1%} [{r.rel_lift_ci_low:+.1%}, {r.rel_lift_ci_high:+.1%}]" for r in rows.itertuples())
+    def effect(r) -> str:
+        if not np.isfinite(r.rel_lift):  # e.g. a holdout without any conversion: no ratio to state
+            return f"{r.arm} {r.metric} not measurable ({r.unmeasurable_reason or 'no relative lift'})"
+        interval = (f" [{r.rel_lift_ci_low:+.1%}, {r.rel_lift_ci_high:+.1%}]"
+                    if np.isfinite(r.rel_lift_ci_low) and np.isfinite(r.rel_lift_ci_high) else "")
+        return f"{r.arm} {r.metric} {r.rel_lift:+.1%}{interval}"
+
+    return "the email's effect vs the no-email holdout: " + "; ".join(effect(r) for r in rows.itertuples())
 
 
 def guardrail_line(results: pd.DataFrame) -> str:

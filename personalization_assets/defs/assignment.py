@@ -58,9 +58,11 @@ def arm_allocation(context: dg.AssetExecutionContext, campaign: CampaignResource
     """Each segment's arm weights for the wave: the configured ones, or with `allocation: thompson`
     the posterior's (Thompson sampling) given the earlier waves' experiment_results."""
     config, wave, segments = campaign.config, context.partition_key, campaign.catalog.ids
-    earlier, kept = pd.DataFrame(columns=["wave", "scope", "metric", "arm", "n", "rate", "outcome_sd"]), None
+    earlier = pd.DataFrame(columns=["wave", "scope", "metric", "arm", "n", "rate", "outcome_sd"])
+    kept = assigned_allocation(warehouse, wave, {(segment, arm) for segment in segments for arm in config.assignment_weights})
+    if config.allocation == "fixed" and kept is not None and not (kept["allocation"] == "thompson").any():
+        kept = None  # fixed weights come from the campaign file, as they always did
     if config.allocation == "thompson":
-        kept = assigned_allocation(warehouse, wave, {(segment, arm) for segment in segments for arm in config.assignment_weights})
         if kept is None:
             # Read from the warehouse, not as an asset input: the wave's assignments decide its
             # results, so an input on the results would be a cycle in the asset graph.
@@ -83,9 +85,11 @@ def assigned_allocation(warehouse: DuckDBResource, wave: str, cells: set[tuple[s
     """The weights a wave was already assigned with, to keep: its stored arm_allocation rows when
     its assignments exist and the rows cover the same (segment, arm) cells. Re-running an assigned
     wave (`cpo run`, a backfill; the engagement sensor re-runs only what follows the engagement)
-    must move nobody to another arm, whatever later imports changed, and a wave first assigned
-    with fixed weights keeps them. A wave whose assignment never happened (it failed, or only the
-    weights were previewed) is computed again from the results there are now."""
+    must move nobody to another arm, whatever later imports changed or the campaign's
+    `allocation` now says: a wave first assigned with fixed weights under `allocation: thompson`
+    keeps them, one assigned with adapted weights keeps those after a switch to `fixed`. A wave
+    whose assignment never happened (it failed, or only the weights were previewed) is computed
+    again from the results there are now."""
     stored = _warehouse_rows(warehouse, "arm_allocation", "wave = ?", wave)
     assigned = _warehouse_rows(warehouse, "assignments", "wave = ? LIMIT 1", wave)
     if stored is None or assigned is None or not len(assigned) or set(zip(stored["segment"], stored["arm"], strict=True)) != cells:

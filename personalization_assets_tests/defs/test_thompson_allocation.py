@@ -1,7 +1,7 @@
 """`allocation: thompson` end to end through `cpo run`, two waves on SIMULATED engagement: the
 second wave's weights adapt per segment to the first wave's results, the assignment follows them
 (the sample-ratio test against each segment's own weights passes), the overall comparison is
-stratified, and re-running a wave keeps its weights and its customers' arms."""
+stratified, and re-running a wave keeps its weights and its customers' arms, after a switch back to fixed weights too."""
 
 import datetime as dt
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 NEXT_WAVE = (dt.date.fromisoformat(TEST_WAVE) + dt.timedelta(days=7)).isoformat()
 
 
-def test_thompson_allocation_adapts_the_next_wave_and_keeps_a_wave_it_assigned(campaign_folder, capsys):
+def test_thompson_allocation_adapts_the_next_wave_and_an_assigned_wave_keeps_its_weights(campaign_folder, capsys):
     campaign_folder.edit_campaign(allocation="thompson", thompson__min_exposures=20, thompson__floor=0.1,
                                   thompson__from_simulated_engagement=True)
     run = ["run", "--campaign", str(campaign_folder.campaign), "--wave"]
@@ -82,3 +82,11 @@ def test_thompson_allocation_adapts_the_next_wave_and_keeps_a_wave_it_assigned(c
     rerun = read_table(warehouse, "assignments")
     rerun = rerun[rerun["wave"] == NEXT_WAVE].set_index("customer_id")["arm"]
     assert (rerun.reindex(wave2["customer_id"]).to_numpy() == wave2["arm"].to_numpy()).all()
+
+    # Switched back to fixed weights, an assigned wave still keeps how it was assigned.
+    campaign_folder.edit_campaign(allocation="fixed")
+    assert cli.main([*run, NEXT_WAVE]) == cli.EXIT_OK
+    fixed = read_table(warehouse, "arm_allocation", f"wave = '{NEXT_WAVE}'")
+    pd.testing.assert_frame_equal(fixed.reset_index(drop=True), second.reset_index(drop=True))
+    switched = read_table(warehouse, "assignments", f"wave = '{NEXT_WAVE}'").set_index("customer_id")["arm"]
+    assert (switched.reindex(wave2["customer_id"]).to_numpy() == wave2["arm"].to_numpy()).all()
