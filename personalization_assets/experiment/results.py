@@ -309,8 +309,8 @@ def engagement_mismatch(results: pd.DataFrame, config: CampaignConfig, by_segmen
     sent, listed = rows["n"].to_numpy(dtype=float), rows["engagement_rows"].to_numpy(dtype=float)
     statistic, p_value = (float(v) for v in presence_chi2(listed, sent))
     if by_segment:
-        # Every arm's rows per segment: the primary metric's (no-email rows are in the segment
-        # tables too, as an arm analysed on conversions).
+        # The message arms' rows per segment, from the primary metric's segment rows. The no-email
+        # holdout has no segment rows, so its listed rows are not part of this sum.
         scoped = results[~results["scope"].isin([OVERALL, VS_NO_EMAIL]) & (results["metric"] == config.metrics.primary)]
         sent_grid = scoped.pivot(index="scope", columns="arm", values="n").reindex(columns=list(config.arm_names)).fillna(0)
         listed_grid = scoped.pivot(index="scope", columns="arm", values="engagement_rows").reindex_like(sent_grid).fillna(0)

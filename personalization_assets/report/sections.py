@@ -216,9 +216,11 @@ def allocation_blocks(allocation: pd.DataFrame, config, segment_names: dict[str,
         Table("allocation", ["segment", *arms, "weights"], rows, col_keys=["segment", *arms, "weights"], row_attrs=attrs,
               caption=f"Each tone keeps at least {floor} of a segment; control{' and no_email' if config.no_email_share else ''} "
                       "keep their configured shares; the rest goes to the tones in proportion to the posterior probability, given "
-                      "the earlier waves' results, that each is the segment's best tone. Because the weights differ between "
-                      "segments, the overall comparisons of this wave are stratified by segment (each segment's rates weighted "
-                      "by its share of the customers); the overall CUPED and always-valid columns are given per segment only."),
+                      "the earlier waves' results, that each is the segment's best tone. "
+                      + ("Because the weights differ between segments, the overall comparisons of this wave are stratified by "
+                         "segment (each segment's rates weighted by its share of the analysed customers); the overall CUPED and "
+                         "always-valid columns are given per segment only." if weights_vary(allocation) else
+                         "No segment's weights differ from the others' this wave, so its comparisons are those of fixed weights.")),
     ]
 
 
