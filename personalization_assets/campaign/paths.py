@@ -16,6 +16,13 @@ CAMPAIGN_ENV = "CPO_CAMPAIGN"
 WAREHOUSE_SCHEMA = "personalization"
 
 
+def table_exists(connection, table: str, schema: str = WAREHOUSE_SCHEMA) -> bool:
+    """Whether the warehouse (a DuckDB connection) holds `schema.table` yet: an asset's table
+    exists only once it was first materialized."""
+    return bool(connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                                   [schema, table]).fetchone()[0])
+
+
 def default_campaign_path() -> Path:
     """`CPO_CAMPAIGN` if set, else `data/campaign.yaml` in the working directory, else the checkout's."""
     if os.environ.get(CAMPAIGN_ENV):

@@ -13,6 +13,7 @@ from personalization_assets.campaign.paths import (
     WAREHOUSE_SCHEMA,
     exports_dir,
     reports_dir,
+    table_exists,
 )
 from personalization_assets.experiment.engagement import SOURCE_SIMULATED
 from personalization_assets.experiment.results import weights_vary
@@ -44,10 +45,9 @@ def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
         results = _query(connection, "SELECT * FROM {schema}.experiment_results WHERE wave = ?", wave)
         rollout = _query(connection, "SELECT scope, recommended_arm, reason FROM {schema}.rollout_recommendation WHERE wave = ?", wave)
         emails = int(_query(connection, "SELECT count(*) AS n FROM {schema}.personalized_messages WHERE wave = ?", wave)["n"].iloc[0])
-        stored = _query(connection, "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                        WAREHOUSE_SCHEMA, "arm_allocation")["n"].iloc[0]
         allocation = (_query(connection, "SELECT segment, arm, allocation, weight, adapted FROM {schema}.arm_allocation WHERE wave = ?",
-                             wave) if stored else pd.DataFrame(columns=["segment", "arm", "allocation", "weight", "adapted"]))
+                             wave) if table_exists(connection, "arm_allocation")
+                      else pd.DataFrame(columns=["segment", "arm", "allocation", "weight", "adapted"]))
     blocked = verdicts[verdicts["decision"] != "approved"]
     simulated = bool((results["engagement_source"] == SOURCE_SIMULATED).any())
     lines = [
@@ -118,9 +118,7 @@ def rollout_sent(warehouse: Path, wave: str) -> bool:
     if not warehouse.is_file():
         return False
     with duckdb.connect(str(warehouse), read_only=True) as connection:
-        exists = connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = "
-                                    "'rollout_assignments'", [WAREHOUSE_SCHEMA]).fetchone()[0]
-        return bool(exists) and bool(_query(connection, "SELECT count(*) AS n FROM {schema}.rollout_assignments WHERE wave = ?",
+        return table_exists(connection, "rollout_assignments") and bool(_query(connection, "SELECT count(*) AS n FROM {schema}.rollout_assignments WHERE wave = ?",
                                             wave)["n"].iloc[0])
 
 

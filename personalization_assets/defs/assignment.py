@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
+from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA, table_exists
 from personalization_assets.defs.partitions import ALL_SEGMENTS, columns, per_wave
 from personalization_assets.defs.resources import AuditResource, CampaignResource
 from personalization_assets.defs.types import SCHEMAS, AssignmentsFrame
@@ -48,9 +48,9 @@ def sendable_decisions(config, audit: AuditResource, message_variants: pd.DataFr
 def _warehouse_rows(warehouse: DuckDBResource, table: str, where: str, wave: str) -> pd.DataFrame | None:
     """Rows of a warehouse table (`where` on its `wave`), or None while the table does not exist."""
     with warehouse.get_connection() as connection:
-        exists = connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                                    [WAREHOUSE_SCHEMA, table]).fetchone()[0]
-        return connection.execute(f"SELECT * FROM {WAREHOUSE_SCHEMA}.{table} WHERE {where}", [wave]).df() if exists else None
+        if not table_exists(connection, table):
+            return None
+        return connection.execute(f"SELECT * FROM {WAREHOUSE_SCHEMA}.{table} WHERE {where}", [wave]).df()
 
 
 @dg.asset(**per_wave(SCHEMAS["arm_allocation"]))

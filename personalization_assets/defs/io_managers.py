@@ -39,6 +39,8 @@ from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
+from personalization_assets.campaign.paths import table_exists
+
 _PLAIN_KINDS = frozenset("Obiuf")
 
 
@@ -123,11 +125,7 @@ class TransactionalDuckDbClient(DuckDbClient):
     def delete_table_slice(context, table_slice: TableSlice, connection) -> None:
         # Asked first rather than tried: inside a transaction, a failed DELETE on a table that does
         # not exist yet would abort the transaction (Dagster's client catches the error instead).
-        exists = connection.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [table_slice.schema, table_slice.table],
-        ).fetchone()[0]
-        if exists:
+        if table_exists(connection, table_slice.table, table_slice.schema):
             DuckDbClient.delete_table_slice(context, table_slice, connection)
 
 

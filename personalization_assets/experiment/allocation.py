@@ -101,8 +101,9 @@ def chance_best(history: ArmHistory, tone_columns: Sequence[int], *, continuous:
 
 
 def thompson_weights(history: ArmHistory, base_weights: Sequence[float], tone_columns: Sequence[int], *, floor: float,
-                     min_exposures: int, continuous: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(segments, arms) weights of a wave, and per segment whether they were adapted.
+                     min_exposures: int, continuous: bool, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(segments, arms) weights of a wave, per segment whether they were adapted, and the
+    (segments, tones) chance of each tone being the best (`chance_best`) they were set from.
 
     `base_weights` are the configured shares of every arm (control, tones, a no-email holdout),
     summing to 1; the arms not in `tone_columns` keep them. The tones share what is left: each at
@@ -115,11 +116,10 @@ def thompson_weights(history: ArmHistory, base_weights: Sequence[float], tone_co
         raise ValueError(f"a floor of {floor:.0%} for each of {len(columns)} tones exceeds their {tone_share:.0%} share")
     weights = np.tile(base, (history.n.shape[0], 1))
     ready = (history.n[:, columns] >= min_exposures).all(axis=1)
-    if ready.any():
-        chance = chance_best(history, columns, continuous=continuous, seed=seed)
-        adapted = floor + (tone_share - floor * len(columns)) * chance
-        weights[np.ix_(ready, columns)] = adapted[ready]
-    return weights, ready
+    chance = chance_best(history, columns, continuous=continuous, seed=seed)
+    adapted = floor + (tone_share - floor * len(columns)) * chance
+    weights[np.ix_(ready, columns)] = adapted[ready]
+    return weights, ready, chance
 
 
 def wave_draws(customer_ids: pd.Series, experiment_id: str, wave: str) -> np.ndarray:
@@ -208,10 +208,10 @@ def allocation_table(config: CampaignConfig, segments: Sequence[str], earlier: p
         history = ArmHistory.from_results(earlier, segments, arms, metric)
         tones = [position for position, arm in enumerate(arms) if arm not in (CONTROL_ARM, NO_EMAIL_ARM)]
         settings, continuous, seed = config.thompson, metric in CONTINUOUS_METRICS, allocation_seed(config.experiment_id, wave)
-        table, ready = thompson_weights(history, base, tones, floor=settings.floor, min_exposures=settings.min_exposures,
-                                        continuous=continuous, seed=seed)
+        table, ready, tone_chance = thompson_weights(history, base, tones, floor=settings.floor,
+                                                     min_exposures=settings.min_exposures, continuous=continuous, seed=seed)
         exposures, earlier_mean, chance = history.n, np.where(history.n > 0, history.mean, np.nan), nan.copy()
-        chance[:, tones] = chance_best(history, tones, continuous=continuous, seed=seed)
+        chance[:, tones] = tone_chance
     return pd.DataFrame({
         "wave": wave,
         "segment": np.repeat(np.array(list(segments), dtype=object), len(arms)),

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.special import chdtrc, ndtr
+from scipy.special import ndtr
 
 from personalization_assets.campaign.config import (
     CONTINUOUS_METRICS,
@@ -41,6 +41,7 @@ from personalization_assets.stats.srm import (
     DEFAULT_SRM_THRESHOLD,
     SrmResult,
     presence_chi2,
+    stratified_presence_test,
     stratified_srm_test,
 )
 
@@ -272,13 +273,13 @@ def sample_ratio_mismatch(assignments: pd.DataFrame, config: CampaignConfig, all
     if allocation is not None and not len(allocation):
         raise ValueError("the wave's arm_allocation has no weights: materialize arm_allocation and assignments for it "
                          "(cpo run --wave W) before its results")
-    grid = None if allocation is None else allocation_weights(allocation, list(pd.unique(allocation["segment"])), arms)
-    if grid is None or np.allclose(grid, grid[0]):
+    segments = [] if allocation is None else list(pd.unique(allocation["segment"]))
+    grid = None if allocation is None else allocation_weights(allocation, segments, arms)
+    if not weights_vary(allocation):
         counts = pd.Series(assignments["arm"]).value_counts()
         counts.index = counts.index.astype(str)
         shares = dict(weights) if grid is None else dict(zip(arms, grid[0], strict=True))
         return srm_test({arm: int(counts.get(arm, 0)) for arm in arms}, shares)
-    segments = list(pd.unique(allocation["segment"]))
     segment_codes = pd.Categorical(assignments["segment"], categories=segments).codes.astype(np.intp)
     arm_codes = pd.Categorical(assignments["arm"], categories=arms).codes.astype(np.intp)
     if (segment_codes < 0).any() or (arm_codes < 0).any():
@@ -314,12 +315,7 @@ def engagement_mismatch(results: pd.DataFrame, config: CampaignConfig, by_segmen
         scoped = results[~results["scope"].isin([OVERALL, VS_NO_EMAIL]) & (results["metric"] == config.metrics.primary)]
         sent_grid = scoped.pivot(index="scope", columns="arm", values="n").reindex(columns=list(config.arm_names)).fillna(0)
         listed_grid = scoped.pivot(index="scope", columns="arm", values="engagement_rows").reindex_like(sent_grid).fillna(0)
-        per_segment, _ = presence_chi2(listed_grid.to_numpy(dtype=float), sent_grid.to_numpy(dtype=float))
-        share = listed_grid.to_numpy().sum(axis=1) / np.maximum(sent_grid.to_numpy().sum(axis=1), 1)
-        testable = ((sent_grid.to_numpy() > 0).sum(axis=1) > 1) & (share > 0) & (share < 1)
-        degrees_of_freedom = int(np.sum(np.where(testable, (sent_grid.to_numpy() > 0).sum(axis=1) - 1, 0)))
-        statistic = float(np.sum(per_segment))
-        p_value = float(chdtrc(degrees_of_freedom, statistic)) if degrees_of_freedom > 0 else 1.0
+        statistic, p_value = stratified_presence_test(listed_grid.to_numpy(dtype=float), sent_grid.to_numpy(dtype=float))
     share = listed.sum() / sent.sum() if sent.sum() else 1.0
     return SrmResult(chi2=statistic, p_value=p_value, flagged=p_value < DEFAULT_SRM_THRESHOLD,
                      expected={arm: float(n * share) for arm, n in zip(rows.index, sent, strict=True)},

@@ -229,7 +229,7 @@ def design_section(inputs: ReportInputs, segment_names: dict[str, str]) -> tuple
     config, assignments = inputs.config, inputs.assignments
     adaptive = inputs.allocation is not None and bool((inputs.allocation["allocation"] == "thompson").any())
     srm = sample_ratio_mismatch(assignments, config, inputs.allocation)
-    arms = design_table(assignments, config, inputs.allocation)
+    arms = design_table(assignments, config, srm.expected)
     tones = [a for a in config.arm_names if a != CONTROL_ARM]
     how = ("by a deterministic hash of (experiment id, wave, customer id) into the segment's weights for this wave, which "
            "Thompson sampling set from the earlier waves' results (table below)" if adaptive else

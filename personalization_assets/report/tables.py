@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from personalization_assets.campaign.config import CampaignConfig
@@ -35,23 +37,18 @@ def results_display(results: pd.DataFrame, scope: str, metrics: tuple[str, ...])
     )
 
 
-def design_table(assignments: pd.DataFrame, config: CampaignConfig, allocation: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per arm: its weight, the customers expected from it, assigned, sent and held out. With the
-    wave's `allocation` (weights per segment), an arm's expected customers are Σ over segments of
-    the segment's customers × the arm's weight there, and its weight that over all customers."""
+def design_table(assignments: pd.DataFrame, config: CampaignConfig, expected: Mapping[str, float]) -> pd.DataFrame:
+    """Per arm: its weight, the customers expected from it (`expected`: the sample-ratio test's,
+    `SrmResult.expected`), assigned, sent and held out. The weight is the expected share of all
+    assigned customers: the configured weight, or under weights per segment (an adapted wave) Σ
+    over segments of the segment's customers × the arm's weight there, over all customers."""
     counts = assignments.groupby(assignments["arm"].astype(str)).agg(
         assigned=("customer_id", "size"), sent=("sent", "sum")
     )
     weights = dict(config.assignment_weights)  # the no-email holdout too, when the campaign has one
     counts = counts.reindex(list(weights), fill_value=0)
     total = int(counts["assigned"].sum())
-    expected = {arm: total * weight for arm, weight in weights.items()}
-    if allocation is not None:
-        per_segment = assignments["segment"].astype(str).value_counts()
-        rows = allocation.assign(customers=allocation["segment"].map(per_segment).fillna(0).to_numpy(dtype=float))
-        summed = (rows["customers"] * rows["weight"]).groupby(rows["arm"]).sum()
-        expected = {arm: float(summed.get(arm, 0.0)) for arm in weights}
-        weights = {arm: expected[arm] / total if total else weights[arm] for arm in weights}
+    weights = {arm: expected[arm] / total if total else weights[arm] for arm in weights}
     return pd.DataFrame(
         {
             "arm": counts.index,

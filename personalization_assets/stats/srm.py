@@ -77,6 +77,14 @@ def presence_chi2(listed, sent) -> tuple[np.ndarray, np.ndarray]:
     leading axes (one row per simulated experiment). Every customer listed (or none), or fewer
     than two arms with customers, gives chi2 = 0, p = 1: nothing was lost unevenly.
     """
+    statistic, degrees_of_freedom = _presence_statistic(listed, sent)
+    p_value = np.where(degrees_of_freedom > 0, chdtrc(np.maximum(degrees_of_freedom, 1), statistic), 1.0)
+    return statistic, p_value
+
+
+def _presence_statistic(listed, sent) -> tuple[np.ndarray, np.ndarray]:
+    """`presence_chi2`'s statistic and degrees of freedom per leading row; both 0 where there is
+    nothing to test (every customer listed or none, or fewer than two arms with customers)."""
     listed, sent = np.asarray(listed, dtype=float), np.asarray(sent, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         share = listed.sum(axis=-1, keepdims=True) / sent.sum(axis=-1, keepdims=True)
@@ -84,9 +92,17 @@ def presence_chi2(listed, sent) -> tuple[np.ndarray, np.ndarray]:
         terms = (listed - expected_listed) ** 2 / expected_listed + (sent - listed - expected_missing) ** 2 / expected_missing
     degrees_of_freedom = (sent > 0).sum(axis=-1) - 1
     testable = (degrees_of_freedom > 0) & (share[..., 0] > 0) & (share[..., 0] < 1)
-    statistic = np.where(testable, np.where(sent > 0, terms, 0.0).sum(axis=-1), 0.0)
-    p_value = np.where(testable, chdtrc(np.maximum(degrees_of_freedom, 1), statistic), 1.0)
-    return statistic, p_value
+    return np.where(testable, np.where(sent > 0, terms, 0.0).sum(axis=-1), 0.0), np.where(testable, degrees_of_freedom, 0)
+
+
+def stratified_presence_test(listed: np.ndarray, sent: np.ndarray) -> tuple[float, float]:
+    """`presence_chi2` within each stratum (rows: segments; columns: arms), summed: the strata's
+    chi-squares and their degrees of freedom, one test of whether the arms lost rows unevenly
+    inside any stratum (rows lost more in one stratum than another are not a mismatch). p = 1
+    where no stratum has anything to test."""
+    statistic, degrees_of_freedom = _presence_statistic(listed, sent)
+    total, df = float(np.sum(statistic)), int(np.sum(degrees_of_freedom))
+    return total, float(chdtrc(df, total)) if df > 0 else 1.0
 
 
 def srm_test(

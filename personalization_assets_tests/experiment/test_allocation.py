@@ -48,7 +48,7 @@ def history(n, successes) -> ArmHistory:
 
 def test_control_keeps_its_share_every_tone_its_floor_and_the_best_tone_the_most():
     h = history([[500, 500, 500, 500]], [[100, 100, 100, 150]])
-    weights, adapted = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=False, seed=1)
+    weights, adapted, _ = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=False, seed=1)
     assert adapted.all() and weights.sum() == pytest.approx(1.0)
     assert weights[0, 0] == pytest.approx(0.25)
     assert (weights[0, TONES] >= 0.05).all() and weights[0, 3] == weights[0, TONES].max() and weights[0, 3] > 0.6
@@ -56,7 +56,7 @@ def test_control_keeps_its_share_every_tone_its_floor_and_the_best_tone_the_most
 
 def test_a_segment_below_the_exposure_minimum_keeps_the_configured_weights():
     h = history([[500, 500, 99, 500], [500, 500, 500, 500]], [[100, 100, 10, 150], [100, 100, 100, 150]])
-    weights, adapted = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=False, seed=1)
+    weights, adapted, _ = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=False, seed=1)
     assert adapted.tolist() == [False, True]
     assert weights[0] == pytest.approx(BASE)
 
@@ -64,7 +64,7 @@ def test_a_segment_below_the_exposure_minimum_keeps_the_configured_weights():
 def test_a_no_email_holdout_keeps_its_share_and_a_floor_too_large_is_refused():
     base = np.array([0.2, 0.2, 0.2, 0.2, 0.2])  # the last: a no-email holdout
     h = history([[500] * 5], [[100, 100, 100, 150, 0]])
-    weights, _ = thompson_weights(h, base, TONES, floor=0.05, min_exposures=100, continuous=False, seed=1)
+    weights, _, _ = thompson_weights(h, base, TONES, floor=0.05, min_exposures=100, continuous=False, seed=1)
     assert weights[0, [0, 4]] == pytest.approx([0.2, 0.2])
     with pytest.raises(ValueError, match="floor of 25% for each of 3 tones exceeds their 60% share"):
         thompson_weights(h, base, TONES, floor=0.25, min_exposures=100, continuous=False, seed=1)
@@ -72,7 +72,7 @@ def test_a_no_email_holdout_keeps_its_share_and_a_floor_too_large_is_refused():
 
 def test_revenue_weights_use_the_normal_posterior_of_the_mean():
     h = ArmHistory(np.full((1, 4), 2000.0), np.array([[2.0, 2.0, 2.0, 3.0]]), np.full((1, 4), 20.0))
-    weights, _ = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=True, seed=1)
+    weights, _, _ = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=True, seed=1)
     assert weights[0, 3] == weights[0, TONES].max() and weights.sum() == pytest.approx(1.0)
 
 
@@ -80,7 +80,7 @@ def test_tones_that_cannot_be_told_apart_share_the_adapted_weights_evenly():
     """No purchase in any arm yet (revenue 0, no spread): every draw ties, and the tie is broken at
     random rather than always for the first tone."""
     h = ArmHistory(np.full((1, 4), 500.0), np.zeros((1, 4)), np.zeros((1, 4)))
-    weights, _ = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=True, seed=1)
+    weights, _, _ = thompson_weights(h, BASE, TONES, floor=0.05, min_exposures=100, continuous=True, seed=1)
     assert weights[0, TONES] == pytest.approx([0.25, 0.25, 0.25], abs=0.02)
 
 
@@ -122,7 +122,7 @@ def simulate_campaign(rng, adaptive: bool, waves: int = 8, floor: float = 0.05):
     for wave in range(waves):
         weights = np.tile(BASE, (n_segments, 1))
         if adaptive:
-            weights, _ = thompson_weights(history(seen_n, seen_x), BASE, TONES, floor=floor, min_exposures=100,
+            weights, _, _ = thompson_weights(history(seen_n, seen_x), BASE, TONES, floor=floor, min_exposures=100,
                                           continuous=False, seed=wave)
         for segment, size in enumerate(SEGMENT_SIZES):
             n = rng.multinomial(size, weights[segment])
