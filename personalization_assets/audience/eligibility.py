@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personalization_assets.campaign.config import AudienceSettings
+from personalization_assets.campaign.config import (
+    EMAIL_ADDRESS_PATTERN,
+    AudienceSettings,
+)
 from personalization_assets.campaign.errors import (
     DataContractError,
     offending_rows,
@@ -38,7 +41,8 @@ HOLD_NO_CONSENT = "no_consent"
 HOLD_NO_EMAIL = "no_email"
 HOLD_INVALID_EMAIL = "invalid_email"
 HOLD_UNSAFE_MERGE_VALUE = "unsafe_merge_value"  # written as unsafe_merge_value:<field>
-CONTACT_HOLD_ORDER = (HOLD_SUPPRESSED, HOLD_NO_CONSENT, HOLD_NO_EMAIL, HOLD_INVALID_EMAIL, HOLD_UNSAFE_MERGE_VALUE)
+HOLD_FREQUENCY_CAP = "frequency_cap"
+CONTACT_HOLD_ORDER = (HOLD_SUPPRESSED, HOLD_NO_CONSENT, HOLD_NO_EMAIL, HOLD_INVALID_EMAIL, HOLD_UNSAFE_MERGE_VALUE, HOLD_FREQUENCY_CAP)
 CONTACT_HOLD_EXPLANATIONS = {
     HOLD_SUPPRESSED: "listed in the suppression file (unsubscribed, bounced, complained, ...); never emailed",
     HOLD_NO_CONSENT: "the consent column does not record consent to email",
@@ -47,12 +51,12 @@ CONTACT_HOLD_EXPLANATIONS = {
     HOLD_NOT_CHECKED: "no contact check was recorded for the customer (stored by an earlier version); re-run the wave",
     HOLD_UNSAFE_MERGE_VALUE: "a merge value holds markup, a URL, control or bidi characters, template syntax, "
     "or is longer than the campaign allows; it would change what the email says",
+    HOLD_FREQUENCY_CAP: "already sent as many campaign emails in the last days as delivery.frequency_cap allows (every campaign "
+    "sharing this CPO_HOME counts)",
 }
 
 SUPPRESSION_COLUMNS = ("customer_id", "email", "reason", "date")
 _REASON = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-# One address, no display name, no whitespace or header separators: what an SMTP RCPT TO takes.
-_EMAIL = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 EMAIL_MAX_CHARS = 254  # RFC 5321's limit on a forward path
 _URL_LIKE = r"(?i:://|\bwww\.|\b[a-z0-9-]+\.(?:com|net|org|info|biz|io|ru|cn|xyz|top|ly|co|me|link|click)\b)"
 # Merge values are one line of plain text: everything UNSAFE_TEXT_PATTERNS names, any line break,
@@ -78,34 +82,55 @@ class Suppression:
     def __len__(self) -> int:
         return len(self.by_customer_id) + len(self.by_email)
 
+    @classmethod
+    def from_entries(cls, frame: pd.DataFrame) -> Suppression:
+        """From entries with customer_id and/or email (missing or blank: not given) and reason; the first entry of each wins."""
+        frame = frame.reindex(columns=["customer_id", "email", "reason"]).astype("string").apply(lambda c: c.str.strip().replace("", pd.NA))
+        by_id = frame.dropna(subset=["customer_id"]).drop_duplicates("customer_id")
+        by_email = frame.dropna(subset=["email"]).assign(email=lambda f: f["email"].str.lower()).drop_duplicates("email")
+        return cls(
+            pd.Series(by_id["reason"].to_numpy(dtype=object), index=by_id["customer_id"].to_numpy(dtype=object)),
+            pd.Series(by_email["reason"].to_numpy(dtype=object), index=by_email["email"].to_numpy(dtype=object)),
+        )
+
+    def combined(self, other: Suppression) -> Suppression:
+        """Both lists' entries; where both list a customer or an address, this list's reason."""
+        def merge(mine: pd.Series, theirs: pd.Series) -> pd.Series:
+            joined = pd.concat([mine, theirs])
+            return joined[~joined.index.duplicated(keep="first")]
+
+        return Suppression(merge(self.by_customer_id, other.by_customer_id), merge(self.by_email, other.by_email))
+
+
+def read_entry_file(path: Path, columns: tuple[str, ...], *, required: tuple[str, ...], what: str, row_name: str) -> pd.DataFrame:
+    """A CSV of entries naming customers by customer_id and/or email (a suppression or an
+    unsubscribes file): only `columns`, the `required` ones present, every value stripped text."""
+    if not path.is_file():
+        raise DataContractError(path, None, f"{what} must exist")
+    raw = read_csv_as_text(path, row_name=row_name)
+    unknown = [c for c in raw.columns if c not in columns]
+    if unknown:
+        raise DataContractError(path, unknown[0], f"unknown column (allowed: {list(columns)})")
+    for column in required:
+        if column not in raw.columns:
+            raise DataContractError(path, column, f"required column missing (found: {list(raw.columns)})")
+    if "customer_id" not in raw.columns and "email" not in raw.columns:
+        raise DataContractError(path, None, "needs a customer_id or an email column (or both)")
+    return raw.reindex(columns=list(columns)).apply(lambda c: c.astype("string").str.strip())
+
 
 def load_suppression(path: Path | None) -> Suppression:
     """The suppression file (CSV: customer_id and/or email, reason, date), validated; none configured: empty."""
     if path is None:
         return Suppression.empty()
-    if not path.is_file():
-        raise DataContractError(path, None, "the suppression file named by paths.suppression must exist")
-    raw = read_csv_as_text(path, row_name="suppression entry")
-    unknown = [c for c in raw.columns if c not in SUPPRESSION_COLUMNS]
-    if unknown:
-        raise DataContractError(path, unknown[0], f"unknown column (allowed: {list(SUPPRESSION_COLUMNS)})")
-    for column in ("reason", "date"):
-        if column not in raw.columns:
-            raise DataContractError(path, column, f"required column missing (found: {list(raw.columns)})")
-    if "customer_id" not in raw.columns and "email" not in raw.columns:
-        raise DataContractError(path, None, "needs a customer_id or an email column (or both)")
-    frame = raw.reindex(columns=list(SUPPRESSION_COLUMNS)).apply(lambda c: c.astype("string").str.strip())
+    frame = read_entry_file(path, SUPPRESSION_COLUMNS, required=("reason", "date"), what="the suppression file named by paths.suppression",
+                            row_name="suppression entry")
     _reject(frame, frame["customer_id"].isna() & frame["email"].isna(), path, "customer_id", "each entry needs a customer_id or an email")
     _reject(frame, ~frame["reason"].fillna("").str.match(_REASON.pattern), path, "reason",
             "must be a lower-case word such as unsubscribed, bounced, complained")
     dates = pd.to_datetime(frame["date"], format="ISO8601", errors="coerce", utc=True)  # a date, or a timestamp as exported
     _reject(frame, dates.isna(), path, "date", "must be an ISO 8601 date or timestamp (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)")
-    by_id = frame.dropna(subset=["customer_id"]).drop_duplicates("customer_id")
-    by_email = frame.dropna(subset=["email"]).assign(email=lambda f: f["email"].str.lower()).drop_duplicates("email")
-    return Suppression(
-        pd.Series(by_id["reason"].to_numpy(dtype=object), index=by_id["customer_id"].to_numpy(dtype=object)),
-        pd.Series(by_email["reason"].to_numpy(dtype=object), index=by_email["email"].to_numpy(dtype=object)),
-    )
+    return Suppression.from_entries(frame)
 
 
 def _reject(frame: pd.DataFrame, mask: pd.Series, path: Path, column: str, rule: str) -> None:
@@ -149,7 +174,7 @@ def contact_holds(
         candidates.append((~consent, HOLD_NO_CONSENT))
     no_email = (email == "").to_numpy()
     candidates.append((no_email, HOLD_NO_EMAIL))
-    valid_email = email.str.match(_EMAIL).to_numpy() & (email.str.len() <= EMAIL_MAX_CHARS).to_numpy()
+    valid_email = email.str.match(EMAIL_ADDRESS_PATTERN).to_numpy() & (email.str.len() <= EMAIL_MAX_CHARS).to_numpy()
     candidates.append((~no_email & ~valid_email, HOLD_INVALID_EMAIL))
     for field in merge_fields:
         if field == "email" or field not in customers.columns:
@@ -161,6 +186,26 @@ def contact_holds(
     holds = np.full(n, CONTACTABLE, dtype=object)
     for applies, why in reversed(candidates):  # the first reason in precedence order wins
         holds = np.where(applies, why, holds)
+    return holds
+
+
+def wave_contact_holds(contact_hold: np.ndarray, customer_ids: pd.Series, emails: pd.Series, shared: Suppression,
+                       recent_sends: pd.Series, max_emails: int | None) -> np.ndarray:
+    """The contact holds of one wave: the customer file's, then, for customers it lets through, the
+    shared suppression list (bounces and unsubscribes that flowed back, `delivery/ledger.py`) and
+    the frequency cap (`recent_sends`: messages per lower-cased address in the cap's window)."""
+    holds = np.asarray(contact_hold, dtype=object).copy()
+    open_ = holds == CONTACTABLE
+    if len(shared):
+        by_id = customer_ids.astype(str).map(shared.by_customer_id).to_numpy(dtype=object)
+        by_email = emails.fillna("").astype(str).str.lower().map(shared.by_email).to_numpy(dtype=object)
+        reason = np.where(pd.isna(by_id), by_email, by_id)
+        suppressed = open_ & ~pd.isna(reason)
+        holds[suppressed] = HOLD_SUPPRESSED + ":" + reason[suppressed].astype(str)
+        open_ &= ~suppressed
+    if max_emails is not None and len(recent_sends):
+        sends = emails.fillna("").astype(str).str.lower().map(recent_sends).fillna(0).to_numpy()
+        holds[open_ & (sends >= max_emails)] = HOLD_FREQUENCY_CAP
     return holds
 
 

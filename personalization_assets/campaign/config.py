@@ -61,10 +61,57 @@ ToneName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")]
 # Numbers are YAML numbers: "0.05" (a quoted string) is as much a mistake as "three".
 Number = StrictFloat
 Effect = Annotated[StrictFloat, Field(ge=0, le=10)]
+# One address, no display name, no whitespace or header separators: what an SMTP MAIL FROM or
+# RCPT TO takes (`audience/eligibility.py` checks every customer's address with it too).
+EMAIL_ADDRESS_PATTERN = (r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+EmailAddress = Annotated[str, Field(max_length=254, pattern=EMAIL_ADDRESS_PATTERN)]
+# One line of text for a header or a footer: no line break can start another header.
+OneLine = Annotated[str, Field(min_length=1, max_length=300, pattern=r"^[^\r\n\x00-\x1f\x7f\u2028\u2029\x85]*\S[^\r\n\x00-\x1f\x7f\u2028\u2029\x85]*$")]
 
 
 class CompanySettings(StrictModel):
     name: NonBlank = "Our company"
+
+
+class SenderSettings(StrictModel):
+    """Who every email is from, as the law (CAN-SPAM, ePrivacy) and the large mailbox providers
+    require it in the message itself (`delivery/compliance.py` refuses a campaign without them)."""
+
+    from_name: Annotated[OneLine, Field(max_length=100)] = Field(description="the sender's name in the From header and the footer")
+    from_address: EmailAddress = Field(description="the From address, also the envelope sender that bounces return to")
+    reply_to: EmailAddress = Field(description="where replies go (Reply-To)")
+    postal_address: OneLine = Field(description="the sender's valid physical postal address, shown in every footer")
+    unsubscribe_url: Annotated[str, Field(max_length=500, pattern=r"^https://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[A-Za-z0-9._~!$'()*+,;=:@%/-]*)?$")] = Field(
+        description="https endpoint taking the one-click unsubscribe POST (RFC 8058); each customer's signed token is appended")
+    unsubscribe_mailto: EmailAddress = Field(description="address of the mailto: unsubscribe in List-Unsubscribe")
+    message_id_domain: Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")] | None = Field(
+        None, description="right-hand side of each Message-ID; default: the From address's domain")
+
+    @property
+    def message_domain(self) -> str:
+        return self.message_id_domain or self.from_address.rsplit("@", 1)[1]
+
+
+class FrequencyCap(StrictModel):
+    """At most `max_emails` campaign emails per customer in any `days` days, over every campaign
+    that shares this CPO_HOME (`delivery/ledger.py` counts what was delivered)."""
+
+    max_emails: StrictInt = Field(ge=1, le=1000)
+    days: StrictInt = Field(7, ge=1, le=366)
+
+
+class DeliverySettings(StrictModel):
+    """How `cpo send` delivers a wave (`delivery/send.py`)."""
+
+    frequency_cap: FrequencyCap | None = Field(None, description="customers over it are held out (hold_reason frequency_cap)")
+    rate_per_second: Number = Field(20.0, gt=0, le=100_000, description="most messages handed to the mail server per second")
+    max_concurrency: StrictInt = Field(4, ge=1, le=64, description="SMTP connections at once")
+    max_attempts: StrictInt = Field(8, ge=1, le=100, description="attempts per message on temporary (4xx) replies, over every send")
+    retry_backoff_seconds: Number = Field(2.0, ge=0, le=3600, description="wait before the first retry; it doubles each attempt")
+    retry_max_backoff_seconds: Number = Field(300.0, ge=0, le=3600, description="longest wait between two attempts")
+    retry_budget_seconds: Number = Field(600.0, gt=0, description="how long one send keeps retrying deferred messages")
+    timeout_seconds: Number = Field(60.0, gt=0, le=3600, description="SMTP socket timeout")
 
 
 class MetricSettings(StrictModel):
@@ -306,6 +353,8 @@ class PathSettings(StrictModel):
     engagement: Path = Path("engagement")
     prompts: Path = Path("../prompts")
     suppression: Path | None = Field(None, description="CSV of customer_id and/or email, reason, date: never emailed")
+    email_templates: Path | None = Field(
+        None, description="folder of message.html.j2 and message.txt.j2, the email's layout; default: <prompts>/email")
 
     @field_validator("*", mode="after")
     @classmethod
@@ -317,6 +366,10 @@ class PathSettings(StrictModel):
 
     def engagement_file(self, wave: str) -> Path:
         return self.engagement / f"{wave}.csv"
+
+    @property
+    def email_templates_dir(self) -> Path:
+        return self.email_templates or self.prompts / "email"
 
     def rollout_engagement_file(self, wave: str) -> Path:
         """The ESP export of a wave's rollout send (after a test on a share), beside the test's."""
@@ -350,6 +403,8 @@ class CampaignConfig(StrictModel):
     )
     thompson: ThompsonSettings = Field(default_factory=ThompsonSettings)
     personalization: PersonalizationSettings = Field(default_factory=PersonalizationSettings)
+    sender: SenderSettings | None = Field(None, description="who the emails are from; required to build and send them")
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     simulation: SimulationSettings = Field(default_factory=SimulationSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
 

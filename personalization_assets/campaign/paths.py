@@ -49,6 +49,11 @@ def exports_dir(home: Path | None = None) -> Path:
     return (home or cpo_home()) / "exports"
 
 
+def delivery_dir(home: Path | None = None) -> Path:
+    """The delivery ledger and the suppression entries that flow back, shared by every campaign of this home."""
+    return (home or cpo_home()) / "delivery"
+
+
 def dagster_home(home: Path | None = None) -> Path:
     return (home or cpo_home()) / "dagster"
 

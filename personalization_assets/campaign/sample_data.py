@@ -263,6 +263,7 @@ def write_sample_data(
         campaign_text = _replace_line(campaign_text, r"  prompts: .*", "  prompts: prompts")
     if company is not None:
         campaign_text = _replace_line(campaign_text, r"  name: .*", f"  name: {json.dumps(company)}")
+        campaign_text = _replace_line(campaign_text, r"  from_name: .*", f"  from_name: {json.dumps(company)}")
     if goal is not None:
         campaign_text, replaced = re.subn(r"^goal: >-\n(?:  .*\n)+", lambda _: f"goal: {json.dumps(goal)}\n", campaign_text, count=1,
                                           flags=re.MULTILINE)

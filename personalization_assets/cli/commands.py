@@ -222,15 +222,22 @@ class Session:
             return EXIT_OK
         return self._run_and_summarize(ROLLOUT_JOB, "rollout", wave, rollout_summary) or EXIT_OK
 
-    def _run_and_summarize(self, job_name: str, label: str, wave: str, summary) -> int | None:
-        """Run one wave job; print its outcome, then `summary` of what it stored and its checks.
-        Returns the exit code of a failed run, None when it succeeded."""
+    def run_wave_job(self, job_name: str, label: str, wave: str):
+        """Run one job on a wave and print its outcome; returns its result, or the exit code of a failed run."""
         result = self.execute(job_name, partition_key=wave)
         print(f"{label} run {result.run_id} ({wave}): {'succeeded' if result.success else 'FAILED'}")
         if not result.success:
             message, code = _run_error(result)
             print(f"error: {message}", file=sys.stderr)
             return code
+        return result
+
+    def _run_and_summarize(self, job_name: str, label: str, wave: str, summary) -> int | None:
+        """Run one wave job; print its outcome, then `summary` of what it stored and its checks.
+        Returns the exit code of a failed run, None when it succeeded."""
+        result = self.run_wave_job(job_name, label, wave)
+        if isinstance(result, int):
+            return result
         print(summary(warehouse_path(), self.config, wave))
         print("checks:")
         print("\n".join(_check_lines(result)))
@@ -256,6 +263,40 @@ def command_backfill(args: argparse.Namespace) -> int:
     if failed is not None or wave is None:
         return failed or EXIT_OK
     return session.run_wave(wave)
+
+
+def command_send(args: argparse.Namespace) -> int:
+    """Build the wave's MIME messages and deliver them (SMTP, the outbox, or an ESP bundle); resumable."""
+    from personalization_assets.cli.summary import delivery_summary, wave_rows_stored
+
+    session = Session.open(args.campaign, args.verbose)
+    wave = session.wave_for(args.wave)
+    if not wave_rows_stored(warehouse_path(), "assignments", wave):
+        raise ConfigError("--wave", f"wave {wave} has not been decided yet: run `cpo run --wave {wave}` first, then send it")
+    method = "esp_bundle" if args.esp_bundle else "transport"
+    session.run_config = {**session.run_config, "ops": {"deliveries": {"config": {"method": method}}}}
+    from personalization_assets.defs.jobs import DELIVERY_JOB
+
+    failed = session.run_wave_job(DELIVERY_JOB, "send", wave)
+    if isinstance(failed, int):
+        return failed
+    summary, complete = delivery_summary(session.config, wave)
+    print(summary)
+    return EXIT_OK if complete else EXIT_HOME_BUSY
+
+
+def command_unsubscribes(args: argparse.Namespace) -> int:
+    """Add a file of unsubscribes (customer_id and/or email, optional token, reason) to the suppression list."""
+    from personalization_assets.campaign.paths import delivery_dir
+    from personalization_assets.delivery.ledger import LEDGER_FILE, Ledger
+    from personalization_assets.delivery.unsubscribes import read_unsubscribes
+
+    entries = read_unsubscribes(Path(args.file), secret=os.environ.get("CPO_UNSUBSCRIBE_SECRET") or None)
+    with Ledger(delivery_dir() / LEDGER_FILE) as ledger:
+        added = ledger.add_suppressions(entries, f"import {Path(args.file).name}")
+    print(f"{len(entries)} unsubscribes read from {args.file}: {added} new on the suppression list, {len(entries) - added} already on it; "
+          "waves decided from now on send them nothing, and a send that runs from now on skips them")
+    return EXIT_OK
 
 
 def command_plan(args: argparse.Namespace) -> int:
@@ -424,6 +465,19 @@ def build_parser() -> argparse.ArgumentParser:
     approve_parser.add_argument("--reason", default="", help="why (required with --reject)")
     approve_parser.add_argument("--campaign", default=None, help="campaign file (default: CPO_CAMPAIGN or data/campaign.yaml)")
     approve_parser.set_defaults(handler=command_approve, writes_home=True)
+    send = sub.add_parser("send", help="build a decided wave's MIME messages and deliver them (SMTP, the outbox, or an ESP bundle)")
+    send.add_argument("--wave", type=wave_date, help="any date in the wave's week, YYYY-MM-DD (default: today)")
+    send.add_argument("--esp-bundle", action="store_true", help="write an ESP import bundle (recipients CSV, one template per variant) "
+                      "instead of sending")
+    send.add_argument("--campaign", help="campaign file (default: $CPO_CAMPAIGN or data/campaign.yaml)")
+    send.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    send.set_defaults(handler=command_send, writes_home=True)
+    unsubscribes = sub.add_parser("unsubscribes", help="the suppression list shared by the campaigns of this CPO_HOME")
+    unsubscribes_sub = unsubscribes.add_subparsers(dest="unsubscribes_command", required=True, parser_class=_Parser)
+    import_parser = unsubscribes_sub.add_parser("import", help="add a CSV of unsubscribes (customer_id and/or email; optional token, "
+                                                "reason, date) to the suppression list")
+    import_parser.add_argument("file")
+    import_parser.set_defaults(handler=command_unsubscribes, writes_home=True)
     ui = sub.add_parser("ui", help="start the Dagster UI (dagster dev) with the CLI's instance")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

@@ -113,13 +113,41 @@ def guardrail_line(results: pd.DataFrame) -> str:
         for r in rows.itertuples()) if len(rows) else ""
 
 
-def rollout_sent(warehouse: Path, wave: str) -> bool:
-    """Whether the warehouse holds a rollout's send decisions for `wave` (its emails were exported)."""
+def wave_rows_stored(warehouse: Path, table: str, wave: str) -> bool:
+    """Whether the warehouse holds rows of `wave` in `table` (e.g. the wave was decided: assignments)."""
     if not warehouse.is_file():
         return False
     with duckdb.connect(str(warehouse), read_only=True) as connection:
-        return table_exists(connection, "rollout_assignments") and bool(_query(connection, "SELECT count(*) AS n FROM {schema}.rollout_assignments WHERE wave = ?",
-                                            wave)["n"].iloc[0])
+        return table_exists(connection, table) and bool(_query(connection, f"SELECT count(*) AS n FROM {{schema}}.{table} WHERE wave = ?",
+                                                               wave)["n"].iloc[0])
+
+
+def rollout_sent(warehouse: Path, wave: str) -> bool:
+    """Whether the warehouse holds a rollout's send decisions for `wave` (its emails were exported)."""
+    return wave_rows_stored(warehouse, "rollout_assignments", wave)
+
+
+def delivery_summary(config: CampaignConfig, wave: str) -> tuple[str, bool]:
+    """The wave's delivery ledger in a few lines, and whether nothing is left to send."""
+    from personalization_assets.campaign.paths import delivery_dir
+    from personalization_assets.delivery.ledger import (
+        EXPORTED,
+        LEDGER_FILE,
+        OPEN_STATUSES,
+        STATUS_MEANINGS,
+        Ledger,
+    )
+
+    with Ledger(delivery_dir() / LEDGER_FILE) as ledger:
+        rows = ledger.rows(config.campaign_id, wave)
+    counts = rows["status"].value_counts()
+    lines = [f"delivery of wave {wave}: {len(rows)} messages in the ledger ({delivery_dir() / LEDGER_FILE})"]
+    lines += [f"  {status}: {int(counts[status])} ({STATUS_MEANINGS[status]})" for status in STATUS_MEANINGS if status in counts]
+    lines += [f"  {reply}" for reply in rows.loc[rows["status"] == EXPORTED, "reply"].drop_duplicates()]
+    left = int(counts.reindex(list(OPEN_STATUSES)).fillna(0).sum())
+    if left:
+        lines.append(f"{left} messages are not delivered yet: run `cpo send --wave {wave}` again to retry them (nothing is sent twice)")
+    return "\n".join(lines), left == 0
 
 
 def rollout_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:

@@ -16,6 +16,7 @@ import dagster as dg
 from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.defs.partitions import (
     CONTENT_GROUP,
+    DELIVERY_GROUP,
     ROLLOUT_GROUP,
     WAVE_GROUP,
 )
@@ -23,6 +24,7 @@ from personalization_assets.defs.partitions import (
 CONTENT_JOB = "campaign_content"
 WAVE_JOB = "campaign_wave"
 ROLLOUT_JOB = "campaign_rollout"
+DELIVERY_JOB = "campaign_delivery"
 # What an engagement file re-runs (the engagement sensor): the wave's analysis, and the rollout after it.
 ANALYSIS_JOB = "campaign_wave_and_rollout"
 EXECUTOR_ENV = "CPO_EXECUTOR"
@@ -66,5 +68,10 @@ campaign_wave_and_rollout = dg.define_asset_job(
     ANALYSIS_JOB,
     selection=dg.AssetSelection.groups(WAVE_GROUP, ROLLOUT_GROUP),
     description="The wave and its rollout: what the engagement sensor re-runs when a wave's ESP export arrives.",
+)
+campaign_delivery = dg.define_asset_job(
+    DELIVERY_JOB,
+    selection=dg.AssetSelection.groups(DELIVERY_GROUP),
+    description="Build a wave's MIME messages and deliver them (SMTP, the outbox, or an ESP bundle), recorded in the delivery ledger.",
 )
 weekly_campaign_wave = dg.build_schedule_from_partitioned_job(campaign_wave, name="weekly_campaign_wave")

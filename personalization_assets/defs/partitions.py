@@ -19,6 +19,7 @@ from personalization_assets.campaign.paths import default_campaign_path
 CONTENT_GROUP = "content"
 WAVE_GROUP = "wave"
 ROLLOUT_GROUP = "rollout"  # after a test on a share: the policies' values and the send to everyone else
+DELIVERY_GROUP = "delivery"  # the wave's MIME messages and their delivery: run by `cpo send`, not by the wave job
 # Waves are stored as 'YYYY-MM-DD' text; the cast lets the IO manager select a week's rows.
 WAVE_PARTITION_EXPR = "CAST(wave AS TIMESTAMP)"
 

@@ -36,11 +36,21 @@ from personalization_assets.campaign.paths import (
     WAREHOUSE_SCHEMA,
     audit_dir,
     cache_dir,
+    delivery_dir,
+    exports_dir,
     warehouse_path,
 )
 from personalization_assets.content.retrieval import SearchHit
 from personalization_assets.defs.io_managers import WarehouseIOManager
 from personalization_assets.defs.partitions import CAMPAIGN
+from personalization_assets.delivery.ledger import LEDGER_FILE, Ledger
+from personalization_assets.delivery.mime import SECRET_ENV, SigningKey
+from personalization_assets.delivery.transport import (
+    SECURITY_MODES,
+    MailConnection,
+    OutboxConnection,
+    SmtpConnection,
+)
 from personalization_assets.messages.generation import GeneratedVariant, VariantRequest
 from personalization_assets.messages.prompts import PromptLibrary, load_prompts
 from personalization_assets.safety.screening import TextAnalysis
@@ -71,6 +81,77 @@ class AuditResource(dg.ConfigurableResource):
 
     def log(self) -> AuditLog:
         return AuditLog(self.directory)
+
+
+class DeliveryLedgerResource(dg.ConfigurableResource):
+    """The delivery ledger every campaign of this CPO_HOME shares (default `$CPO_HOME/delivery/ledger.sqlite3`)."""
+
+    path: str
+
+    def open(self) -> Ledger:
+        return Ledger(self.path)
+
+
+class UnsubscribeKeyResource(dg.ConfigurableResource):
+    """The key of the unsubscribe tokens: `CPO_UNSUBSCRIBE_SECRET` (a `dagster.EnvVar`, read when a run
+    starts, never stored); unset: the published test key, whose messages SMTP delivery refuses."""
+
+    secret: str | None = None
+
+    def key(self) -> SigningKey:
+        return SigningKey.from_secret(self.secret)
+
+
+class MailTransportResource(dg.ConfigurableResource, ABC):
+    """Where `cpo send` hands each message: a mail server, or the embedded outbox."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str: ...
+
+    @property
+    def delivers_to_people(self) -> bool:
+        """Whether messages reach real mailboxes (then test-key tokens are refused)."""
+        return True
+
+    @abstractmethod
+    def connect(self, wave: str, timeout_seconds: float) -> MailConnection: ...
+
+
+class OutboxTransport(MailTransportResource):
+    """The embedded default: each message as an .eml file in `<exports>/<wave>/outbox/`."""
+
+    directory: str
+
+    @property
+    def description(self) -> str:
+        return f"the outbox folder {self.directory}/<wave>/outbox (set CPO_SMTP_HOST to deliver through a mail server)"
+
+    @property
+    def delivers_to_people(self) -> bool:
+        return False
+
+    def connect(self, wave: str, timeout_seconds: float) -> MailConnection:
+        return OutboxConnection(Path(self.directory) / wave / "outbox")
+
+
+class SmtpTransport(MailTransportResource):
+    """An SMTP server (`smtplib`): STARTTLS (default), implicit TLS, or none on loopback only;
+    credentials as `dagster.EnvVar`s, read when a run starts, never stored."""
+
+    host: str
+    port: int
+    security: str = "starttls"
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+
+    @property
+    def description(self) -> str:
+        return f"SMTP {self.host}:{self.port} ({self.security})"
+
+    def connect(self, wave: str, timeout_seconds: float) -> MailConnection:
+        return SmtpConnection(self.host, self.port, self.security, self.username, self.password, timeout_seconds, self.ca_file)
 
 
 class GeneratorResource(dg.ConfigurableResource, ABC):
@@ -468,15 +549,51 @@ def select_backends(environ: Mapping[str, str] | None = None, *, max_concurrency
     return {"generator": generator, "search": search, "safety": safety}
 
 
+SMTP_VARIABLES = ("CPO_SMTP_HOST", "CPO_SMTP_PORT", "CPO_SMTP_SECURITY", "CPO_SMTP_USERNAME", "CPO_SMTP_PASSWORD", "CPO_SMTP_CA_FILE")
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def select_transport(environ: Mapping[str, str] | None = None, *, home: Path | None = None) -> MailTransportResource:
+    """`CPO_SMTP_HOST` (+ `CPO_SMTP_PORT`, default 587; `CPO_SMTP_SECURITY` starttls | tls | none,
+    default starttls; `CPO_SMTP_USERNAME` and `CPO_SMTP_PASSWORD`; `CPO_SMTP_CA_FILE` to trust a
+    private CA) -> that server; else the embedded outbox. `none` (no TLS) is refused except on
+    loopback, and a password is never sent without TLS."""
+    source = os.environ if environ is None else environ
+    env = {name: source[name].strip() for name in SMTP_VARIABLES if source.get(name, "").strip()}
+    if "CPO_SMTP_HOST" not in env:
+        return OutboxTransport(directory=str(exports_dir(home)))
+    security = env.get("CPO_SMTP_SECURITY", "starttls").lower()
+    if security not in SECURITY_MODES:
+        raise ConfigError("environment", f"CPO_SMTP_SECURITY must be one of {list(SECURITY_MODES)}, got {security!r}")
+    port = env.get("CPO_SMTP_PORT", "465" if security == "tls" else "587")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("environment", f"CPO_SMTP_PORT must be a port number, got {port!r}")
+    if security == "none" and (env["CPO_SMTP_HOST"] not in LOOPBACK_HOSTS or "CPO_SMTP_USERNAME" in env):
+        raise ConfigError("environment", "CPO_SMTP_SECURITY=none sends in plain text: allowed only to a loopback server and without "
+                          "credentials; use starttls or tls")
+    if ("CPO_SMTP_USERNAME" in env) != ("CPO_SMTP_PASSWORD" in env):
+        raise ConfigError("environment", "CPO_SMTP_USERNAME and CPO_SMTP_PASSWORD are set together, or neither")
+    return SmtpTransport(
+        host=env["CPO_SMTP_HOST"], port=int(port), security=security,
+        username=dg.EnvVar("CPO_SMTP_USERNAME") if "CPO_SMTP_USERNAME" in env else None,
+        password=dg.EnvVar("CPO_SMTP_PASSWORD") if "CPO_SMTP_PASSWORD" in env else None,
+        ca_file=env.get("CPO_SMTP_CA_FILE"),
+    )
+
+
 def campaign_resources(
     config: CampaignConfig, *, warehouse: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Every resource a campaign's assets need: the campaign, its audit trail, the three service
     roles (from the environment, else embedded), and the DuckDB warehouse under `CPO_HOME`."""
     database = str(warehouse or warehouse_path())
+    source = os.environ if environ is None else environ
     return {
         "campaign": CampaignResource(campaign_path=str(config.path)),
         "audit": AuditResource(directory=str(audit_dir())),
+        "delivery_ledger": DeliveryLedgerResource(path=str(delivery_dir() / LEDGER_FILE)),
+        "unsubscribe_key": UnsubscribeKeyResource(secret=dg.EnvVar(SECRET_ENV) if source.get(SECRET_ENV, "").strip() else None),
+        "transport": select_transport(source),
         **select_backends(environ, max_concurrency=config.generation.max_concurrency),
         # DuckDB tables, one per asset; within a run, frames just stored are not re-read.
         "io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),

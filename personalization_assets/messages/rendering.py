@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,15 +62,46 @@ def _template_sql(template: object, fields: dict[str, str], params: list[object]
     return f"concat({', '.join(parts)})" if len(parts) > 1 else parts[0]
 
 
-def export_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame, path: Path | str) -> pd.DataFrame:
-    """Render every sent customer's email into the Parquet file `path`; return the send list.
+@dataclass
+class SendRows:
+    """The sent customers of a wave, ready to be filled into their variants' templates in DuckDB.
 
-    The file holds MESSAGE_COLUMNS, one row per sent customer in the send list's order; the
-    returned frame is its SEND_LIST_COLUMNS. The file is written next to its final name and renamed into place,
-    so a failed run never leaves a partial file behind.
+    `frame` (registered as `sent_messages`) has one row per sent customer: its group `g` (one per
+    distinct (wave, segment, arm, variant)), customer_id, email and the raw merge values;
+    `values_sql` selects from it the cleaned values `v<i>` (by the merge rule) with `values_params`.
+    `fields` names the column of each merge field the templates use; `keys` and `templates` hold
+    each group's send keys and its variant's subject and body (None when no variant matched).
     """
-    import duckdb
 
+    frame: pd.DataFrame
+    values_sql: str
+    values_params: list[object]
+    fields: dict[str, str]
+    keys: list[dict[str, object]]
+    templates: list[dict[str, object]]
+    send_list: pd.DataFrame
+
+    def cases(self, name: str, templates: list[object], fields: Mapping[str, str] | None = None) -> tuple[str, list[object]]:
+        """`CASE g ... END AS name`: each group's template filled by the merge rule, and its parameters.
+
+        `fields` maps a field to the SQL expression of its value (default: the cleaned values), so a
+        caller can escape them (HTML) or add per-customer fields of its own (an unsubscribe link)."""
+        params: list[object] = []
+        whens = [f"WHEN {g} THEN {_template_sql(t, self.fields if fields is None else fields, params)}" for g, t in enumerate(templates)]
+        return (f"CASE g {' '.join(whens)} END AS {name}" if whens else f"CAST(NULL AS VARCHAR) AS {name}"), params
+
+    def constants(self, name: str, values: list[object]) -> tuple[str, list[object]]:
+        """`CASE g ... END AS name`: one value per group (a send key), and its parameters."""
+        whens = " ".join(f"WHEN {g} THEN ?" for g in range(len(values)))
+        return (f"CASE g {whens} END AS {name}" if values else f"CAST(NULL AS VARCHAR) AS {name}"), [
+            None if pd.isna(value) else str(value) for value in values]
+
+    def key_columns(self) -> dict[str, tuple[str, list[object]]]:
+        return {name: self.constants(name, [key[name] for key in self.keys]) for name in SEND_KEYS}
+
+
+def send_rows(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame) -> SendRows:
+    """The sent customers of `assignments`, their addresses and merge values, grouped by variant."""
     sent_mask = assignments["sent"].astype(bool).to_numpy()
     sent = {column: assignments[column].to_numpy()[sent_mask] for column in ("customer_id", *SEND_KEYS)}
     # Joined before the sent filter: a wave's assignments list its customers in the customer
@@ -119,37 +152,39 @@ def export_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants
         stripped = f"CASE WHEN contains(?, left({text}, 1)) OR contains(?, right({text}, 1)) THEN trim({text}, ?) ELSE {text} END"
         value_sql.append(f"coalesce(nullif({stripped}, ''), ?) AS v{index}")
         value_params += [PYTHON_WHITESPACE] * 3 + [FALLBACK_VALUES[name]]
-
-    # Per output column, one CASE over the groups; its `?` parameters in the order they appear.
-    cases: dict[str, list[str]] = {name: [] for name in (*SEND_KEYS, "subject", "body")}
-    case_params: dict[str, list[object]] = {name: [] for name in cases}
-    for position, (key, pair) in enumerate(zip(keys, group_templates)):
-        for name in SEND_KEYS:
-            case_params[name].append(None if pd.isna(key[name]) else str(key[name]))
-            cases[name].append(f"WHEN {position} THEN ?")
-        for name in ("subject", "body"):
-            cases[name].append(f"WHEN {position} THEN {_template_sql(pair[name], fields, case_params[name])}")
-
-    def case(name: str) -> str:
-        return f"CASE g {' '.join(cases[name])} END AS {name}" if cases[name] else f"CAST(NULL AS VARCHAR) AS {name}"
-
-    select = ", ".join(case(name) if name in cases else name for name in MESSAGE_COLUMNS)
-    # `?` parameters bind in the order they appear in the statement: the outer SELECT's, then these.
-    params = [value for name in MESSAGE_COLUMNS if name in cases for value in case_params[name]] + value_params
     values = ", ".join(["g", "customer_id", "CAST(email AS VARCHAR) AS email", *value_sql])
+    send_list = pd.DataFrame({name: sent[name] for name in ("customer_id", *SEND_KEYS)})
+    send_list["email"] = email
+    return SendRows(pd.DataFrame(columns), values, value_params, fields, keys, group_templates, send_list[list(SEND_LIST_COLUMNS)])
+
+
+def export_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame, path: Path | str) -> pd.DataFrame:
+    """Render every sent customer's email into the Parquet file `path`; return the send list.
+
+    The file holds MESSAGE_COLUMNS, one row per sent customer in the send list's order; the
+    returned frame is its SEND_LIST_COLUMNS. The file is written next to its final name and renamed into place,
+    so a failed run never leaves a partial file behind.
+    """
+    rows = send_rows(assignments, customers, variants)
+    columns = rows.key_columns() | {name: rows.cases(name, [pair[name] for pair in rows.templates]) for name in ("subject", "body")}
+    select = ", ".join(columns[name][0] if name in columns else name for name in MESSAGE_COLUMNS)
+    # `?` parameters bind in the order they appear in the statement: the outer SELECT's, then the values'.
+    params = [value for name in MESSAGE_COLUMNS if name in columns for value in columns[name][1]] + rows.values_params
+    write_parquet(f"SELECT {select} FROM (SELECT {rows.values_sql} FROM sent_messages)", params, rows.frame, path)
+    return rows.send_list
+
+
+def write_parquet(query: str, params: list[object], frame: pd.DataFrame, path: Path | str) -> None:
+    """COPY `query` (over `frame`, registered as `sent_messages`) to the Parquet file `path`,
+    written beside it and renamed into place: a failed run never leaves a partial file."""
+    import duckdb
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    frame = pd.DataFrame(columns)
     with duckdb.connect() as connection:
         connection.register("sent_messages", frame)
         target = partial.as_posix().replace("'", "''")
         # Row order is the send list's: a projection of one scan keeps insertion order.
-        connection.execute(
-            f"COPY (SELECT {select} FROM (SELECT {values} FROM sent_messages)) TO '{target}' (FORMAT parquet, COMPRESSION zstd)",
-            params,
-        )
+        connection.execute(f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)", params)
     os.replace(partial, path)
-    send_list = pd.DataFrame({name: sent[name] for name in ("customer_id", *SEND_KEYS)})
-    send_list["email"] = email
-    return send_list[list(SEND_LIST_COLUMNS)]

@@ -26,6 +26,7 @@ from personalization_assets.defs.rendering import personalized_messages
 from personalization_assets.defs.resources import (
     AuditResource,
     CampaignResource,
+    DeliveryLedgerResource,
     LocalBM25Search,
     LocalSafety,
     LocalTemplateGenerator,
@@ -94,9 +95,10 @@ def test_customers_loads_the_contract_and_passes_its_type(campaign):
     assert not dg.check_dagster_type(CustomersFrame, frame.assign(age=frame["age"].astype(str))).success
 
 
-def test_customer_segments_alone_equals_the_stored_wave(campaign, stored):
+def test_customer_segments_alone_equals_the_stored_wave(campaign, stored, tmp_path):
     upstream = stored("customers")
-    frame = customer_segments(dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign, customers=upstream)
+    frame = customer_segments(dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign, customers=upstream,
+                              delivery_ledger=DeliveryLedgerResource(path=str(tmp_path / "ledger.sqlite3")))
     _same_rows(frame, stored("customer_segments"), ["customer_id"])
 
 
@@ -183,6 +185,7 @@ def test_personalized_messages_and_engagement_alone(campaign, audit, stored, tmp
     assert len(sealed) == 1 and sealed[0]["rows"] == len(sent_list)  # every exported email's hash sealed
 
     taken = engagement(dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign,
+                       delivery_ledger=DeliveryLedgerResource(path=str(tmp_path / "ledger.sqlite3")),
                        assignments=stored("assignments"), customer_segments=stored("customer_segments"))
     _same_rows(taken, stored("engagement"), ["customer_id"])
 

@@ -11,6 +11,7 @@ from personalization_assets.definitions import campaign_definitions
 from personalization_assets.defs.jobs import (
     ANALYSIS_JOB,
     CONTENT_JOB,
+    DELIVERY_JOB,
     ROLLOUT_JOB,
     WAVE_JOB,
 )
@@ -30,7 +31,8 @@ WAVE_ASSETS = {
 }
 ROLLOUT_ASSETS = {"policy_values", "uplift_qini", "policy_drivers", "rollout_choices", "rollout_assignments", "rollout_messages",
                   "rollout_engagement", "rollout_results", "rollout_report"}
-ALL_ASSETS = CONTENT_ASSETS | WAVE_ASSETS | ROLLOUT_ASSETS
+DELIVERY_ASSETS = {"email_messages", "deliveries"}
+ALL_ASSETS = CONTENT_ASSETS | WAVE_ASSETS | ROLLOUT_ASSETS | DELIVERY_ASSETS
 
 
 def test_default_code_location_loads_and_validates():
@@ -51,8 +53,9 @@ def test_dagsters_own_loader_sees_the_whole_graph_in_the_defs_package():
     assert len(graph.asset_check_keys) == 8
     assert [s.name for s in loaded.schedules] == ["weekly_campaign_wave"]
     assert [s.name for s in loaded.sensors] == ["engagement_file_sensor"]
-    assert {job.name for job in loaded.jobs} == {CONTENT_JOB, WAVE_JOB, ROLLOUT_JOB, ANALYSIS_JOB}
-    assert set(loaded.resources) == {"campaign", "audit", "generator", "search", "safety", "io_manager", "warehouse"}
+    assert {job.name for job in loaded.jobs} == {CONTENT_JOB, WAVE_JOB, ROLLOUT_JOB, ANALYSIS_JOB, DELIVERY_JOB}
+    assert set(loaded.resources) == {"campaign", "audit", "generator", "search", "safety", "io_manager", "warehouse",
+                                      "delivery_ledger", "unsubscribe_key", "transport"}
 
 
 def test_graph_partitions_and_checks(campaign_folder):
@@ -71,7 +74,7 @@ def test_graph_partitions_and_checks(campaign_folder):
     wave_partitions = graph.get(dg.AssetKey("assignments")).partitions_def
     assert isinstance(wave_partitions, dg.WeeklyPartitionsDefinition)
     assert wave_partitions.get_first_partition_key() == "2026-01-05"
-    for key in (WAVE_ASSETS | ROLLOUT_ASSETS) - {"customers"}:
+    for key in (WAVE_ASSETS | ROLLOUT_ASSETS | DELIVERY_ASSETS) - {"customers"}:
         assert graph.get(dg.AssetKey(key)).partitions_def == wave_partitions
 
     assert set(graph.get(dg.AssetKey("assignments")).parent_keys) == {

@@ -36,7 +36,7 @@ def test_dg_list_and_check_and_dagster_validate_see_the_whole_graph(tmp_path):
     assert listed.returncode == 0, listed.stderr
     found = json.loads(listed.stdout)
     counts = {kind: len(found.get(kind, [])) for kind in ("assets", "asset_checks", "jobs", "schedules", "sensors", "resources")}
-    assert counts == {"assets": 24, "asset_checks": 8, "jobs": 4, "schedules": 1, "sensors": 1, "resources": 7}
+    assert counts == {"assets": 26, "asset_checks": 8, "jobs": 5, "schedules": 1, "sensors": 1, "resources": 10}
 
     checked = _run(DG, "check", "defs")
     assert checked.returncode == 0, checked.stderr
@@ -89,7 +89,7 @@ def test_dg_dev_serves_the_ui_on_loopback(tmp_path):
             if nodes or time.monotonic() > deadline:
                 break
             time.sleep(1)  # the code location is still loading
-        assert sum(len(node["assetNodes"]) for node in nodes) == 24
+        assert sum(len(node["assetNodes"]) for node in nodes) == 26
     finally:
         os.killpg(server.pid, 15)
         try:

@@ -28,7 +28,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -54,6 +53,7 @@ from personalization_assets_tests.defs.pipeline import (
     read_table,
     variants_by_key,
 )
+from personalization_assets_tests.loopback import free_port
 
 pytestmark = [pytest.mark.ui, pytest.mark.e2e]
 
@@ -87,12 +87,6 @@ def require_browser() -> None:
         if os.environ.get("CPO_REQUIRE_UI_TEST") == "1":
             pytest.fail(f"{message}; CPO_REQUIRE_UI_TEST=1 forbids skipping it")
         pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
