@@ -1,8 +1,8 @@
 """Deliver a wave's built messages through a mail transport, at most once each by the ledger.
 
-`deliver` puts every message of the wave's file in the ledger (once), refuses the ones that must
-not go (suppressed now, or their variant no longer approved), then sends the rest on up to
-`delivery.max_concurrency` connections at most `delivery.rate_per_second` a second. Each message is
+`deliver` sends the open messages it is given (the `deliveries` asset has put the wave's messages
+in the ledger and refused the ones that must not go) on up to `delivery.max_concurrency`
+connections, at most `delivery.rate_per_second` a second. Each message is
 marked `sending` before its transaction and `sent` with the server's reply when accepted; a
 temporary (4xx) reply or a lost connection defers it, retried with doubling backoff while the
 retry budget lasts (and by the next send); a permanent (5xx) reply bounces it and adds its address
