@@ -128,9 +128,9 @@ def from_header(sender: SenderSettings) -> str:
 
 
 def build_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame, *, config: CampaignConfig, wave: str,
-                   layout: EmailLayout, key: SigningKey, path: Path | str, now: dt.datetime | None = None) -> pd.DataFrame:
+                   layout: EmailLayout, key: SigningKey, path: Path | str, now: dt.datetime | None = None) -> int:
     """Build every sent customer's message into the Parquet file `path` (MESSAGE_FILE_COLUMNS, in
-    the send list's order); returns the send list with each message's Message-ID."""
+    the send list's order); returns how many messages it wrote."""
     sender = config.sender
     if sender is None:
         raise ValueError("build_messages needs the campaign's sender (delivery/compliance.screen_campaign checks it first)")
@@ -189,7 +189,7 @@ def build_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants:
     )
     # `?` parameters bind in the order they appear in the statement: the templates', then the values' and the key's.
     write_parquet(query, middle_params + rows.values_params + token_params, rows.frame, path)
-    return rows.send_list
+    return len(rows.send_list)
 
 
 def unsubscribe_tokens(customer_ids: pd.Series, key: SigningKey) -> pd.Series:

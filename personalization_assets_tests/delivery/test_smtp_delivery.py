@@ -170,8 +170,8 @@ def test_suppressed_after_the_decision_and_capped_customers_receive_nothing(mate
     assert len(delivered_next) == int(next_wave["sent"].sum())
 
 
-def test_starttls_with_credentials_from_the_environment(materialized_copy, monkeypatch):
-    password = "pa55-word-x"
+@pytest.mark.parametrize("password", ["pa55-word-x", "wrong-password"])
+def test_starttls_with_credentials_from_the_environment(materialized_copy, monkeypatch, capsys, password):
     import ssl
 
     import trustme
@@ -186,7 +186,8 @@ def test_starttls_with_credentials_from_the_environment(materialized_copy, monke
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         logins.append((auth_data.login, auth_data.password))
-        return AuthResult(success=auth_data.login == b"sender" and auth_data.password == b"pa55-word-x")
+        # handled=False: aiosmtpd itself answers a failed login with 535 (its default, True, leaves the reply to us).
+        return AuthResult(success=auth_data.login == b"sender" and auth_data.password == b"pa55-word-x", handled=False)
 
     _fast(materialized_copy)
     recorder = Recorder()
@@ -195,6 +196,14 @@ def test_starttls_with_credentials_from_the_environment(materialized_copy, monke
         monkeypatch.setenv("CPO_SMTP_CA_FILE", str(ca_file))
         monkeypatch.setenv("CPO_SMTP_USERNAME", "sender")
         monkeypatch.setenv("CPO_SMTP_PASSWORD", password)
+        if password != "pa55-word-x":
+            # A refused login stops the send at once, naming the server's reply; nobody is bounced or suppressed.
+            assert _send(materialized_copy) == 64
+            assert "535" in capsys.readouterr().err and not recorder.accepted
+            with _ledger(materialized_copy) as ledger:
+                statuses = ledger.rows("spring-outdoors-2026", TEST_WAVE)["status"]
+                assert not statuses.empty and not statuses.isin(["bounced", "sent"]).any() and ledger.suppressions().empty
+            return
         assert _send(materialized_copy) == 0
     assert len(recorder.accepted) == int(_sent_customers(materialized_copy)["sent"].sum()) and logins
     for path in materialized_copy.home.rglob("*"):
