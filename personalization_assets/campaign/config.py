@@ -107,11 +107,13 @@ class DeliverySettings(StrictModel):
     frequency_cap: FrequencyCap | None = Field(None, description="customers over it are held out (hold_reason frequency_cap)")
     rate_per_second: Number = Field(20.0, gt=0, le=100_000, description="most messages handed to the mail server per second")
     max_concurrency: StrictInt = Field(4, ge=1, le=64, description="SMTP connections at once")
-    max_attempts: StrictInt = Field(8, ge=1, le=100, description="attempts per message on temporary (4xx) replies, over every send")
+    max_attempts: StrictInt = Field(8, ge=1, le=100, description="server replies per message that did not deliver it (4xx, or a 5xx "
+                                    "that is not the recipient's), over every send, before it is failed")
     retry_backoff_seconds: Number = Field(2.0, ge=0, le=3600, description="wait before the first retry; it doubles each attempt")
     retry_max_backoff_seconds: Number = Field(300.0, ge=0, le=3600, description="longest wait between two attempts")
     retry_budget_seconds: Number = Field(600.0, gt=0, description="how long one send keeps retrying deferred messages")
     timeout_seconds: Number = Field(60.0, gt=0, le=3600, description="SMTP socket timeout")
+    data_timeout_seconds: Number = Field(600.0, gt=0, le=3600, description="wait for the reply to a message's data (RFC 5321: 10 minutes)")
 
 
 class MetricSettings(StrictModel):

@@ -40,6 +40,7 @@ EXIT_AWAITING_APPROVAL = 4
 EXIT_USAGE = 64
 EXIT_INTERNAL = 70  # a bug (sysexits EX_SOFTWARE): the message says how to get the traceback
 EXIT_IO = 74  # CPO_HOME or an output cannot be written (EX_IOERR)
+EXIT_NOT_DELIVERED = 69  # some messages of a send failed for good (EX_UNAVAILABLE)
 EXIT_HOME_BUSY = 75  # another cpo command holds CPO_HOME (EX_TEMPFAIL: try again later)
 DEBUG_ENV = "CPO_DEBUG"
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
@@ -118,6 +119,8 @@ def _run_error(result) -> tuple[str, int]:
             message = error.message.strip()
             if error.cls_name in {cls.__name__ for cls in USER_MISTAKES}:
                 return f"{event.step_key}: {message.split(': ', 1)[1] if ': ' in message else message}", EXIT_USAGE
+            if error.cls_name == "SendInProgress":  # another send holds the home's send lock: try again later
+                return f"{event.step_key}: {message.split(': ', 1)[1] if ': ' in message else message}", EXIT_HOME_BUSY
             return f"{event.step_key}: {message}", EXIT_RUN_FAILED
     return "the run failed", EXIT_RUN_FAILED
 
@@ -280,9 +283,12 @@ def command_send(args: argparse.Namespace) -> int:
     failed = session.run_wave_job(DELIVERY_JOB, "send", wave)
     if isinstance(failed, int):
         return failed
-    summary, complete = delivery_summary(session.config, wave)
+    from personalization_assets.defs.resources import select_transport
+
+    rehearsal = not args.esp_bundle and not select_transport(os.environ).delivers_to_people
+    summary, left, failed_for_good = delivery_summary(session.config, wave, rehearsal=rehearsal)
     print(summary)
-    return EXIT_OK if complete else EXIT_HOME_BUSY
+    return EXIT_HOME_BUSY if left else EXIT_NOT_DELIVERED if failed_for_good else EXIT_OK
 
 
 def command_unsubscribes(args: argparse.Namespace) -> int:

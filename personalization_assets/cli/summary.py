@@ -127,27 +127,35 @@ def rollout_sent(warehouse: Path, wave: str) -> bool:
     return wave_rows_stored(warehouse, "rollout_assignments", wave)
 
 
-def delivery_summary(config: CampaignConfig, wave: str) -> tuple[str, bool]:
-    """The wave's delivery ledger in a few lines, and whether nothing is left to send."""
+def delivery_summary(config: CampaignConfig, wave: str, *, rehearsal: bool = False) -> tuple[str, int, int]:
+    """The wave's delivery records in a few lines (the outbox's own when `rehearsal`), how many
+    messages are still open (the next send takes them) and how many failed for good."""
     from personalization_assets.campaign.paths import delivery_dir
     from personalization_assets.delivery.ledger import (
         EXPORTED,
+        FAILED,
         LEDGER_FILE,
         OPEN_STATUSES,
         STATUS_MEANINGS,
         Ledger,
+        rehearsal_ledger_path,
     )
 
-    with Ledger(delivery_dir() / LEDGER_FILE) as ledger:
+    path = rehearsal_ledger_path(delivery_dir() / LEDGER_FILE) if rehearsal else delivery_dir() / LEDGER_FILE
+    with Ledger(path) as ledger:
         rows = ledger.rows(config.campaign_id, wave)
     counts = rows["status"].value_counts()
-    lines = [f"delivery of wave {wave}: {len(rows)} messages in the ledger ({delivery_dir() / LEDGER_FILE})"]
+    kind = "the outbox's records (a rehearsal: no frequency cap counts them, a real send sends them again)" if rehearsal else "the ledger"
+    lines = [f"delivery of wave {wave}: {len(rows)} messages in {kind} ({path})"]
     lines += [f"  {status}: {int(counts[status])} ({STATUS_MEANINGS[status]})" for status in STATUS_MEANINGS if status in counts]
     lines += [f"  {reply}" for reply in rows.loc[rows["status"] == EXPORTED, "reply"].drop_duplicates()]
-    left = int(counts.reindex(list(OPEN_STATUSES)).fillna(0).sum())
+    left, failed = int(counts.reindex(list(OPEN_STATUSES)).fillna(0).sum()), int(counts.get(FAILED, 0))
     if left:
         lines.append(f"{left} messages are not delivered yet: run `cpo send --wave {wave}` again to retry them (nothing is sent twice)")
-    return "\n".join(lines), left == 0
+    if failed:
+        lines.append(f"{failed} messages failed for good (refused or deferred delivery.max_attempts times); their replies are in the "
+                     "deliveries table")
+    return "\n".join(lines), left, failed
 
 
 def rollout_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:

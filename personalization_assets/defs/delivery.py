@@ -7,6 +7,7 @@ approved variants to contactable customers) and delivery checks both again when 
 """
 
 import datetime as dt
+from contextlib import nullcontext
 from typing import Literal
 
 import dagster as dg
@@ -123,18 +124,26 @@ def deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, campai
                           f"links are signed with the published test key); set it before sending through {where}")
     # What may be sent now, by the rule assignments used (the safety gate, reviews, rejections since).
     decisions = sendable_decisions(settings, audit, message_variants, safety_verdicts, "deliveries")
-    with delivery_ledger.open() as ledger, ledger.sending(settings.campaign_id, wave):
-        ledger.enqueue(settings.campaign_id, wave, email_messages)
-        open_rows = email_messages.merge(ledger.rows(settings.campaign_id, wave, statuses.OPEN_STATUSES)[["customer_id", "attempts"]],
-                                         on="customer_id")
+    rehearsal = config.method == "transport" and not transport.delivers_to_people
+    with delivery_ledger.open() as ledger, ledger.sending(), (delivery_ledger.open_rehearsal() if rehearsal else nullcontext(ledger)) as records:
+        # The outbox is a rehearsal: its records are its own, so they count for no frequency cap
+        # and never stop a real send of the same wave; suppression and caps come from the shared ledger.
+        records.enqueue(settings.campaign_id, wave, email_messages)
+        if config.method == "esp_bundle":
+            _record_published_bundles(records, settings.campaign_id, wave)
+        # Open messages no longer in the wave's message file (it was rebuilt since) are not sent.
+        listed = records.rows(settings.campaign_id, wave, statuses.OPEN_STATUSES)
+        records.mark_many(settings.campaign_id, wave, listed.loc[~listed["customer_id"].isin(email_messages["customer_id"].astype(str)),
+                                                                  "customer_id"], statuses.WITHHELD, "no longer in the wave's message file")
+        open_rows = email_messages.merge(listed[["customer_id", "attempts"]], on="customer_id")
         # Fail closed at the last moment: what may not go out now does not, whatever was decided before.
         refusals = _refusals(open_rows, settings, ledger, decisions, assignments, customers, wave)
         for reason, (status, mask) in refusals.items():
-            ledger.mark_many(settings.campaign_id, wave, open_rows.loc[mask, "customer_id"], status, reason)
+            records.mark_many(settings.campaign_id, wave, open_rows.loc[mask, "customer_id"], status, reason)
         refused = np.logical_or.reduce([mask for _, mask in refusals.values()])
         exhausted = ~refused & (open_rows["attempts"] >= settings.delivery.max_attempts).to_numpy()
-        ledger.mark_many(settings.campaign_id, wave, open_rows.loc[exhausted, "customer_id"], statuses.FAILED,
-                         f"gave up after {settings.delivery.max_attempts} attempts (delivery.max_attempts)")
+        records.mark_many(settings.campaign_id, wave, open_rows.loc[exhausted, "customer_id"], statuses.FAILED,
+                          f"gave up after {settings.delivery.max_attempts} attempts (delivery.max_attempts)")
         ready = open_rows[~refused & ~exhausted]
         if config.method == "esp_bundle" and ready.empty:
             outcome = "no message is left to export: every message of the wave was sent, exported or refused before"
@@ -143,25 +152,40 @@ def deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, campai
             folder = exports_dir() / wave / ESP_FOLDER / context.run_id
             bundled = write_bundle(assignments, customers, message_variants, config=settings, wave=wave, layout=screen_campaign(settings),
                                    key=unsubscribe_key.key(), folder=folder, only=ready["customer_id"])
-            ledger.mark_many(settings.campaign_id, wave, bundled["customer_id"], statuses.EXPORTED, f"in the ESP bundle {folder}")
+            # A kill between the bundle's publication and this leaves its rows open: the next send
+            # records them from the published bundle (`_record_published_bundles`) instead of bundling them again.
+            records.mark_many(settings.campaign_id, wave, bundled["customer_id"], statuses.EXPORTED, f"in the ESP bundle {folder}")
             outcome = f"{len(bundled)} messages in the ESP bundle {folder}"
         else:
             try:
-                report = deliver(messages_path(wave), ledger, campaign_id=settings.campaign_id, wave=wave,
+                report = deliver(messages_path(wave), records, campaign_id=settings.campaign_id, wave=wave,
                                  envelope_from=settings.sender.from_address, settings=settings.delivery,
-                                 connect=lambda: transport.connect(wave, settings.delivery.timeout_seconds), pending=ready,
+                                 connect=lambda: transport.connect(wave, settings.delivery), pending=ready,
                                  rate_limited=transport.delivers_to_people)
             except SessionRefused as exc:
                 raise ConfigError("environment", f"{exc}; check CPO_SMTP_* and the sender; nothing more was sent, and the messages not "
                                   "accepted are sent by the next `cpo send`") from None
-            outcome = f"through {transport.description}: {report.line()}"
-        rows = ledger.rows(settings.campaign_id, wave)
+            outcome = f"through {transport.description}{' (a rehearsal: no cap counts it)' if rehearsal else ''}: {report.line()}"
+        rows = records.rows(settings.campaign_id, wave)
     counts = rows["status"].value_counts()
     context.log.info(outcome)
     context.add_output_metadata({"dagster/row_count": len(rows), "outcome": outcome, "gave_up": int(exhausted.sum()),
                                  **{f"status_{status}": int(n) for status, n in counts.items()}})
     return rows.assign(wave=wave)
 
+
+
+def _record_published_bundles(records: statuses.Ledger, campaign_id: str, wave: str) -> None:
+    """Mark exported every open message that a published bundle of the wave lists: a bundle is
+    handed over once it is in place, whether or not its send lived to record it."""
+    from personalization_assets.delivery.esp_bundle import (
+        RECIPIENTS_FILE,
+        published_recipients,
+    )
+
+    for folder in sorted((exports_dir() / wave / ESP_FOLDER).glob("*/")):
+        if (folder / RECIPIENTS_FILE).is_file():
+            records.mark_many(campaign_id, wave, published_recipients(folder), statuses.EXPORTED, f"in the ESP bundle {folder}")
 
 
 def _refusals(open_rows: pd.DataFrame, settings, ledger, decisions: pd.DataFrame, assignments: pd.DataFrame, customers: pd.DataFrame,

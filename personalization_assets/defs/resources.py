@@ -29,7 +29,11 @@ from personalization_assets.backends.local_generator import compose_local
 from personalization_assets.backends.local_search import BM25Index
 from personalization_assets.backends.retry import RetryPolicy, ServiceStats
 from personalization_assets.backends.secrets import Scrubber
-from personalization_assets.campaign.config import CampaignConfig, load_campaign
+from personalization_assets.campaign.config import (
+    CampaignConfig,
+    DeliverySettings,
+    load_campaign,
+)
 from personalization_assets.campaign.environment import ServiceTuning
 from personalization_assets.campaign.errors import ConfigError
 from personalization_assets.campaign.paths import (
@@ -43,7 +47,11 @@ from personalization_assets.campaign.paths import (
 from personalization_assets.content.retrieval import SearchHit
 from personalization_assets.defs.io_managers import WarehouseIOManager
 from personalization_assets.defs.partitions import CAMPAIGN
-from personalization_assets.delivery.ledger import LEDGER_FILE, Ledger
+from personalization_assets.delivery.ledger import (
+    LEDGER_FILE,
+    Ledger,
+    rehearsal_ledger_path,
+)
 from personalization_assets.delivery.mime import SECRET_ENV, SigningKey
 from personalization_assets.delivery.transport import (
     SECURITY_MODES,
@@ -91,6 +99,11 @@ class DeliveryLedgerResource(dg.ConfigurableResource):
     def open(self) -> Ledger:
         return Ledger(self.path)
 
+    def open_rehearsal(self) -> Ledger:
+        """The outbox's own records (`outbox-ledger.sqlite3` beside the ledger): a send to the outbox
+        folder is a rehearsal, which no frequency cap counts and no real send skips."""
+        return Ledger(rehearsal_ledger_path(Path(self.path)))
+
 
 class UnsubscribeKeyResource(dg.ConfigurableResource):
     """The key of the unsubscribe tokens: `CPO_UNSUBSCRIBE_SECRET` (a `dagster.EnvVar`, read when a run
@@ -115,7 +128,7 @@ class MailTransportResource(dg.ConfigurableResource, ABC):
         return True
 
     @abstractmethod
-    def connect(self, wave: str, timeout_seconds: float) -> MailConnection: ...
+    def connect(self, wave: str, settings: DeliverySettings) -> MailConnection: ...
 
 
 class OutboxTransport(MailTransportResource):
@@ -131,7 +144,7 @@ class OutboxTransport(MailTransportResource):
     def delivers_to_people(self) -> bool:
         return False
 
-    def connect(self, wave: str, timeout_seconds: float) -> MailConnection:
+    def connect(self, wave: str, settings: DeliverySettings) -> MailConnection:
         return OutboxConnection(Path(self.directory) / wave / "outbox")
 
 
@@ -150,8 +163,9 @@ class SmtpTransport(MailTransportResource):
     def description(self) -> str:
         return f"SMTP {self.host}:{self.port} ({self.security})"
 
-    def connect(self, wave: str, timeout_seconds: float) -> MailConnection:
-        return SmtpConnection(self.host, self.port, self.security, self.username, self.password, timeout_seconds, self.ca_file)
+    def connect(self, wave: str, settings: DeliverySettings) -> MailConnection:
+        return SmtpConnection(self.host, self.port, self.security, self.username, self.password, settings.timeout_seconds, self.ca_file,
+                              data_timeout=settings.data_timeout_seconds)
 
 
 class GeneratorResource(dg.ConfigurableResource, ABC):

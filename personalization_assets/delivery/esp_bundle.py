@@ -76,3 +76,12 @@ def write_bundle(assignments: pd.DataFrame, customers: pd.DataFrame, variants: p
         shutil.rmtree(folder)
     os.replace(partial, folder)
     return recipients
+
+
+def published_recipients(folder: Path) -> pd.Series:
+    """The customer ids a published bundle lists."""
+    import duckdb
+
+    with duckdb.connect() as connection:
+        return connection.execute(f"SELECT customer_id FROM read_csv({literal((folder / RECIPIENTS_FILE).as_posix())}, all_varchar=true)").df()[
+            "customer_id"]

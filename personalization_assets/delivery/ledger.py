@@ -25,6 +25,8 @@ from pathlib import Path
 import pandas as pd
 
 LEDGER_FILE = "ledger.sqlite3"
+# The embedded outbox's records: a rehearsal, kept apart from the real sends (and their caps).
+REHEARSAL_LEDGER_FILE = "outbox-ledger.sqlite3"
 QUEUED, SENDING, SENT, DEFERRED, BOUNCED = "queued", "sending", "sent", "deferred", "bounced"
 SUPPRESSED, WITHHELD, EXPORTED, FAILED = "suppressed", "withheld", "exported", "failed"
 STATUS_MEANINGS = {
@@ -32,11 +34,12 @@ STATUS_MEANINGS = {
     SENDING: "an SMTP transaction was started and not answered (a killed send); it is sent again on resume",
     SENT: "the mail server accepted it (its reply is recorded)",
     DEFERRED: "a temporary (4xx) reply or a lost connection; retried with backoff, also by the next send",
-    BOUNCED: "a permanent (5xx) reply; the address is added to the suppression list",
+    BOUNCED: "the server refused the recipient for good (5xx to RCPT: no such mailbox); the address joins the suppression list",
     SUPPRESSED: "suppressed when the send ran (unsubscribed, bounced, complained, ...): not sent",
-    WITHHELD: "its variant was not approved when the send ran: not sent",
+    WITHHELD: ("refused when the send ran (its variant not approved now, no longer in the wave's assignments or message file at "
+               "that address, or over delivery.frequency_cap): not sent"),
     EXPORTED: "handed to an ESP in an import bundle",
-    FAILED: "still refused for now after delivery.max_attempts attempts: not sent",
+    FAILED: "refused or deferred by the server delivery.max_attempts times: not sent, not suppressed",
 }
 # Still to be sent by the next `cpo send`.
 OPEN_STATUSES = (QUEUED, SENDING, DEFERRED)
@@ -65,8 +68,12 @@ CREATE TABLE IF NOT EXISTS wave_plans (
 """
 
 
+def rehearsal_ledger_path(ledger_path: Path) -> Path:
+    return ledger_path.with_name(REHEARSAL_LEDGER_FILE)
+
+
 class SendInProgress(Exception):
-    """Another send of the same wave holds its send lock."""
+    """Another send of this CPO_HOME holds the send lock."""
 
 
 def now_utc() -> dt.datetime:
@@ -139,18 +146,17 @@ class Ledger:
         return pd.Series(frame["sends"].to_numpy(), index=frame["email"].to_numpy(dtype=object), dtype="int64")
 
     @contextmanager
-    def sending(self, campaign_id: str, wave: str) -> Iterator[None]:
-        """Hold the wave's send lock: one send of a wave at a time (the CLI's, a UI run's, a
-        schedule's), so no two can claim the same message; a second is refused, never queued."""
+    def sending(self) -> Iterator[None]:
+        """Hold the home's send lock: one send at a time in this CPO_HOME (the CLI's, a UI run's, a
+        schedule's), so no two can claim the same message, and no two campaigns' sends can both
+        pass a frequency cap that counts the other's; a second is refused, never queued."""
         import fcntl
-        import hashlib
 
-        name = hashlib.sha256(f"{campaign_id}\x1f{wave}".encode()).hexdigest()[:16]
-        with open(self.path.parent / f"send-{name}.lock", "a+") as handle:
+        with open(self.path.parent / "send.lock", "a+") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise SendInProgress(f"another send of {campaign_id} wave {wave} is running; wait for it to finish") from None
+                raise SendInProgress(f"another send is running in {self.path.parent.parent} (CPO_HOME); wait for it to finish") from None
             try:
                 yield
             finally:
@@ -182,16 +188,29 @@ class Ledger:
 
     def mark(self, campaign_id: str, wave: str, customer_id: str, status: str, reply: str = "", *, attempt: bool = False) -> bool:
         """Record one message's new status (and the server's reply) in its own transaction, only
-        while it is open (never a message already sent or refused): whether it changed."""
-        stamp = _stamp(now_utc())
-        only = OPEN_STATUSES
+        while it is open (never a message already sent or refused): whether it changed. An
+        `attempt` (a reply the server gave about this message) counts toward delivery.max_attempts."""
         with self._transaction() as connection:
-            cursor = connection.execute(
-                "UPDATE deliveries SET status = ?, reply = CASE WHEN ? = '' THEN reply ELSE ? END, attempts = attempts + ?, updated_at = ?, "
-                "sent_at = CASE WHEN ? IN ('sent', 'exported') THEN ? ELSE sent_at END WHERE campaign_id = ? AND wave = ? AND customer_id = ? "
-                f"AND status IN ({', '.join('?' * len(only))})",
-                [status, reply, reply[:1000], int(attempt), stamp, status, stamp, campaign_id, wave, customer_id, *only])
-            return cursor.rowcount > 0
+            return self._mark(connection, campaign_id, wave, customer_id, status, reply, attempt)
+
+    @staticmethod
+    def _mark(connection, campaign_id: str, wave: str, customer_id: str, status: str, reply: str, attempt: bool) -> bool:
+        stamp = _stamp(now_utc())
+        cursor = connection.execute(
+            "UPDATE deliveries SET status = ?, reply = CASE WHEN ? = '' THEN reply ELSE ? END, attempts = attempts + ?, updated_at = ?, "
+            "sent_at = CASE WHEN ? IN ('sent', 'exported') THEN ? ELSE sent_at END WHERE campaign_id = ? AND wave = ? AND customer_id = ? "
+            f"AND status IN ({', '.join('?' * len(OPEN_STATUSES))})",
+            [status, reply, reply[:1000], int(attempt), stamp, status, stamp, campaign_id, wave, customer_id, *OPEN_STATUSES])
+        return cursor.rowcount > 0
+
+    def bounce(self, campaign_id: str, wave: str, customer_id: str, email: str, reply: str, source: str) -> bool:
+        """Record a bounce and put its address on the suppression list, in one transaction: a kill
+        never leaves a bounced message whose address is not suppressed."""
+        with self._transaction() as connection:
+            changed = self._mark(connection, campaign_id, wave, customer_id, BOUNCED, reply, True)
+            if changed:
+                self._add_suppressions(connection, [(customer_id, email.strip().lower(), "bounced")], source)
+            return changed
 
     def mark_many(self, campaign_id: str, wave: str, customer_ids: Iterable[str], status: str, reply: str, *,
                   only: tuple[str, ...] = OPEN_STATUSES) -> int:
@@ -209,14 +228,18 @@ class Ledger:
 
     def add_suppressions(self, entries: pd.DataFrame, source: str) -> int:
         """Add entries (customer_id and/or email, reason) to the shared suppression list; returns how many were new."""
-        stamp = _stamp(now_utc())
         frame = entries.reindex(columns=["customer_id", "email", "reason"]).fillna("").astype(str)
-        rows = zip(frame["customer_id"].str.strip(), frame["email"].str.strip().str.lower(), frame["reason"])
         with self._transaction() as connection:
-            before = connection.total_changes
-            connection.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?)",
-                                   ((customer, address, reason, source, stamp) for customer, address, reason in rows))
-            return connection.total_changes - before
+            return self._add_suppressions(connection, zip(frame["customer_id"].str.strip(), frame["email"].str.strip().str.lower(),
+                                                          frame["reason"]), source)
+
+    @staticmethod
+    def _add_suppressions(connection, rows: Iterable[tuple[str, str, str]], source: str) -> int:
+        stamp = _stamp(now_utc())
+        before = connection.total_changes
+        connection.executemany("INSERT OR IGNORE INTO suppressions VALUES (?, ?, ?, ?, ?)",
+                               ((customer, address, reason, source, stamp) for customer, address, reason in rows))
+        return connection.total_changes - before
 
     def suppressions(self, as_of: dt.datetime | None = None) -> pd.DataFrame:
         """The shared suppression entries (customer_id, email, reason, source, added_at), those added by `as_of` when given."""

@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from personalization_assets.campaign.config import CampaignConfig, SenderSettings
+from personalization_assets.campaign.errors import DataContractError
 from personalization_assets.delivery.compliance import EmailLayout
 from personalization_assets.messages.rendering import (
     SEND_KEYS,
@@ -135,12 +136,13 @@ def build_messages(assignments: pd.DataFrame, customers: pd.DataFrame, variants:
     if sender is None:
         raise ValueError("build_messages needs the campaign's sender (delivery/compliance.screen_campaign checks it first)")
     rows = send_rows(assignments, customers, variants)
+    missing = [f"{keys['segment']}/{keys['variant_id']}" for keys, pair in zip(rows.keys, rows.templates) if pair["body"] is None]
+    if missing:
+        # Never a message without its subject, footer, postal address and unsubscribe link.
+        raise DataContractError("assignments", "variant_id", "every sent customer's variant must be in message_variants", missing,
+                                n_offending=len(missing))
     html_templates, text_templates = [], []
     for pair in rows.templates:
-        if pair["body"] is None:
-            html_templates.append(None)
-            text_templates.append(None)
-            continue
         html, text = layout.render(sender, subject=str(pair["subject"] or ""), body=str(pair["body"]), unsubscribe_url="{{unsubscribe_url}}")
         html_templates.append(html)
         text_templates.append(text)

@@ -5,10 +5,17 @@ in the ledger and refused the ones that must not go) on up to `delivery.max_conc
 connections, at most `delivery.rate_per_second` a second. Each message is
 marked `sending` before its transaction and `sent` with the server's reply when accepted; a
 temporary (4xx) reply or a lost connection defers it, retried with doubling backoff while the
-retry budget lasts (and by the next send); a permanent (5xx) reply bounces it and adds its address
-to the shared suppression list. A message left `sending` by a killed send is sent again on resume:
-the only one that can arrive twice is one the server accepted in the instant before the process
-was killed, before the ledger recorded it; it has the same Message-ID both times.
+retry budget lasts (and by the next send). A permanent refusal of the recipient (5xx to RCPT with
+status 5.1.x or 5.2.1: no such mailbox) bounces it and suppresses its address, in one ledger
+transaction; any other permanent refusal (policy, relay, reputation, content: 5.7.x, or at DATA)
+is the sender's problem: the message is deferred to the next send, nobody is suppressed, and
+`SENDER_REFUSALS_TO_STOP` such refusals in a row stop the send. Only a reply the server gave about
+a message counts toward `delivery.max_attempts`; a connection that fails does not.
+
+A message left `sending` by a killed send is sent again on resume: it can arrive twice only when
+the server accepted it and the process was killed, or the connection lost, before its reply was
+read and recorded (the wait for that reply is `delivery.data_timeout_seconds`, 10 minutes by
+default, as RFC 5321 asks); both copies have the same Message-ID.
 """
 
 from __future__ import annotations
@@ -26,7 +33,15 @@ import pandas as pd
 from personalization_assets.campaign.config import DeliverySettings
 from personalization_assets.delivery import ledger as ledger_statuses
 from personalization_assets.delivery.ledger import Ledger
-from personalization_assets.delivery.transport import MailConnection, Reply
+from personalization_assets.delivery.transport import (
+    MailConnection,
+    Reply,
+    SessionRefused,
+)
+
+# Refusals in a row that are not the recipients' (no acceptance between them): the server refuses
+# this sender, and going on would only defer the whole wave.
+SENDER_REFUSALS_TO_STOP = 20
 
 
 class RateLimiter:
@@ -56,7 +71,8 @@ class _Work:
     customer_id: str = field(compare=False)
     email: str = field(compare=False)
     raw: bytes = field(compare=False)
-    attempts: int = field(compare=False)
+    attempts: int = field(compare=False)  # replies the server gave about it, over every send
+    tries: int = field(default=0, compare=False)  # in this send, answered or not: sets the backoff
 
 
 @dataclass
@@ -88,31 +104,47 @@ def deliver(path: Path, ledger: Ledger, *, campaign_id: str, wave: str, envelope
     condition = threading.Condition()
     in_flight = 0
     feeding = True
+    sender_refusals = 0
     failure: list[BaseException] = []
 
-    def backoff(attempts: int) -> float:
-        return min(settings.retry_backoff_seconds * 2 ** max(attempts - 1, 0), settings.retry_max_backoff_seconds)
+    def backoff(tries: int) -> float:
+        return min(settings.retry_backoff_seconds * 2 ** max(tries - 1, 0), settings.retry_max_backoff_seconds)
+
+    def count(status: str) -> None:
+        with condition:
+            outcomes[status] += 1
 
     def settle(work: _Work, reply: Reply) -> None:
         """Record a reply; a deferred message goes back on the queue while it has attempts and time left."""
-        attempts = work.attempts + 1
+        nonlocal sender_refusals
         if reply.accepted:
-            ledger.mark(campaign_id, wave, work.customer_id, ledger_statuses.SENT, str(reply))
-            outcomes[ledger_statuses.SENT] += 1
+            ledger.mark(campaign_id, wave, work.customer_id, ledger_statuses.SENT, str(reply), attempt=True)
+            with condition:
+                sender_refusals = 0
+            count(ledger_statuses.SENT)
+        elif reply.recipient_rejected:
+            ledger.bounce(campaign_id, wave, work.customer_id, work.email, str(reply), source=f"smtp {reply.code}: {campaign_id} {wave}")
+            count(ledger_statuses.BOUNCED)
         elif reply.permanent:
-            ledger.mark(campaign_id, wave, work.customer_id, ledger_statuses.BOUNCED, str(reply))
-            ledger.add_suppressions(pd.DataFrame({"customer_id": [work.customer_id], "email": [work.email], "reason": ["bounced"]}),
-                                    source=f"smtp {reply.code}: {campaign_id} {wave}")
-            outcomes[ledger_statuses.BOUNCED] += 1
+            # Not the recipient's fault: deferred to the next send (counted as an attempt), nobody suppressed.
+            ledger.mark(campaign_id, wave, work.customer_id, ledger_statuses.DEFERRED, str(reply), attempt=True)
+            count(ledger_statuses.DEFERRED)
+            with condition:
+                sender_refusals += 1
+                stop = sender_refusals >= SENDER_REFUSALS_TO_STOP
+            if stop:
+                raise SessionRefused(f"the server refused {SENDER_REFUSALS_TO_STOP} messages in a row for reasons that are not the "
+                                     f"recipients' (the last: {reply}); they stay deferred, nobody was suppressed")
         else:
-            ledger.mark(campaign_id, wave, work.customer_id, ledger_statuses.DEFERRED, str(reply))
-            retry_at = time.monotonic() + backoff(attempts)
+            ledger.mark(campaign_id, wave, work.customer_id, ledger_statuses.DEFERRED, str(reply), attempt=reply.answered)
+            attempts, tries = work.attempts + int(reply.answered), work.tries + 1
+            retry_at = time.monotonic() + backoff(tries)
             if attempts < settings.max_attempts and retry_at < deadline:
                 with condition:
-                    heapq.heappush(queue, _Work(retry_at, work.customer_id, work.email, work.raw, attempts))
+                    heapq.heappush(queue, _Work(retry_at, work.customer_id, work.email, work.raw, attempts, tries))
                     condition.notify()
                 return
-            outcomes[ledger_statuses.DEFERRED] += 1
+            count(ledger_statuses.DEFERRED)
 
     def worker() -> None:
         nonlocal in_flight
@@ -137,7 +169,7 @@ def deliver(path: Path, ledger: Ledger, *, campaign_id: str, wave: str, envelope
                     if limiter is not None:
                         limiter.acquire()
                     # Committed before the transaction: a kill from here on leaves it `sending`, sent again on resume.
-                    if ledger.mark(campaign_id, wave, work.customer_id, ledger_statuses.SENDING, attempt=True):
+                    if ledger.mark(campaign_id, wave, work.customer_id, ledger_statuses.SENDING):
                         settle(work, connection.send(envelope_from, work.email, work.raw))
                 finally:
                     with condition:

@@ -24,10 +24,18 @@ class SessionRefused(Exception):
     through it, so the send stops instead of bouncing every recipient."""
 
 
+# The enhanced status codes (RFC 3463) that say the recipient's address is bad for good: X.1.x
+# addressing (no such mailbox, bad syntax, moved) and 5.2.1 (mailbox disabled).
+_RECIPIENT_STATUS = re.compile(r"^\s*5\.(1\.\d{1,3}|2\.1)\b")
+_ANY_STATUS = re.compile(r"^\s*[245]\.\d{1,3}\.\d{1,3}\b")
+
+
 @dataclass(frozen=True)
 class Reply:
     code: int
     text: str
+    # The command answered: "MAIL", "RCPT", "DATA", or "" (the session, or no reply at all).
+    stage: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -36,6 +44,23 @@ class Reply:
     @property
     def permanent(self) -> bool:
         return 500 <= self.code < 600
+
+    @property
+    def answered(self) -> bool:
+        """Whether the server answered about this message (a lost connection is no answer)."""
+        return self.code != NO_REPLY
+
+    @property
+    def recipient_rejected(self) -> bool:
+        """A permanent refusal of the recipient's address itself (a hard bounce), which suppresses
+        it: a 5xx reply to RCPT whose enhanced status is 5.1.x or 5.2.1, or 550/551/553 without one.
+        Any other 5xx (a policy, relay, reputation or content refusal: 5.7.x, or at DATA) is the
+        sender's problem, not the recipient's, and suppresses nobody."""
+        if not self.permanent or self.stage != "RCPT":
+            return False
+        if _ANY_STATUS.match(self.text):
+            return bool(_RECIPIENT_STATUS.match(self.text))
+        return self.code in (550, 551, 553)
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".strip() if self.code else self.text
@@ -55,8 +80,11 @@ class SmtpConnection(MailConnection):
     """One SMTP session, opened on first use and again after any failure."""
 
     def __init__(self, host: str, port: int, security: str, username: str | None, password: str | None, timeout: float,
-                 ca_file: str | None = None):
+                 ca_file: str | None = None, data_timeout: float | None = None):
         self.host, self.port, self.security, self.timeout = host, port, security, timeout
+        # RFC 5321 4.5.3.2.6: wait up to 10 minutes for the reply to the end of a message's data; a
+        # client that gives up sooner resends a message the server may have accepted.
+        self.data_timeout = max(timeout, data_timeout or timeout)
         self._credentials = (username, password) if username else None
         self._ca_file = ca_file
         self._smtp: smtplib.SMTP | None = None
@@ -88,6 +116,9 @@ class SmtpConnection(MailConnection):
             reply = Reply(exc.smtp_code, _text(exc.smtp_error))
         except smtplib.SMTPNotSupportedError as exc:  # no STARTTLS, no AUTH: never falls back to plain text
             raise SessionRefused(f"{self.host}:{self.port}: {exc}") from None
+        except ssl.SSLCertVerificationError as exc:  # an untrusted certificate stays untrusted: no retry helps
+            raise SessionRefused(f"{self.host}:{self.port}: the server's certificate is not trusted ({exc.verify_message}); "
+                                 "set CPO_SMTP_CA_FILE to its CA") from None
         except (smtplib.SMTPException, OSError) as exc:  # refused, timed out, TLS failure
             reply = Reply(NO_REPLY, f"{type(exc).__name__}: {exc}")
         if reply.permanent:  # e.g. 535 bad credentials, 554 no service
@@ -98,20 +129,28 @@ class SmtpConnection(MailConnection):
         session = self._session()
         if isinstance(session, Reply):
             return session
+        stage = "MAIL"
         try:
             code, text = session.mail(envelope_from)
             if 500 <= code < 600:  # the sender itself refused: every message would bounce
                 raise SessionRefused(f"{self.host}:{self.port} refused the sender {envelope_from}: {code} {_text(text)}")
             if code == 250:
+                stage = "RCPT"
                 code, text = session.rcpt(recipient)
             if code in (250, 251):
-                code, text = session.data(raw)
-            reply = Reply(code, _text(text))
+                stage = "DATA"
+                session.sock.settimeout(self.data_timeout)
+                try:
+                    code, text = session.data(raw)
+                finally:
+                    if session.sock is not None:
+                        session.sock.settimeout(self.timeout)
+            reply = Reply(code, _text(text), stage)
         except smtplib.SMTPResponseException as exc:  # DATA refused
-            reply = Reply(exc.smtp_code, _text(exc.smtp_error))
+            reply = Reply(exc.smtp_code, _text(exc.smtp_error), stage)
         except (smtplib.SMTPException, OSError) as exc:  # lost connection, timed out
             self.close()
-            return Reply(NO_REPLY, f"{type(exc).__name__}: {exc}")
+            return Reply(NO_REPLY, f"{type(exc).__name__} at {stage}: {exc}", stage)
         if reply.code == 421 or not reply.accepted:
             # 421: the server is closing the session. Any other refusal leaves a transaction
             # half-open: reset it, or start afresh when the reset fails.

@@ -5,6 +5,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from personalization_assets.audience.eligibility import (
     CONTACTABLE,
@@ -73,34 +74,83 @@ def test_wave_holds_add_shared_suppression_and_the_cap_to_contactable_customers_
 
 
 class _Scripted(MailConnection):
-    """Answers each recipient with the next reply of its script (then 250)."""
+    """Answers each recipient with the next reply of its script (then 250): a code, or (code, stage, text)."""
 
-    def __init__(self, scripts: dict[str, list[int]], received: list[str]):
+    def __init__(self, scripts: dict[str, list], received: list[str]):
         self.scripts, self.received = scripts, received
 
     def send(self, envelope_from: str, recipient: str, raw: bytes) -> Reply:
         script = self.scripts.get(recipient, [])
-        code = script.pop(0) if script else 250
+        step = script.pop(0) if script else 250
+        code, stage, text = step if isinstance(step, tuple) else (step, "RCPT", "scripted")
         if code == 250:
             self.received.append(recipient)
-        return Reply(code, "scripted")
+        return Reply(code, text, stage)
 
 
-def test_deferred_messages_are_retried_and_bounces_feed_the_suppression_list(tmp_path):
-    messages = _messages(4).assign(raw=["Message-ID: <m>\r\n\r\nbody\r\n"] * 4)
+def _deliver(tmp_path, n: int, scripts: dict[str, list], **settings):
+    messages = _messages(n).assign(raw=["Message-ID: <m>\r\n\r\nbody\r\n"] * n)
     path = tmp_path / "messages.parquet"
     write_parquet("SELECT * FROM sent_messages", [], messages, path)
     received: list[str] = []
-    scripts = {"C0@Mail.example": [451, 421], "C1@Mail.example": [550], "C2@Mail.example": [451] * 10}
-    settings = DeliverySettings(rate_per_second=1000.0, max_concurrency=2, max_attempts=3, retry_backoff_seconds=0.01)
-    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        ledger.enqueue("camp", "w1", messages)
-        pending = ledger.rows("camp", "w1", statuses.OPEN_STATUSES)[["customer_id", "attempts"]].merge(messages[["customer_id", "email"]])
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    ledger.enqueue("camp", "w1", messages)
+    pending = ledger.rows("camp", "w1", statuses.OPEN_STATUSES)[["customer_id", "attempts"]].merge(messages[["customer_id", "email"]])
+    settings = DeliverySettings(rate_per_second=1000.0, max_concurrency=2, max_attempts=3, retry_backoff_seconds=0.01, **settings)
+    try:
         report = deliver(path, ledger, campaign_id="camp", wave="w1", envelope_from="news@x.example", settings=settings,
                          connect=lambda: _Scripted(scripts, received), pending=pending)
+    except BaseException:
+        ledger.close()
+        raise
+    return ledger, report, received
+
+
+def test_deferred_messages_are_retried_and_only_a_refused_recipient_bounces_and_is_suppressed(tmp_path):
+    scripts = {
+        "C0@Mail.example": [451, 421],
+        "C1@Mail.example": [(550, "RCPT", "5.1.1 no such user")],
+        "C2@Mail.example": [451] * 10,
+        "C4@Mail.example": [(554, "RCPT", "5.7.1 relay access denied")],  # the sender's problem: nobody suppressed
+        "C5@Mail.example": [(552, "DATA", "5.3.4 message too big")],
+        "C6@Mail.example": [(0, "MAIL", "ConnectionResetError"), (0, "MAIL", "timed out")],  # no answer: no attempt counted
+    }
+    ledger, report, received = _deliver(tmp_path, 7, scripts)
+    with ledger:
         rows = ledger.rows("camp", "w1").set_index("customer_id")
-        assert rows["status"].to_dict() == {"C0": "sent", "C1": "bounced", "C2": "deferred", "C3": "sent"}
-        assert rows["attempts"].to_dict() == {"C0": 3, "C1": 1, "C2": 3, "C3": 1}
-        assert sorted(received) == ["C0@Mail.example", "C3@Mail.example"]
-        assert dict(report.outcomes) == {"sent": 2, "bounced": 1, "deferred": 1}
+        assert rows["status"].to_dict() == {"C0": "sent", "C1": "bounced", "C2": "deferred", "C3": "sent", "C4": "deferred",
+                                            "C5": "deferred", "C6": "sent"}
+        assert rows["attempts"].to_dict() == {"C0": 3, "C1": 1, "C2": 3, "C3": 1, "C4": 1, "C5": 1, "C6": 1}
+        assert sorted(received) == ["C0@Mail.example", "C3@Mail.example", "C6@Mail.example"]
+        assert dict(report.outcomes) == {"sent": 3, "bounced": 1, "deferred": 3}
         assert list(ledger.suppressions()["customer_id"]) == ["C1"]
+        assert "5.7.1 relay access denied" in rows.loc["C4", "reply"]
+
+
+def test_a_server_refusing_the_sender_for_every_message_stops_the_send_with_nobody_suppressed(tmp_path):
+    from personalization_assets.delivery.send import SENDER_REFUSALS_TO_STOP
+    from personalization_assets.delivery.transport import SessionRefused
+
+    n = SENDER_REFUSALS_TO_STOP + 30
+    scripts = {f"C{i}@Mail.example": [(554, "DATA", "5.7.1 rejected by DMARC policy")] for i in range(n)}
+    with pytest.raises(SessionRefused, match="not the recipients'"):
+        _deliver(tmp_path, n, scripts)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        rows = ledger.rows("camp", "w1")
+        assert ledger.suppressions().empty and rows["status"].isin(statuses.OPEN_STATUSES).all()
+        assert (rows["status"] == "deferred").sum() >= SENDER_REFUSALS_TO_STOP
+
+
+@pytest.mark.parametrize(("code", "stage", "text", "bounce"), [
+    (550, "RCPT", "5.1.1 <a@x.example>: user unknown", True),
+    (550, "RCPT", "mailbox unavailable", True),
+    (551, "RCPT", "user not local", True),
+    (550, "RCPT", "5.2.1 mailbox disabled", True),
+    (550, "RCPT", "5.7.1 Service unavailable; client host blocked", False),
+    (554, "RCPT", "relay access denied", False),
+    (550, "DATA", "5.1.1 no such user", False),
+    (552, "RCPT", "5.2.2 mailbox full", False),
+    (450, "RCPT", "4.2.1 try later", False),
+])
+def test_only_a_permanent_refusal_of_the_recipients_address_is_a_bounce(code, stage, text, bounce):
+    assert Reply(code, text, stage).recipient_rejected is bounce

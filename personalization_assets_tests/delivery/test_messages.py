@@ -161,3 +161,14 @@ def test_a_plain_http_unsubscribe_link_or_a_header_breaking_name_is_refused(tmp_
         path.write_text(text.replace(wrong, right, 1))
         with pytest.raises(ConfigError, match="sender"):
             load_campaign(path)
+
+
+def test_a_sent_customer_whose_variant_is_missing_stops_the_build_and_writes_nothing(config, tmp_path):
+    from personalization_assets.campaign.errors import DataContractError
+
+    assignments, customers, variants = _frames(["Ana", "Ben", "Cy"])
+    assignments.loc[1, ["arm", "variant_id"]] = ["urgent", "s1:urgent"]
+    with pytest.raises(DataContractError, match="s1/s1:urgent"):
+        build_messages(assignments, customers, variants, config=config, wave=WAVE, layout=screen_campaign(config),
+                       key=SigningKey.from_secret("s3cret"), path=tmp_path / "m.parquet")
+    assert not (tmp_path / "m.parquet").exists()

@@ -229,3 +229,37 @@ def test_an_esp_bundle_lists_every_recipient_once_with_one_template_per_variant(
         assert 'href="{{unsubscribe_url}}"' in html and "{{unsubscribe_url}}" in text and "100 Harbor Way" in text
     with _ledger(materialized_copy) as ledger:
         assert set(ledger.rows("spring-outdoors-2026", TEST_WAVE)["status"]) == {"exported"}
+    # Killed after the bundle was published and before the ledger recorded it: the next send
+    # records the published bundle instead of bundling its recipients a second time.
+    import sqlite3
+
+    with sqlite3.connect(materialized_copy.home / "delivery" / "ledger.sqlite3") as connection:
+        connection.execute("UPDATE deliveries SET status = 'queued', reply = ''")
+    assert _send(materialized_copy, "--esp-bundle") == 0
+    assert [path.name for path in (materialized_copy.home / "exports" / TEST_WAVE / "esp").iterdir()] == [folder.name]
+    with _ledger(materialized_copy) as ledger:
+        rows = ledger.rows("spring-outdoors-2026", TEST_WAVE)
+        assert set(rows["status"]) == {"exported"} and (rows["reply"] == f"in the ESP bundle {folder}").all()
+
+
+def test_the_outbox_is_a_rehearsal_that_no_cap_counts_and_no_real_send_skips(materialized_copy, monkeypatch, capsys):
+    for name in ("CPO_SMTP_HOST", "CPO_UNSUBSCRIBE_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    assert _send(materialized_copy) == 0
+    outbox = list((materialized_copy.home / "exports" / TEST_WAVE / "outbox").glob("*.eml"))
+    sent = int(_sent_customers(materialized_copy)["sent"].sum())
+    assert len(outbox) == sent and "a rehearsal" in capsys.readouterr().out
+    with _ledger(materialized_copy) as ledger:
+        assert ledger.rows("spring-outdoors-2026", TEST_WAVE).empty  # the shared ledger, which caps count: nothing
+    # The rehearsal's messages were signed with the test key; the real send rebuilds them with the secret and sends them all.
+    _fast(materialized_copy)
+    recorder = Recorder()
+    with smtp_server(recorder) as controller:
+        _use_server(monkeypatch, controller)
+        assert _send(materialized_copy) == 0
+    assert len(recorder.accepted) == sent and len(set(recorder.message_ids())) == sent
+    from urllib.parse import parse_qs, urlsplit
+
+    link = str(recorder.accepted[0]["List-Unsubscribe"]).split("<")[-1].rstrip(">")
+    query = parse_qs(urlsplit(link).query)
+    assert query["t"] == list(unsubscribe_tokens(pd.Series(query["u"]), SigningKey.from_secret(SECRET)))
