@@ -36,6 +36,7 @@ from personalization_assets.safety.approval import (
     content_hashes,
     reviews_from,
 )
+from personalization_assets.warehouse import Warehouse, WarehouseBusy, as_warehouse
 
 GENESIS_HASH = "0" * 64
 CHAIN_FILE = "chain.jsonl"
@@ -389,7 +390,7 @@ class AuditLog:
             return f"rendered-email file {record['file']} was changed ({count} rows; the chain sealed {record['rows']})"
         return None
 
-    def verify_against(self, warehouse: Path, exports: Path, export_files: Mapping[str, str]) -> list[str]:
+    def verify_against(self, warehouse: Warehouse | Path, exports: Path, export_files: Mapping[str, str]) -> list[str]:
         """What the chain cannot see alone: whether the warehouse's send decisions and variant
         texts, and the exported emails, are the ones it sealed. For each stage (`STAGE_TABLES`,
         `export_files`: its export file name), every wave its table holds must have sealed
@@ -403,22 +404,11 @@ class AuditLog:
             elif record.get("kind") == "rendered_emails":
                 rendered.setdefault((stage_of(record), str(record["wave"])), []).append(record)
         problems: list[str] = []
-        if warehouse.is_file():
-            try:
-                connection = duckdb.connect(str(warehouse), read_only=True)
-            except duckdb.IOException as exc:
-                raise AuditTrailError(f"{warehouse}: cannot open the warehouse to compare it with the trail ({exc}); "
-                                      "run `cpo audit verify` again when no run is writing it") from None
-            with connection:
-                tables = {row[0] for row in connection.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'personalization'").fetchall()}
-                for stage, table in STAGE_TABLES.items():
-                    if table not in tables:
-                        continue
-                    for wave, rows in connection.execute(
-                            f"SELECT wave, count(*) FROM personalization.{table} GROUP BY wave ORDER BY wave").fetchall():
-                        problems += self._check_wave(connection, table, str(wave), int(rows), sealed.get((stage, str(wave)), []),
-                                                     records, "message_variants" in tables)
+        try:
+            with as_warehouse(warehouse).reader([*STAGE_TABLES.values(), "message_variants"]) as connection:
+                problems += self._check_warehouse(connection, sealed, records)
+        except WarehouseBusy as exc:
+            raise AuditTrailError(f"{exc} (to compare it with the trail: run `cpo audit verify` again then)") from None
         legacy = {key for key, seals in sealed.items() if not any(seal.get("emails_sealed") for seal in seals)}
         for stage, export_file in export_files.items():
             for path in sorted(exports.glob(f"*/{export_file}")) if exports.is_dir() else []:
@@ -426,6 +416,18 @@ class AuditLog:
                 if (stage, wave) in legacy and not rendered.get((stage, wave)):
                     continue  # exported before emails were sealed: nothing to compare it with
                 problems += self._check_export(path, wave, rendered.get((stage, wave), []))
+        return problems
+
+    def _check_warehouse(self, connection, sealed: Mapping[tuple[str, str], list[dict]], records: list[dict]) -> list[str]:
+        problems: list[str] = []
+        tables = {row[0] for row in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'personalization'").fetchall()}
+        for stage, table in STAGE_TABLES.items():
+            if table not in tables:
+                continue
+            for wave, rows in connection.execute(f"SELECT wave, count(*) FROM personalization.{table} GROUP BY wave ORDER BY wave").fetchall():
+                problems += self._check_wave(connection, table, str(wave), int(rows), sealed.get((stage, str(wave)), []),
+                                             records, "message_variants" in tables)
         return problems
 
     def _check_wave(self, connection, table: str, wave: str, rows: int, seals: list[dict], records: list[dict],

@@ -28,9 +28,9 @@ from personalization_assets.campaign.paths import (
     cpo_home,
     dagster_home,
     default_campaign_path,
-    warehouse_path,
 )
 from personalization_assets.messages.prompts import load_prompts
+from personalization_assets.warehouse import WarehouseBusy, select_warehouse
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -213,7 +213,7 @@ class Session:
         from personalization_assets.cli.summary import rollout_sent, rollout_summary
         from personalization_assets.defs.jobs import ROLLOUT_JOB
 
-        if rollout_sent(warehouse_path(), wave) and not redecide:
+        if rollout_sent(select_warehouse(), wave) and not redecide:
             print(f"rollout: wave {wave}'s rollout was already decided and its emails exported; it is not decided again "
                   "(a second, different send). `cpo run --redecide-rollout` decides and exports it again.")
             return EXIT_OK
@@ -241,7 +241,7 @@ class Session:
         result = self.run_wave_job(job_name, label, wave)
         if isinstance(result, int):
             return result
-        print(summary(warehouse_path(), self.config, wave))
+        print(summary(select_warehouse(), self.config, wave))
         print("checks:")
         print("\n".join(_check_lines(result)))
         return None
@@ -274,7 +274,7 @@ def command_send(args: argparse.Namespace) -> int:
 
     session = Session.open(args.campaign, args.verbose)
     wave = session.wave_for(args.wave)
-    if not wave_rows_stored(warehouse_path(), "assignments", wave):
+    if not wave_rows_stored(select_warehouse(), "assignments", wave):
         raise ConfigError("--wave", f"wave {wave} has not been decided yet: run `cpo run --wave {wave}` first, then send it")
     method = "esp_bundle" if args.esp_bundle else "transport"
     session.run_config = {**session.run_config, "ops": {"deliveries": {"config": {"method": method}}}}
@@ -351,7 +351,7 @@ def command_audit(args: argparse.Namespace) -> int:
             print(f"audit trail BROKEN at {problem} ({log.chain_path})")
             return EXIT_AUDIT_BROKEN
         # What the chain cannot show alone: the warehouse and the exports against what it sealed.
-        mismatches = log.verify_against(warehouse_path(), exports_dir(), {STAGE_TEST: EXPORT_FILE, STAGE_ROLLOUT: ROLLOUT_EXPORT_FILE})
+        mismatches = log.verify_against(select_warehouse(), exports_dir(), {STAGE_TEST: EXPORT_FILE, STAGE_ROLLOUT: ROLLOUT_EXPORT_FILE})
         if mismatches:
             print(f"audit trail does NOT match what was stored ({log.chain_path}):\n" + "\n".join(f"- {m}" for m in mismatches))
             return EXIT_AUDIT_BROKEN
@@ -379,7 +379,7 @@ def command_review(args: argparse.Namespace) -> int:
     config = load_campaign(args.campaign or default_campaign_path())
     if config.approval.mode != "reviewer":
         print(f"note: approval.mode is {config.approval.mode}: the automated screen approves; reviews are recorded, not required")
-    print(review_text(config, warehouse_path(), AuditLog(audit_dir()), show_all=args.all))
+    print(review_text(config, select_warehouse(), AuditLog(audit_dir()), show_all=args.all))
     return EXIT_OK
 
 
@@ -389,7 +389,7 @@ def command_approve(args: argparse.Namespace) -> int:
     from personalization_assets.cli.review import approve
 
     config = load_campaign(args.campaign or default_campaign_path())
-    print(approve(config, warehouse_path(), AuditLog(audit_dir()), args.variant_ids, by=args.by,
+    print(approve(config, select_warehouse(), AuditLog(audit_dir()), args.variant_ids, by=args.by,
                   all_pending=args.all_pending, reject=args.reject, reason=args.reason))
     return EXIT_OK
 
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     except AuditTrailError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_AUDIT_BROKEN
-    except HomeBusyError as exc:
+    except (HomeBusyError, WarehouseBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_HOME_BUSY
     except Exception as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from personalization_assets.audit.trail import AuditLog
@@ -23,26 +22,26 @@ from personalization_assets.safety.approval import (
     reviews_from,
     text_diff,
 )
+from personalization_assets.warehouse import Warehouse, as_warehouse
 
 REVIEW_COLUMNS = "segment, variant_id, arm, subject, body, cta, citations"
 
 
-def _tables(warehouse: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    if not warehouse.is_file():
-        raise ConfigError(warehouse, "no warehouse yet: run `cpo run` first, so there are variants to review")
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+def _tables(warehouse: Warehouse | Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    warehouse = as_warehouse(warehouse)
+    with warehouse.reader(["message_variants", "safety_verdicts", "content_index"]) as connection:
         tables = {row[0] for row in connection.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [WAREHOUSE_SCHEMA]).fetchall()}
         missing = sorted({"message_variants", "safety_verdicts", "content_index"} - tables)
         if missing:
-            raise ConfigError(warehouse, f"no {', '.join(missing)} yet: run `cpo run` first, so there are variants to review")
+            raise ConfigError(warehouse.describe(), f"no {', '.join(missing)} yet: run `cpo run` first, so there are variants to review")
         variants = connection.execute(f"SELECT {REVIEW_COLUMNS} FROM {WAREHOUSE_SCHEMA}.message_variants").df()
         verdicts = connection.execute(f"SELECT segment, variant_id, arm, decision, reasons, content_hash FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
         corpus = connection.execute(f"SELECT document_id, title FROM {WAREHOUSE_SCHEMA}.content_index").df()
     return variants, verdicts, corpus
 
 
-def _decisions(config: CampaignConfig, warehouse: Path, log: AuditLog) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict]]:
+def _decisions(config: CampaignConfig, warehouse: Warehouse | Path, log: AuditLog) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, list[dict]]:
     variants, verdicts, corpus = _tables(warehouse)
     records = log.verified_records()
     decisions = effective_decisions(verdicts, variants, reviews_from(records), MODE_REVIEWER)
@@ -50,7 +49,7 @@ def _decisions(config: CampaignConfig, warehouse: Path, log: AuditLog) -> tuple[
     return decisions, variants, corpus, records
 
 
-def review_text(config: CampaignConfig, warehouse: Path, log: AuditLog, *, show_all: bool = False) -> str:
+def review_text(config: CampaignConfig, warehouse: Warehouse | Path, log: AuditLog, *, show_all: bool = False) -> str:
     """Every variant waiting for a person (or, with `show_all`, every variant): its text, the
     screen's verdict and reasons, the documents it cites, and a diff against its last approved text."""
     decisions, variants, corpus, records = _decisions(config, warehouse, log)
@@ -81,7 +80,7 @@ def review_text(config: CampaignConfig, warehouse: Path, log: AuditLog, *, show_
     return "\n\n".join([*blocks, footer])
 
 
-def approve(config: CampaignConfig, warehouse: Path, log: AuditLog, variant_ids: Sequence[str], *, by: str,
+def approve(config: CampaignConfig, warehouse: Warehouse | Path, log: AuditLog, variant_ids: Sequence[str], *, by: str,
             all_pending: bool = False, reject: bool = False, reason: str = "") -> str:
     """Record a person's approval (or rejection) of the current exact text of each named variant."""
     if not by.strip():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -24,14 +23,19 @@ from personalization_assets.report.formatting import (
     metric_gain_interval,
     metric_value,
 )
+from personalization_assets.warehouse import Warehouse, as_warehouse
 
 
-def _query(connection: duckdb.DuckDBPyConnection, sql: str, *params: object) -> pd.DataFrame:
+def _query(connection, sql: str, *params: object) -> pd.DataFrame:
     return connection.execute(sql.replace("{schema}", WAREHOUSE_SCHEMA), list(params)).df()
 
 
-def wave_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+WAVE_SUMMARY_TABLES = ("customer_segments", "safety_verdicts", "assignments", "experiment_results", "rollout_recommendation",
+                       "personalized_messages", "arm_allocation")
+
+
+def wave_summary(warehouse: Warehouse | Path, config: CampaignConfig, wave: str) -> str:
+    with as_warehouse(warehouse).reader(WAVE_SUMMARY_TABLES, wave=wave) as connection:
         sizes = _query(connection, "SELECT segment, count(*) AS customers FROM {schema}.customer_segments WHERE wave = ? GROUP BY segment ORDER BY customers DESC", wave)
         verdicts = _query(connection, "SELECT DISTINCT variant_id, decision, reasons FROM {schema}.safety_verdicts ORDER BY variant_id")
         arms = _query(
@@ -113,16 +117,14 @@ def guardrail_line(results: pd.DataFrame) -> str:
         for r in rows.itertuples()) if len(rows) else ""
 
 
-def wave_rows_stored(warehouse: Path, table: str, wave: str) -> bool:
+def wave_rows_stored(warehouse: Warehouse | Path, table: str, wave: str) -> bool:
     """Whether the warehouse holds rows of `wave` in `table` (e.g. the wave was decided: assignments)."""
-    if not warehouse.is_file():
-        return False
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+    with as_warehouse(warehouse).reader([table], wave=wave) as connection:
         return table_exists(connection, table) and bool(_query(connection, f"SELECT count(*) AS n FROM {{schema}}.{table} WHERE wave = ?",
                                                                wave)["n"].iloc[0])
 
 
-def rollout_sent(warehouse: Path, wave: str) -> bool:
+def rollout_sent(warehouse: Warehouse | Path, wave: str) -> bool:
     """Whether the warehouse holds a rollout's send decisions for `wave` (its emails were exported)."""
     return wave_rows_stored(warehouse, "rollout_assignments", wave)
 
@@ -158,13 +160,13 @@ def delivery_summary(config: CampaignConfig, wave: str, *, rehearsal: bool = Fal
     return "\n".join(lines), left, failed
 
 
-def rollout_summary(warehouse: Path, config: CampaignConfig, wave: str) -> str:
+def rollout_summary(warehouse: Warehouse | Path, config: CampaignConfig, wave: str) -> str:
     """What `cpo run` prints after a rollout: the policies' values, what was sent, the realized lift."""
     from personalization_assets.experiment.rollout import ROLLED_OUT
     from personalization_assets.messages.rendering import ROLLOUT_EXPORT_FILE
     from personalization_assets.report.rollout import ROLLOUT_HTML
 
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+    with as_warehouse(warehouse).reader(["policy_values", "rollout_assignments", "rollout_results"], wave=wave) as connection:
         values = _query(connection, "SELECT * FROM {schema}.policy_values WHERE wave = ?", wave)
         sent = _query(connection, "SELECT policy, rollout_group, arm, count(*) AS customers FROM {schema}.rollout_assignments "
                                   "WHERE wave = ? AND sent GROUP BY ALL ORDER BY rollout_group, arm", wave)

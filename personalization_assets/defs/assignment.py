@@ -3,11 +3,14 @@ where the variant was blocked; the SRM check."""
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA, table_exists
 from personalization_assets.defs.partitions import ALL_SEGMENTS, columns, per_wave
-from personalization_assets.defs.resources import AuditResource, CampaignResource
+from personalization_assets.defs.resources import (
+    AuditResource,
+    CampaignResource,
+    WarehouseResource,
+)
 from personalization_assets.defs.types import SCHEMAS, AssignmentsFrame
 from personalization_assets.experiment.allocation import (
     ALLOCATION_COLUMNS,
@@ -45,16 +48,16 @@ def sendable_decisions(config, audit: AuditResource, message_variants: pd.DataFr
     return decisions
 
 
-def _warehouse_rows(warehouse: DuckDBResource, table: str, where: str, wave: str) -> pd.DataFrame | None:
+def _warehouse_rows(warehouse: WarehouseResource, table: str, where: str, wave: str) -> pd.DataFrame | None:
     """Rows of a warehouse table (`where` on its `wave`), or None while the table does not exist."""
-    with warehouse.get_connection() as connection:
+    with warehouse.reader([table], wave=wave) as connection:
         if not table_exists(connection, table):
             return None
         return connection.execute(f"SELECT * FROM {WAREHOUSE_SCHEMA}.{table} WHERE {where}", [wave]).df()
 
 
 @dg.asset(**per_wave(SCHEMAS["arm_allocation"]))
-def arm_allocation(context: dg.AssetExecutionContext, campaign: CampaignResource, warehouse: DuckDBResource) -> pd.DataFrame:
+def arm_allocation(context: dg.AssetExecutionContext, campaign: CampaignResource, warehouse: WarehouseResource) -> pd.DataFrame:
     """Each segment's arm weights for the wave: the configured ones, or with `allocation: thompson`
     the posterior's (Thompson sampling) given the earlier waves' experiment_results."""
     config, wave, segments = campaign.config, context.partition_key, campaign.catalog.ids
@@ -81,7 +84,7 @@ def arm_allocation(context: dg.AssetExecutionContext, campaign: CampaignResource
     return frame
 
 
-def assigned_allocation(warehouse: DuckDBResource, wave: str, cells: set[tuple[str, str]]) -> pd.DataFrame | None:
+def assigned_allocation(warehouse: WarehouseResource, wave: str, cells: set[tuple[str, str]]) -> pd.DataFrame | None:
     """The weights a wave was already assigned with, to keep: its stored arm_allocation rows when
     its assignments exist and the rows cover the same (segment, arm) cells. Re-running an assigned
     wave (`cpo run`, a backfill; the engagement sensor re-runs only what follows the engagement)

@@ -10,7 +10,11 @@ from personalization_assets.content.retrieval import (
     segment_query,
 )
 from personalization_assets.defs.metadata import add_segment_metadata, service_metadata
-from personalization_assets.defs.partitions import CONTENT_GROUP, per_segment
+from personalization_assets.defs.partitions import (
+    CONTENT_GROUP,
+    CONTENT_SAFETY_POOL,
+    per_segment,
+)
 from personalization_assets.defs.resources import (
     CampaignResource,
     SafetyResource,
@@ -24,7 +28,7 @@ from personalization_assets.safety.documents import (
 from personalization_assets.safety.policy import SafetyPolicy
 
 
-@dg.asset(group_name=CONTENT_GROUP, metadata={"dagster/column_schema": SCHEMAS["screened_corpus"]})
+@dg.asset(group_name=CONTENT_GROUP, metadata={"dagster/column_schema": SCHEMAS["screened_corpus"]}, pool=CONTENT_SAFETY_POOL)
 def screened_corpus(context: dg.AssetExecutionContext, campaign: CampaignResource, safety: SafetyResource) -> pd.DataFrame:
     """Every document of the content folder (data/content/*.json), validated and screened: approved,
     or quarantined with its reasons (harm, blocklists, source rules, markup and template syntax)."""

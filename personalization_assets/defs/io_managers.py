@@ -35,11 +35,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 from dagster._core.definitions.metadata import TableMetadataSet
-from dagster._core.storage.db_io_manager import DbIOManager, TableSlice
-from dagster_duckdb.io_manager import DuckDbClient
+from dagster._core.storage.db_io_manager import (
+    DbClient,
+    DbIOManager,
+    DbTypeHandler,
+    TableSlice,
+)
+from dagster_duckdb.io_manager import DuckDbClient, _partition_where_clause
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
+from pydantic import Field
 
-from personalization_assets.campaign.paths import table_exists
+from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA, table_exists
+from personalization_assets.warehouse import postgres
 
 _PLAIN_KINDS = frozenset("Obiuf")
 
@@ -177,13 +184,17 @@ class TypedDuckDBPandasTypeHandler(DuckDBPandasTypeHandler):
                 data_type = connection.execute(f'SELECT typeof("{column}") FROM obj LIMIT 1').fetchone()[0]
                 connection.execute(f'ALTER TABLE {table} ADD COLUMN "{column}" {data_type}')
             connection.execute(f"INSERT INTO {table} BY NAME {select}")
-        context.add_output_metadata({
-            **(TableMetadataSet(partition_row_count=len(obj), storage_kind="duckdb") if context.has_partition_key
-               else TableMetadataSet(row_count=len(obj), storage_kind="duckdb")),
-            "dataframe_columns": dg.MetadataValue.table_schema(
-                dg.TableSchema(columns=[dg.TableColumn(name=name, type=str(dtype)) for name, dtype in obj.dtypes.items()])
-            ),
-        })
+        _add_stored_metadata(context, obj, "duckdb")
+
+
+def _add_stored_metadata(context: dg.OutputContext, obj: pd.DataFrame, storage_kind: str) -> None:
+    context.add_output_metadata({
+        **(TableMetadataSet(partition_row_count=len(obj), storage_kind=storage_kind) if context.has_partition_key
+           else TableMetadataSet(row_count=len(obj), storage_kind=storage_kind)),
+        "dataframe_columns": dg.MetadataValue.table_schema(
+            dg.TableSchema(columns=[dg.TableColumn(name=name, type=str(dtype)) for name, dtype in obj.dtypes.items()])
+        ),
+    })
 
 
 class WarehouseIOManager(DuckDBPandasIOManager):
@@ -203,4 +214,70 @@ class WarehouseIOManager(DuckDBPandasIOManager):
             type_handlers=self.type_handlers(),
             default_load_type=self.default_load_type(),
             io_manager_name="DuckDBIOManager",
+        ))
+
+
+class PostgresClient(DbClient):
+    """Dagster's database client for the shared warehouse (`warehouse/postgres.py`): one
+    transaction per partition written (its delete, then its rows) or read."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    @contextmanager
+    def connect(self, context, table_slice) -> Iterator:
+        with postgres.transaction(self.url) as connection, connection.cursor() as cursor:
+            yield cursor
+
+    def ensure_schema_exists(self, context, table_slice: TableSlice, cursor) -> None:
+        postgres.ensure_schema(cursor)
+
+    def delete_table_slice(self, context, table_slice: TableSlice, cursor) -> None:
+        if postgres.column_types(cursor, table_slice.table):
+            cursor.execute(f"DELETE FROM {table_slice.schema}.{table_slice.table}"
+                           + (f" WHERE {_partition_where_clause(table_slice.partition_dimensions)}" if table_slice.partition_dimensions else ""))
+
+    @staticmethod
+    def get_select_statement(table_slice: TableSlice) -> str:
+        return DuckDbClient.get_select_statement(table_slice)  # the same SQL serves both engines
+
+
+class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
+    """Frames in and out of the shared warehouse, typed as `TypedDuckDBPandasTypeHandler` types
+    them: the columns an asset's schema declares as declared, all-missing text as text."""
+
+    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, cursor):
+        import duckdb
+
+        if obj.empty:
+            context.log.warning(f"{table_slice.table}: an empty frame is not stored (as the DuckDB warehouse skips it)")
+            return
+        obj = _text_where_all_missing(obj)
+        with duckdb.connect() as duck:
+            duck.register("obj", obj)
+            postgres.store(cursor, table_slice.table, duck, _typed_select(obj, (context.definition_metadata or {}).get("dagster/column_schema")))
+        _add_stored_metadata(context, obj, "postgres")
+
+    def load_input(self, context: dg.InputContext, table_slice: TableSlice, cursor) -> pd.DataFrame:
+        if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
+            return pd.DataFrame()
+        return postgres.fetch(cursor, table_slice.table, PostgresClient.get_select_statement(table_slice), table_slice.columns)
+
+    @property
+    def supported_types(self) -> Sequence[type[object]]:
+        return [pd.DataFrame]
+
+
+class PostgresWarehouseIOManager(dg.ConfigurableIOManagerFactory):
+    """The shared warehouse's IO manager: the same tables as `WarehouseIOManager`, in the schema
+    `personalization` of a PostgreSQL database, written by many step processes at once; within a
+    run and process, frames just stored are not re-read."""
+
+    url: str = Field(description="postgresql://user@host:port/dbname (a dagster.EnvVar: never stored)")
+    schema_: str = Field(default=WAREHOUSE_SCHEMA, alias="schema")
+
+    def create_io_manager(self, context) -> dg.IOManager:
+        return _RunCache(DbIOManager(
+            db_client=PostgresClient(self.url), database="", schema=self.schema_, type_handlers=[PostgresPandasTypeHandler()],
+            default_load_type=pd.DataFrame, io_manager_name="PostgresWarehouseIOManager",
         ))

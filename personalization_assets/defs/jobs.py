@@ -3,7 +3,11 @@
 Executor (`executor_def`, set on the code location's Definitions when they load, so a step process
 reads the same environment): in-process by default, for every job (CLI, UI, schedule);
 `CPO_EXECUTOR=multiprocess` runs each step in its own process (`CPO_MAX_CONCURRENT` at a time,
-default one per CPU). See docs/performance.md for when that helps.
+default one per CPU); `CPO_EXECUTOR=celery` submits each step to the Celery broker of
+`CPO_CELERY_BROKER` (results on `CPO_CELERY_BACKEND`, default the broker), for the workers that
+`dagster-celery worker start` runs, on this machine or others (docs/deployment.md). The broker
+URLs are read from the environment where they are used (`EnvVar`-style config), never stored in a run.
+See docs/performance.md for when each helps.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ DELIVERY_JOB = "campaign_delivery"
 ANALYSIS_JOB = "campaign_wave_and_rollout"
 EXECUTOR_ENV = "CPO_EXECUTOR"
 MAX_CONCURRENT_ENV = "CPO_MAX_CONCURRENT"
-EXECUTORS = ("in_process", "multiprocess")
+CELERY_BROKER_ENV = "CPO_CELERY_BROKER"
+CELERY_BACKEND_ENV = "CPO_CELERY_BACKEND"
+EXECUTORS = ("in_process", "multiprocess", "celery")
 
 
 def executor_name(environ: Mapping[str, str] = os.environ) -> str:
@@ -40,9 +46,17 @@ def executor_name(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def executor_def(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefinition:
-    """The jobs' executor: in-process (the default), or multiprocess with `CPO_EXECUTOR=multiprocess`."""
-    if executor_name(environ) == "in_process":
+    """The jobs' executor: in-process (the default), multiprocess or celery (`CPO_EXECUTOR`)."""
+    name = executor_name(environ)
+    if name == "in_process":
         return dg.in_process_executor
+    if name == "celery":
+        from dagster_celery import celery_executor
+
+        if not environ.get(CELERY_BROKER_ENV, "").strip():
+            raise ConfigError(CELERY_BROKER_ENV, "CPO_EXECUTOR=celery needs the broker's URL, e.g. redis://127.0.0.1:6379/0")
+        backend = CELERY_BACKEND_ENV if environ.get(CELERY_BACKEND_ENV, "").strip() else CELERY_BROKER_ENV
+        return celery_executor.configured({"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": backend}})
     raw = environ.get(MAX_CONCURRENT_ENV, "").strip() or "0"
     if not raw.isdigit():
         raise ConfigError(MAX_CONCURRENT_ENV, f"must be a whole number (0: one step per CPU), got {raw!r}")

@@ -2,17 +2,17 @@
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from personalization_assets.audit.trail import variant_records
 from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
 from personalization_assets.content.corpus import load_corpus
 from personalization_assets.defs.metadata import add_segment_metadata, service_metadata
-from personalization_assets.defs.partitions import per_segment
+from personalization_assets.defs.partitions import GENERATION_POOL, per_segment
 from personalization_assets.defs.resources import (
     AuditResource,
     CampaignResource,
     GeneratorResource,
+    WarehouseResource,
 )
 from personalization_assets.defs.types import SCHEMAS, MessageVariantsFrame
 from personalization_assets.messages.staleness import stale_variants, staleness_summary
@@ -25,7 +25,7 @@ from personalization_assets.messages.variants import (
 
 
 @dg.asset(**per_segment(SCHEMAS["message_variants"]),
-          dagster_type=MessageVariantsFrame)
+          dagster_type=MessageVariantsFrame, pool=GENERATION_POOL)
 def message_variants(
     context: dg.AssetExecutionContext,
     campaign: CampaignResource,
@@ -65,10 +65,10 @@ def message_variants(
 
 
 @dg.asset_check(asset=message_variants, description="Every segment's messages were written from the current prompts and documents")
-def content_current(campaign: CampaignResource, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def content_current(campaign: CampaignResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     # Every segment, not only the partitions just built: after a one-segment backfill the others
     # are listed with the command that rebuilds them.
-    with warehouse.get_connection() as connection:
+    with warehouse.reader(["message_variants", "retrieved_content"]) as connection:
         variants = connection.execute(f"SELECT segment, variant_id, prompt_sha256 FROM {WAREHOUSE_SCHEMA}.message_variants").df()
         retrieved = connection.execute(f"SELECT * FROM {WAREHOUSE_SCHEMA}.retrieved_content").df()
     stale = stale_variants(campaign.config, campaign.catalog, campaign.prompts, variants, retrieved,

@@ -23,6 +23,12 @@ DELIVERY_GROUP = "delivery"  # the wave's MIME messages and their delivery: run 
 # Waves are stored as 'YYYY-MM-DD' text; the cast lets the IO manager select a week's rows.
 WAVE_PARTITION_EXPR = "CAST(wave AS TIMESTAMP)"
 
+# Dagster pools of the steps that call a rate-limited service: with a limit set on the instance
+# (`concurrency: pools:` in dagster.yaml, or `dagster instance concurrency set POOL N`), no more
+# steps of a pool run at once across every run and worker than the service allows; without one, no limit.
+GENERATION_POOL = "cpo_generation"
+CONTENT_SAFETY_POOL = "cpo_content_safety"
+
 CAMPAIGN_PATH = default_campaign_path()
 CAMPAIGN = load_campaign(CAMPAIGN_PATH)
 CATALOG = load_catalog(CAMPAIGN.paths.segments)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from functools import cached_property
@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
 from personalization_assets.audience.segmentation import SegmentCatalog, load_catalog
@@ -45,7 +44,10 @@ from personalization_assets.campaign.paths import (
     warehouse_path,
 )
 from personalization_assets.content.retrieval import SearchHit
-from personalization_assets.defs.io_managers import WarehouseIOManager
+from personalization_assets.defs.io_managers import (
+    PostgresWarehouseIOManager,
+    WarehouseIOManager,
+)
 from personalization_assets.defs.partitions import CAMPAIGN
 from personalization_assets.delivery.ledger import (
     LEDGER_FILE,
@@ -62,6 +64,12 @@ from personalization_assets.delivery.transport import (
 from personalization_assets.messages.generation import GeneratedVariant, VariantRequest
 from personalization_assets.messages.prompts import PromptLibrary, load_prompts
 from personalization_assets.safety.screening import TextAnalysis
+from personalization_assets.warehouse import (
+    WAREHOUSE_URL_ENV,
+    DuckDBWarehouse,
+    Warehouse,
+    warehouse_url,
+)
 
 
 class CampaignResource(dg.ConfigurableResource):
@@ -113,6 +121,37 @@ class UnsubscribeKeyResource(dg.ConfigurableResource):
 
     def key(self) -> SigningKey:
         return SigningKey.from_secret(self.secret)
+
+
+class WarehouseResource(dg.ConfigurableResource, ABC):
+    """Reads of the warehouse's tables beyond an asset's inputs (the checks, earlier waves), in
+    DuckDB SQL whichever warehouse holds them (`warehouse/`)."""
+
+    @abstractmethod
+    def warehouse(self) -> Warehouse: ...
+
+    def reader(self, tables: Iterable[str] | None = None, *, wave: str | None = None):
+        return self.warehouse().reader(tables, wave=wave)
+
+
+class EmbeddedWarehouse(WarehouseResource):
+    """The DuckDB file under CPO_HOME."""
+
+    database: str
+
+    def warehouse(self) -> Warehouse:
+        return DuckDBWarehouse(self.database, read_only=False)
+
+
+class SharedWarehouse(WarehouseResource):
+    """The PostgreSQL warehouse of CPO_WAREHOUSE_URL."""
+
+    url: str
+
+    def warehouse(self) -> Warehouse:
+        from personalization_assets.warehouse.postgres import PostgresWarehouse
+
+        return PostgresWarehouse(self.url)
 
 
 class MailTransportResource(dg.ConfigurableResource, ABC):
@@ -609,10 +648,18 @@ def campaign_resources(
         "unsubscribe_key": UnsubscribeKeyResource(secret=dg.EnvVar(SECRET_ENV) if source.get(SECRET_ENV, "").strip() else None),
         "transport": select_transport(source),
         **select_backends(environ, max_concurrency=config.generation.max_concurrency),
-        # DuckDB tables, one per asset; within a run, frames just stored are not re-read.
-        "io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA),
-        "warehouse": DuckDBResource(database=database),
+        **select_warehouse_resources(source, database),
     }
+
+
+def select_warehouse_resources(environ: Mapping[str, str], database: str) -> dict[str, Any]:
+    """The IO manager and the reader of the configured warehouse: one table per asset, in the
+    PostgreSQL database of CPO_WAREHOUSE_URL (an EnvVar: the URL, which may hold a password, is
+    never stored), else in the DuckDB file `database`. Within a run, frames just stored are not re-read."""
+    if warehouse_url(environ) is not None:
+        url = dg.EnvVar(WAREHOUSE_URL_ENV)
+        return {"io_manager": PostgresWarehouseIOManager(url=url, schema=WAREHOUSE_SCHEMA), "warehouse": SharedWarehouse(url=url)}
+    return {"io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA), "warehouse": EmbeddedWarehouse(database=database)}
 
 
 @dg.definitions

@@ -2,16 +2,16 @@
 
 import dagster as dg
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from personalization_assets.audit.trail import verdict_records
 from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
 from personalization_assets.defs.metadata import add_segment_metadata, service_metadata
-from personalization_assets.defs.partitions import per_segment
+from personalization_assets.defs.partitions import CONTENT_SAFETY_POOL, per_segment
 from personalization_assets.defs.resources import (
     AuditResource,
     CampaignResource,
     SafetyResource,
+    WarehouseResource,
 )
 from personalization_assets.defs.types import SCHEMAS, SafetyVerdictsFrame
 from personalization_assets.safety.approval import (
@@ -28,7 +28,7 @@ from personalization_assets.safety.screening import screen_variants
 
 
 @dg.asset(**per_segment(SCHEMAS["safety_verdicts"]),
-          dagster_type=SafetyVerdictsFrame)
+          dagster_type=SafetyVerdictsFrame, pool=CONTENT_SAFETY_POOL)
 def safety_verdicts(
     context: dg.AssetExecutionContext,
     campaign: CampaignResource,
@@ -71,9 +71,9 @@ def safety_verdicts(
 
 
 @dg.asset_check(asset=safety_verdicts, blocking=True, description="Share of variants approved >= the campaign's threshold")
-def safety_pass_rate(campaign: CampaignResource, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def safety_pass_rate(campaign: CampaignResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     # The whole campaign's verdicts, every segment: a one-segment backfill is judged in context.
-    with warehouse.get_connection() as connection:
+    with warehouse.reader(["safety_verdicts"]) as connection:
         verdicts = connection.execute(f"SELECT variant_id, segment, decision, reasons FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
     gate = evaluate_safety_gate(verdicts, campaign.config.safety.pass_rate_threshold)
     return dg.AssetCheckResult(
@@ -94,9 +94,9 @@ def safety_pass_rate(campaign: CampaignResource, warehouse: DuckDBResource) -> d
 
 @dg.asset_check(asset=safety_verdicts, blocking=True,
                 description="Every variant the screen approved has a reviewer's approval of its exact text (approval.mode: reviewer)")
-def reviewer_approval(campaign: CampaignResource, warehouse: DuckDBResource, audit: AuditResource) -> dg.AssetCheckResult:
+def reviewer_approval(campaign: CampaignResource, warehouse: WarehouseResource, audit: AuditResource) -> dg.AssetCheckResult:
     mode = campaign.config.approval.mode
-    with warehouse.get_connection() as connection:
+    with warehouse.reader(["safety_verdicts", "message_variants"]) as connection:
         verdicts = connection.execute(f"SELECT segment, variant_id, arm, decision, content_hash FROM {WAREHOUSE_SCHEMA}.safety_verdicts").df()
         variants = connection.execute(f"SELECT segment, variant_id, subject, body, cta, citations FROM {WAREHOUSE_SCHEMA}.message_variants").df()
     decisions = effective_decisions(verdicts, variants, reviews_from(audit.log().verified_records()), mode)

@@ -11,7 +11,6 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from dagster_duckdb import DuckDBResource
 
 from personalization_assets.defs.assignment import arm_allocation, assignments
 from personalization_assets.defs.audience import customer_segments, customers
@@ -27,6 +26,7 @@ from personalization_assets.defs.resources import (
     AuditResource,
     CampaignResource,
     DeliveryLedgerResource,
+    EmbeddedWarehouse,
     LocalBM25Search,
     LocalSafety,
     LocalTemplateGenerator,
@@ -129,13 +129,13 @@ def test_retrieval_generation_and_screening_of_one_segment(campaign, audit, stor
 
 
 def test_reviewer_approval_passes_in_screen_mode_and_says_nobody_reviewed(materialized_campaign, campaign, audit):
-    result = reviewer_approval(campaign=campaign, warehouse=DuckDBResource(database=str(materialized_campaign.warehouse)),
+    result = reviewer_approval(campaign=campaign, warehouse=EmbeddedWarehouse(database=str(materialized_campaign.warehouse)),
                                audit=audit)
     assert result.passed and "no person reviewed them" in result.description and result.metadata["pending"].value == 0
 
 
 def test_safety_pass_rate_reads_every_segment_from_the_warehouse(materialized_campaign, campaign):
-    result = safety_pass_rate(campaign=campaign, warehouse=DuckDBResource(database=str(materialized_campaign.warehouse)))
+    result = safety_pass_rate(campaign=campaign, warehouse=EmbeddedWarehouse(database=str(materialized_campaign.warehouse)))
     assert result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     assert result.metadata["variants"].value == 19  # 6 segments x 3 tones + the shared control
     assert result.metadata["blocked_reasons"].value == "none"
@@ -144,7 +144,7 @@ def test_safety_pass_rate_reads_every_segment_from_the_warehouse(materialized_ca
 def test_arm_allocation_alone_equals_the_stored_wave(campaign, stored, tmp_path):
     # A fixed allocation reads no earlier wave: an empty warehouse gives the stored weights.
     allocation = arm_allocation(dg.build_asset_context(partition_key=TEST_WAVE), campaign=campaign,
-                                warehouse=DuckDBResource(database=str(tmp_path / "empty.duckdb")))
+                                warehouse=EmbeddedWarehouse(database=str(tmp_path / "empty.duckdb")))
     _same_rows(allocation, stored("arm_allocation"), ["segment", "arm"])
     assert (allocation["allocation"] == "fixed").all() and (allocation["weight"] == 0.25).all()
 

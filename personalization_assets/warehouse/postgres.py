@@ -1,0 +1,197 @@
+"""The shared warehouse on PostgreSQL: tables many step processes write and read at once.
+
+Tables move in and out in bulk with `COPY`, as CSV that DuckDB writes and reads, so a frame stored
+here and read back is the frame the DuckDB warehouse would give back: the same columns, types and
+values. Text is quoted and NULL is an unquoted `\\N`, so an empty string and a missing value stay
+apart. Column types map one to one (DuckDB's TINYINT, which PostgreSQL lacks, is the domain
+`personalization.tinyint`, a smallint from -128 to 127, so it reads back as TINYINT).
+
+Writers of different partitions of one table do not wait for each other: each partition's
+delete and `COPY` run in one transaction (a failure or a kill leaves the partition as it was).
+Creating a table or adding a column takes a transaction-level advisory lock on the table's name,
+so two steps storing a table's first partitions at once do not both create it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from personalization_assets.campaign.errors import ConfigError
+from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA
+from personalization_assets.warehouse import Warehouse
+
+# DuckDB column type -> PostgreSQL column type, and back.
+_TO_POSTGRES = {
+    "VARCHAR": "text", "BIGINT": "bigint", "INTEGER": "integer", "SMALLINT": "smallint", "TINYINT": f"{WAREHOUSE_SCHEMA}.tinyint",
+    "DOUBLE": "double precision", "FLOAT": "real", "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMP": "timestamp",
+    "TIMESTAMP_NS": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamptz", '"NULL"': "text", "NULL": "text",
+}
+_TO_DUCKDB = {
+    "text": "VARCHAR", "character varying": "VARCHAR", "bigint": "BIGINT", "integer": "INTEGER", "smallint": "SMALLINT",
+    "tinyint": "TINYINT", "double precision": "DOUBLE", "real": "FLOAT", "boolean": "BOOLEAN", "date": "DATE",
+    "timestamp without time zone": "TIMESTAMP", "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+}
+# CSV as both engines read and write it: every value quoted, NULL an unquoted \N.
+_COPY_OPTIONS = "FORMAT csv, HEADER true, NULL '\\N'"
+_DUCKDB_CSV_IN = "header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', nullstr = '\\N', allow_quoted_nulls = false"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def connect(url: str):
+    """A psycopg2 connection to the warehouse at `url`; a refused connection is a ConfigError
+    naming the server, never the password."""
+    import psycopg2
+
+    try:
+        return psycopg2.connect(url)
+    except psycopg2.OperationalError as exc:
+        raise ConfigError("CPO_WAREHOUSE_URL", f"cannot connect to the PostgreSQL warehouse "
+                          f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+
+
+@contextmanager
+def transaction(url: str) -> Iterator:
+    """One transaction on a new connection: committed when the block succeeds, rolled back when it raises."""
+    connection = connect(url)
+    try:
+        with connection:  # psycopg2: commit on success, rollback on an exception
+            yield connection
+    finally:
+        connection.close()
+
+
+def column_types(cursor, table: str) -> dict[str, str]:
+    """`table`'s columns, in order, as DuckDB types (empty when it does not exist)."""
+    cursor.execute(
+        "SELECT column_name, data_type, domain_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "ORDER BY ordinal_position", [WAREHOUSE_SCHEMA, table])
+    return {name: _TO_DUCKDB["tinyint" if domain == "tinyint" else data_type] for name, data_type, domain in cursor.fetchall()}
+
+
+def stored_tables(cursor) -> set[str]:
+    cursor.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [WAREHOUSE_SCHEMA])
+    return {row[0] for row in cursor.fetchall()}
+
+
+def _lock_table_name(cursor, table: str) -> None:
+    """Serialise schema changes to `table` (its creation, added columns) until this transaction ends."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"cpo-warehouse:{WAREHOUSE_SCHEMA}.{table}"])
+
+
+def ensure_schema(cursor) -> None:
+    """The schema and its `tinyint` domain, created once (under a lock: CREATE ... IF NOT EXISTS can race)."""
+    cursor.execute("SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = %s AND t.typname = 'tinyint'",
+                   [WAREHOUSE_SCHEMA])
+    if cursor.fetchone()[0]:
+        return
+    _lock_table_name(cursor, "")
+    cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {WAREHOUSE_SCHEMA}")
+    cursor.execute("SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = %s AND t.typname = 'tinyint'",
+                   [WAREHOUSE_SCHEMA])
+    if not cursor.fetchone()[0]:
+        cursor.execute(f"CREATE DOMAIN {WAREHOUSE_SCHEMA}.tinyint AS smallint CHECK (VALUE BETWEEN -128 AND 127)")
+
+
+def _postgres_type(duckdb_type: str, table: str, column: str) -> str:
+    if duckdb_type not in _TO_POSTGRES:
+        storable = sorted(name for name in _TO_POSTGRES if "NULL" not in name)
+        raise ConfigError(f"{WAREHOUSE_SCHEMA}.{table}", f"column {column!r} has the type {duckdb_type}, which the PostgreSQL "
+                          f"warehouse does not store (it stores {storable})")
+    return _TO_POSTGRES[duckdb_type]
+
+
+def store(cursor, table: str, duck, select: str) -> None:
+    """Append the rows of DuckDB's `select` (over the frames registered on `duck`) to `table`,
+    creating it, or adding the columns it lacks, first; inserted by column name."""
+    described = [(row[0], row[1]) for row in duck.execute(f"DESCRIBE {select}").fetchall()]
+    wanted = {name: _postgres_type(duckdb_type, table, name) for name, duckdb_type in described}
+    stored = column_types(cursor, table)
+    if not stored or set(wanted) - set(stored):
+        _lock_table_name(cursor, table)
+        stored = column_types(cursor, table)  # as it is now that no one else can change it
+        qualified = f"{WAREHOUSE_SCHEMA}.{_quote(table)}"
+        if not stored:
+            cursor.execute(f"CREATE TABLE {qualified} ({', '.join(f'{_quote(n)} {t}' for n, t in wanted.items())})")
+        for name in [n for n in wanted if n not in stored]:
+            if stored:
+                cursor.execute(f"ALTER TABLE {qualified} ADD COLUMN {_quote(name)} {wanted[name]}")
+    with tempfile.TemporaryDirectory(prefix="cpo-copy-") as scratch:
+        path = Path(scratch) / "rows.csv"
+        duck.execute(f"COPY ({select}) TO '{path.as_posix()}' (HEADER, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR '\\N', FORCE_QUOTE *)")
+        with path.open("rb") as rows:
+            columns = ", ".join(_quote(name) for name in wanted)
+            cursor.copy_expert(f"COPY {WAREHOUSE_SCHEMA}.{_quote(table)} ({columns}) FROM STDIN WITH ({_COPY_OPTIONS})", rows)
+
+
+def _copy_out(cursor, select: str, params: Sequence[object], path: Path) -> None:
+    statement = cursor.mogrify(select, list(params)).decode() if params else select
+    with path.open("wb") as rows:
+        cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH ({_COPY_OPTIONS})", rows)
+
+
+def _read_csv(path: Path, types: dict[str, str]) -> str:
+    """DuckDB's reader of a CSV that `_copy_out` wrote, with the columns typed as `types` says."""
+    spec = ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': '{kind}'" for name, kind in types.items())
+    return f"read_csv('{path.as_posix()}', {_DUCKDB_CSV_IN}, columns = {{{spec}}})"
+
+
+def fetch(cursor, table: str, select: str, columns: Sequence[str] | None = None):
+    """The rows of PostgreSQL's `select` over `table`, as a data frame typed as DuckDB types the
+    table's columns (or `columns` of them)."""
+    import duckdb
+
+    types = column_types(cursor, table)
+    if not types:
+        raise ConfigError(f"{WAREHOUSE_SCHEMA}.{table}", "the warehouse holds no such table yet: materialize its asset first")
+    with tempfile.TemporaryDirectory(prefix="cpo-copy-") as scratch:
+        path = Path(scratch) / "rows.csv"
+        _copy_out(cursor, select, (), path)
+        with duckdb.connect() as duck:
+            return duck.execute(f"SELECT * FROM {_read_csv(path, {name: types[name] for name in (columns or types)})}").df()
+
+
+def copy_into_duckdb(cursor, duck, table: str, where: str = "", params: Sequence[object] = ()) -> None:
+    """`personalization.<table>` on the DuckDB connection `duck`, holding `table`'s rows (those of `where`)."""
+    with tempfile.TemporaryDirectory(prefix="cpo-copy-") as scratch:
+        path = Path(scratch) / "rows.csv"
+        _copy_out(cursor, f"SELECT * FROM {WAREHOUSE_SCHEMA}.{_quote(table)}{' WHERE ' + where if where else ''}", params, path)
+        duck.execute(f"CREATE TABLE {WAREHOUSE_SCHEMA}.{_quote(table)} AS SELECT * FROM {_read_csv(path, column_types(cursor, table))}")
+
+
+class PostgresWarehouse(Warehouse):
+    """The shared warehouse: the schema `personalization` of the PostgreSQL database at `url`."""
+
+    kind = "postgres"
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def describe(self) -> str:
+        import psycopg2.extensions
+
+        parts = psycopg2.extensions.parse_dsn(self.url)
+        return f"postgresql://{parts.get('host', 'localhost')}:{parts.get('port', '5432')}/{parts.get('dbname', '')}"
+
+    def tables(self) -> set[str]:
+        with transaction(self.url) as connection, connection.cursor() as cursor:
+            return stored_tables(cursor)
+
+    @contextmanager
+    def reader(self, tables: Iterable[str] | None = None, *, wave: str | None = None) -> Iterator:
+        import duckdb
+
+        with transaction(self.url) as connection, connection.cursor() as cursor, duckdb.connect() as duck:
+            # One snapshot for every table copied: a reader never sees half of a run's writes.
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            duck.execute(f"CREATE SCHEMA {WAREHOUSE_SCHEMA}")
+            stored = stored_tables(cursor)
+            for table in sorted(stored if tables is None else set(tables) & stored):
+                by_wave = wave is not None and "wave" in column_types(cursor, table)
+                copy_into_duckdb(cursor, duck, table, "wave = %s" if by_wave else "", [wave] if by_wave else [])
+            yield duck
