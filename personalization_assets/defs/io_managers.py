@@ -1,4 +1,6 @@
-"""The warehouse IO manager: Dagster's DuckDB pandas IO manager, atomic, typed, without re-reading.
+"""The warehouse IO managers: Dagster's DuckDB pandas IO manager, atomic, typed, without
+re-reading; and its twin for the shared PostgreSQL warehouse (`PostgresWarehouseIOManager`, at the
+end), which stores the same tables with the same types through `warehouse/postgres.py`.
 
 Every asset's table is written to the warehouse as `DuckDBPandasIOManager` writes it (one table per
 asset, partitions replaced in place), with two guarantees it does not give by itself:
@@ -233,9 +235,12 @@ class PostgresClient(DbClient):
         postgres.ensure_schema(cursor)
 
     def delete_table_slice(self, context, table_slice: TableSlice, cursor) -> None:
+        where = _partition_where_clause(table_slice.partition_dimensions) if table_slice.partition_dimensions else ""
+        # Two runs replacing the same partition (or the same unpartitioned table) at once would each
+        # delete only the rows committed before it began, and both insert: the second waits here.
+        postgres.lock_slice(cursor, table_slice.table, where)
         if postgres.column_types(cursor, table_slice.table):
-            cursor.execute(f"DELETE FROM {table_slice.schema}.{table_slice.table}"
-                           + (f" WHERE {_partition_where_clause(table_slice.partition_dimensions)}" if table_slice.partition_dimensions else ""))
+            cursor.execute(f"DELETE FROM {table_slice.schema}.{table_slice.table}" + (f" WHERE {where}" if where else ""))
 
     @staticmethod
     def get_select_statement(table_slice: TableSlice) -> str:
@@ -273,11 +278,11 @@ class PostgresWarehouseIOManager(dg.ConfigurableIOManagerFactory):
     `personalization` of a PostgreSQL database, written by many step processes at once; within a
     run and process, frames just stored are not re-read."""
 
-    url: str = Field(description="postgresql://user@host:port/dbname (a dagster.EnvVar: never stored)")
-    schema_: str = Field(default=WAREHOUSE_SCHEMA, alias="schema")
+    url: str = Field(description="postgresql://user@host:port/dbname (a dagster.EnvVar: never stored); the tables are in its "
+                                 f"schema {WAREHOUSE_SCHEMA}")
 
     def create_io_manager(self, context) -> dg.IOManager:
         return _RunCache(DbIOManager(
-            db_client=PostgresClient(self.url), database="", schema=self.schema_, type_handlers=[PostgresPandasTypeHandler()],
+            db_client=PostgresClient(self.url), database="", schema=WAREHOUSE_SCHEMA, type_handlers=[PostgresPandasTypeHandler()],
             default_load_type=pd.DataFrame, io_manager_name="PostgresWarehouseIOManager",
         ))

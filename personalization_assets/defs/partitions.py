@@ -58,10 +58,21 @@ def _metadata(partition_expr: str, schema: dg.TableSchema | None) -> dict[str, o
     return {"partition_expr": partition_expr, **({"dagster/column_schema": schema} if schema is not None else {})}
 
 
+def segment_backfill_policy() -> dg.BackfillPolicy:
+    """How a backfill of many segments runs: as one run, one step per asset for all of them (the
+    cheapest on one machine), or, with the Celery executor, one run per segment, so the segments'
+    steps spread over the workers (and the generation pool limits them across runs)."""
+    from personalization_assets.defs.jobs import (
+        executor_name,  # jobs imports this module
+    )
+
+    return dg.BackfillPolicy.multi_run(1) if executor_name() == "celery" else dg.BackfillPolicy.single_run()
+
+
 def per_segment(schema: dg.TableSchema | None = None) -> dict[str, object]:
-    """The `@asset` arguments of a per-segment asset: a whole campaign runs all segments in one step
-    (single-run backfill policy), and a backfill of one segment replaces only that segment's rows."""
-    return dict(partitions_def=segment_partitions, backfill_policy=dg.BackfillPolicy.single_run(),
+    """The `@asset` arguments of a per-segment asset: a backfill of one segment replaces only that
+    segment's rows; a backfill of many runs as `segment_backfill_policy` says."""
+    return dict(partitions_def=segment_partitions, backfill_policy=segment_backfill_policy(),
                 metadata=_metadata("segment", schema), group_name=CONTENT_GROUP)
 
 

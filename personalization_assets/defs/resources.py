@@ -658,7 +658,7 @@ def select_warehouse_resources(environ: Mapping[str, str], database: str) -> dic
     never stored), else in the DuckDB file `database`. Within a run, frames just stored are not re-read."""
     if warehouse_url(environ) is not None:
         url = dg.EnvVar(WAREHOUSE_URL_ENV)
-        return {"io_manager": PostgresWarehouseIOManager(url=url, schema=WAREHOUSE_SCHEMA), "warehouse": SharedWarehouse(url=url)}
+        return {"io_manager": PostgresWarehouseIOManager(url=url), "warehouse": SharedWarehouse(url=url)}
     return {"io_manager": WarehouseIOManager(database=database, schema=WAREHOUSE_SCHEMA), "warehouse": EmbeddedWarehouse(database=database)}
 
 

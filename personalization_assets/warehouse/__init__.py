@@ -36,10 +36,6 @@ class Warehouse(ABC):
     kind: str
 
     @abstractmethod
-    def tables(self) -> set[str]:
-        """The tables stored so far (an asset's table exists once it was first materialized)."""
-
-    @abstractmethod
     @contextmanager
     def reader(self, tables: Iterable[str] | None = None, *, wave: str | None = None) -> Iterator:
         """A DuckDB connection in which `personalization.<table>` holds each of `tables` that is
@@ -65,10 +61,6 @@ class DuckDBWarehouse(Warehouse):
     def describe(self) -> str:
         return str(self.path)
 
-    def tables(self) -> set[str]:
-        with self.reader() as connection:
-            return _duckdb_tables(connection)
-
     @contextmanager
     def reader(self, tables: Iterable[str] | None = None, *, wave: str | None = None) -> Iterator:
         import duckdb
@@ -91,11 +83,6 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseBusy(f"{self.path}: cannot open the warehouse ({exc}); try again when no run is writing it") from None
         with connection:
             yield connection
-
-
-def _duckdb_tables(connection) -> set[str]:
-    return {row[0] for row in connection.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [WAREHOUSE_SCHEMA]).fetchall()}
 
 
 def as_warehouse(where: Warehouse | Path | str) -> Warehouse:

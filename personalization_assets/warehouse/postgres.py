@@ -8,7 +8,9 @@ apart. Column types map one to one (DuckDB's TINYINT, which PostgreSQL lacks, is
 
 Writers of different partitions of one table do not wait for each other: each partition's
 delete and `COPY` run in one transaction (a failure or a kill leaves the partition as it was).
-Creating a table or adding a column takes a transaction-level advisory lock on the table's name,
+Two writers of the same partition (or of one unpartitioned table) take turns, by a
+transaction-level advisory lock on that slice, so the second replaces the first's rows instead of
+adding to them. Creating a table or adding a column takes another such lock on the table's name,
 so two steps storing a table's first partitions at once do not both create it.
 """
 
@@ -84,6 +86,13 @@ def _lock_table_name(cursor, table: str) -> None:
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"cpo-warehouse:{WAREHOUSE_SCHEMA}.{table}"])
 
 
+def lock_slice(cursor, table: str, where: str) -> None:
+    """Serialise the writers of one slice of `table` (the rows of `where`, or all of them) until this
+    transaction ends; writers of other slices go on. Every writer takes its locks in the same order
+    (the schema's, a slice's, the table's schema changes), so they cannot deadlock."""
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"cpo-slice:{WAREHOUSE_SCHEMA}.{table}:{where}"])
+
+
 def ensure_schema(cursor) -> None:
     """The schema and its `tinyint` domain, created once (under a lock: CREATE ... IF NOT EXISTS can race)."""
     cursor.execute("SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = %s AND t.typname = 'tinyint'",
@@ -149,6 +158,9 @@ def fetch(cursor, table: str, select: str, columns: Sequence[str] | None = None)
     types = column_types(cursor, table)
     if not types:
         raise ConfigError(f"{WAREHOUSE_SCHEMA}.{table}", "the warehouse holds no such table yet: materialize its asset first")
+    missing = [name for name in columns or () if name not in types]
+    if missing:
+        raise ConfigError(f"{WAREHOUSE_SCHEMA}.{table}", f"has no column {', '.join(missing)}: materialize its asset again")
     with tempfile.TemporaryDirectory(prefix="cpo-copy-") as scratch:
         path = Path(scratch) / "rows.csv"
         _copy_out(cursor, select, (), path)
@@ -177,10 +189,6 @@ class PostgresWarehouse(Warehouse):
 
         parts = psycopg2.extensions.parse_dsn(self.url)
         return f"postgresql://{parts.get('host', 'localhost')}:{parts.get('port', '5432')}/{parts.get('dbname', '')}"
-
-    def tables(self) -> set[str]:
-        with transaction(self.url) as connection, connection.cursor() as cursor:
-            return stored_tables(cursor)
 
     @contextmanager
     def reader(self, tables: Iterable[str] | None = None, *, wave: str | None = None) -> Iterator:

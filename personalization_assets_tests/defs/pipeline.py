@@ -9,6 +9,7 @@ import pandas as pd
 
 from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA as SCHEMA
 from personalization_assets.defs.partitions import CONTENT_GROUP, WAVE_GROUP
+from personalization_assets.warehouse import as_warehouse
 
 
 def materialize_segments(defs: dg.Definitions, instance: dg.DagsterInstance, segments: Sequence[str]) -> dg.ExecuteInProcessResult:
@@ -35,7 +36,9 @@ def materialize_wave(defs: dg.Definitions, instance: dg.DagsterInstance, wave: s
 
 
 def read_table(warehouse, table: str, where: str = "TRUE") -> pd.DataFrame:
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+    """A stored table's rows (those of `where`), through the warehouse interface every reader uses:
+    `warehouse` is the embedded DuckDB file's path or a `Warehouse` (the shared PostgreSQL one)."""
+    with as_warehouse(warehouse).reader([table]) as connection:
         return connection.execute(f"SELECT * FROM {SCHEMA}.{table} WHERE {where}").df()
 
 

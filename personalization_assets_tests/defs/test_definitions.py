@@ -128,3 +128,40 @@ def test_a_campaign_the_loaded_definitions_cannot_run_is_a_config_error(campaign
     path.write_text(path.read_text().replace(old, new, 1))
     with pytest.raises(ConfigError, match="differ from those of the loaded code location"):
         campaign_definitions(campaign_folder.campaign, warehouse=campaign_folder.warehouse)
+
+
+def test_the_steps_that_call_a_rate_limited_service_are_in_its_pool():
+    from personalization_assets.definitions import code_location
+    from personalization_assets.defs.partitions import (
+        CONTENT_SAFETY_POOL,
+        GENERATION_POOL,
+    )
+
+    graph = code_location().resolve_asset_graph()
+    pools = {key.to_user_string(): graph.get(key).pools for key in graph.get_all_asset_keys()}
+    assert pools["message_variants"] == {GENERATION_POOL}
+    assert pools["safety_verdicts"] == pools["screened_corpus"] == {CONTENT_SAFETY_POOL}
+    assert all(not found for name, found in pools.items() if name not in {"message_variants", "safety_verdicts", "screened_corpus"})
+
+
+@pytest.mark.parametrize(("environ", "kind"), [({}, "in_process"), ({"CPO_EXECUTOR": "multiprocess"}, "multiprocess"),
+                                               ({"CPO_EXECUTOR": "celery", "CPO_CELERY_BROKER": "redis://127.0.0.1:1/0"}, "celery")])
+def test_the_executor_is_chosen_by_the_environment(environ, kind):
+    from personalization_assets.defs.jobs import executor_def
+
+    assert executor_def(environ).name == kind
+
+
+def test_celery_without_a_broker_is_a_config_error():
+    from personalization_assets.defs.jobs import executor_def
+
+    with pytest.raises(ConfigError, match="CPO_CELERY_BROKER"):
+        executor_def({"CPO_EXECUTOR": "celery"})
+
+
+def test_with_celery_a_backfill_of_many_segments_runs_one_segment_per_run(monkeypatch):
+    from personalization_assets.defs.partitions import segment_backfill_policy
+
+    assert segment_backfill_policy().max_partitions_per_run is None  # one run for them all, in-process
+    monkeypatch.setenv("CPO_EXECUTOR", "celery")
+    assert segment_backfill_policy().max_partitions_per_run == 1

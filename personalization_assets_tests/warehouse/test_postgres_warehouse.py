@@ -128,3 +128,24 @@ def test_writers_of_different_partitions_of_a_new_table_do_not_collide(url):
     assert not errors
     counts = _rows(url).groupby("wave").size()
     assert counts.to_dict() == {"2026-11-02": 1000, "2026-11-09": 1000, "2026-11-16": 1000, "2026-11-23": 1000}
+
+
+def test_two_runs_replacing_the_same_partition_at_once_leave_one_copy_of_its_rows(url):
+    together: list[threading.Barrier] = []
+    results = []
+
+    @dg.asset(partitions_def=WAVES, metadata={"partition_expr": "wave"}, name="scores")
+    def scores(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        if together:
+            together[0].wait(timeout=60)  # both runs have computed their frame before either stores it
+        return pd.DataFrame({"wave": context.partition_key, "customer_id": [f"C{i}" for i in range(500)], "score": 1.0})
+
+    assert _materialize(url, scores, "2026-11-09").success  # the table exists: the race is on the rows
+    threads = [threading.Thread(target=lambda: results.append(_materialize(url, scores, "2026-11-16").success)) for _ in range(2)]
+    together.append(threading.Barrier(2))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True, True]
+    assert _rows(url).groupby("wave").size().to_dict() == {"2026-11-09": 500, "2026-11-16": 500}
