@@ -86,10 +86,11 @@ def postgres_server(folder: Path, databases: tuple[str, ...] = ("cpo",)) -> Iter
     data, sockets = folder / "data", folder / "sockets"
     _run([*prefix, "mkdir", "-p", str(sockets)])
     server = Postgres(port=free_port())
-    _run([*prefix, binaries["initdb"], "-D", str(data), "-U", server.user, "--auth=trust", "-E", "UTF8", "--no-sync"])
     options = f"-c listen_addresses=127.0.0.1 -p {server.port} -k {sockets} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    _run([*prefix, binaries["pg_ctl"], "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "-t", "60", "start"])
     try:
+        # Inside the `try`: a start that fails or times out is stopped (and its folder removed) all the same.
+        _run([*prefix, binaries["initdb"], "-D", str(data), "-U", server.user, "--auth=trust", "-E", "UTF8", "--no-sync"])
+        _run([*prefix, binaries["pg_ctl"], "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "-t", "60", "start"])
         import psycopg2
 
         admin = psycopg2.connect(server.url("postgres"))
@@ -157,14 +158,15 @@ def celery_workers(count: int, env: dict[str, str], folder: Path) -> Iterator[li
     # `dagster-celery worker start` runs `celery` from PATH: this environment's.
     env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
     logs = [folder / f"cpo-worker-{i}.log" for i in range(1, count + 1)]
-    workers = [
-        subprocess.Popen([str(Path(sys.executable).parent / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                          "-y", str(PROJECT_ROOT / "deploy" / "celery.yaml"), "-n", log.stem, "--", "--concurrency=1",
-                          "--without-heartbeat", "--without-gossip", "--without-mingle"],
-                         env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-        for log in logs
-    ]
+    workers: list[subprocess.Popen] = []
     try:
+        for log in logs:
+            with log.open("w") as output:
+                workers.append(subprocess.Popen(
+                    [str(Path(sys.executable).parent / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+                     "-y", str(PROJECT_ROOT / "deploy" / "celery.yaml"), "-n", log.stem, "--", "--concurrency=1",
+                     "--without-heartbeat", "--without-gossip", "--without-mingle"],
+                    env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True))
         yield logs
     finally:
         for worker in workers:

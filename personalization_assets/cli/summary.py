@@ -119,9 +119,7 @@ def guardrail_line(results: pd.DataFrame) -> str:
 
 def wave_rows_stored(warehouse: Warehouse | Path, table: str, wave: str) -> bool:
     """Whether the warehouse holds rows of `wave` in `table` (e.g. the wave was decided: assignments)."""
-    with as_warehouse(warehouse).reader([table], wave=wave) as connection:
-        return table_exists(connection, table) and bool(_query(connection, f"SELECT count(*) AS n FROM {{schema}}.{table} WHERE wave = ?",
-                                                               wave)["n"].iloc[0])
+    return as_warehouse(warehouse).has_rows(table, wave)
 
 
 def rollout_sent(warehouse: Warehouse | Path, wave: str) -> bool:

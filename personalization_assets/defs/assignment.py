@@ -48,9 +48,10 @@ def sendable_decisions(config, audit: AuditResource, message_variants: pd.DataFr
     return decisions
 
 
-def _warehouse_rows(warehouse: WarehouseResource, table: str, where: str, wave: str) -> pd.DataFrame | None:
-    """Rows of a warehouse table (`where` on its `wave`), or None while the table does not exist."""
-    with warehouse.reader([table], wave=wave) as connection:
+def _warehouse_rows(warehouse: WarehouseResource, table: str, where: str, wave: str, *, this_wave_only: bool) -> pd.DataFrame | None:
+    """Rows of a warehouse table (`where` on its `wave`; `this_wave_only` when it reads no other
+    wave's rows), or None while the table does not exist."""
+    with warehouse.reader([table], wave=wave if this_wave_only else None) as connection:
         if not table_exists(connection, table):
             return None
         return connection.execute(f"SELECT * FROM {WAREHOUSE_SCHEMA}.{table} WHERE {where}", [wave]).df()
@@ -69,7 +70,7 @@ def arm_allocation(context: dg.AssetExecutionContext, campaign: CampaignResource
         if kept is None:
             # Read from the warehouse, not as an asset input: the wave's assignments decide its
             # results, so an input on the results would be a cycle in the asset graph.
-            rows = _warehouse_rows(warehouse, "experiment_results", "wave < ?", wave)
+            rows = _warehouse_rows(warehouse, "experiment_results", "wave < ?", wave, this_wave_only=False)
             if rows is not None:
                 usable = rows["engagement_source"] == SOURCE_IMPORTED
                 earlier = rows[usable | config.thompson.from_simulated_engagement]
@@ -93,9 +94,8 @@ def assigned_allocation(warehouse: WarehouseResource, wave: str, cells: set[tupl
     keeps them, one assigned with adapted weights keeps those after a switch to `fixed`. A wave
     whose assignment never happened (it failed, or only the weights were previewed) is computed
     again from the results there are now."""
-    stored = _warehouse_rows(warehouse, "arm_allocation", "wave = ?", wave)
-    assigned = _warehouse_rows(warehouse, "assignments", "wave = ? LIMIT 1", wave)
-    if stored is None or assigned is None or not len(assigned) or set(zip(stored["segment"], stored["arm"], strict=True)) != cells:
+    stored = _warehouse_rows(warehouse, "arm_allocation", "wave = ?", wave, this_wave_only=True)
+    if stored is None or not warehouse.has_rows("assignments", wave) or set(zip(stored["segment"], stored["arm"], strict=True)) != cells:
         return None
     return stored[list(ALLOCATION_COLUMNS)].reset_index(drop=True)
 

@@ -234,13 +234,16 @@ class PostgresClient(DbClient):
     def ensure_schema_exists(self, context, table_slice: TableSlice, cursor) -> None:
         postgres.ensure_schema(cursor)
 
+    @staticmethod
+    def slice_where(table_slice: TableSlice) -> str:
+        return _partition_where_clause(table_slice.partition_dimensions) if table_slice.partition_dimensions else ""
+
     def delete_table_slice(self, context, table_slice: TableSlice, cursor) -> None:
-        where = _partition_where_clause(table_slice.partition_dimensions) if table_slice.partition_dimensions else ""
         # Two runs replacing the same partition (or the same unpartitioned table) at once would each
         # delete only the rows committed before it began, and both insert: the second waits here.
-        postgres.lock_slice(cursor, table_slice.table, where)
-        if postgres.column_types(cursor, table_slice.table):
-            cursor.execute(f"DELETE FROM {table_slice.schema}.{table_slice.table}" + (f" WHERE {where}" if where else ""))
+        # The delete itself is the type handler's, after any change to the table's columns (see
+        # `postgres.lock_slice`), in this same transaction.
+        postgres.lock_slice(cursor, table_slice.table, self.slice_where(table_slice))
 
     @staticmethod
     def get_select_statement(table_slice: TableSlice) -> str:
@@ -254,13 +257,17 @@ class PostgresPandasTypeHandler(DbTypeHandler[pd.DataFrame]):
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pd.DataFrame, cursor):
         import duckdb
 
+        where = PostgresClient.slice_where(table_slice)
         if obj.empty:
+            # As the DuckDB warehouse does: the slice's old rows are deleted, no new ones stored.
+            postgres.delete(cursor, table_slice.table, where)
             context.log.warning(f"{table_slice.table}: an empty frame is not stored (as the DuckDB warehouse skips it)")
             return
         obj = _text_where_all_missing(obj)
         with duckdb.connect() as duck:
             duck.register("obj", obj)
-            postgres.store(cursor, table_slice.table, duck, _typed_select(obj, (context.definition_metadata or {}).get("dagster/column_schema")))
+            postgres.store(cursor, table_slice.table, duck, _typed_select(obj, (context.definition_metadata or {}).get("dagster/column_schema")),
+                           replace_where=where)
         _add_stored_metadata(context, obj, "postgres")
 
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, cursor) -> pd.DataFrame:

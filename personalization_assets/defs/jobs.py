@@ -4,7 +4,8 @@ Executor (`executor_def`, set on the code location's Definitions when they load,
 reads the same environment): in-process by default, for every job (CLI, UI, schedule);
 `CPO_EXECUTOR=multiprocess` runs each step in its own process (`CPO_MAX_CONCURRENT` at a time,
 default one per CPU); `CPO_EXECUTOR=celery` submits each step to the Celery broker of
-`CPO_CELERY_BROKER` (results on `CPO_CELERY_BACKEND`, default the broker), for the workers that
+`CPO_CELERY_BROKER` (results on `CPO_CELERY_BACKEND`; both required, with the shared warehouse's
+`CPO_WAREHOUSE_URL`), for the workers that
 `dagster-celery worker start` runs, on this machine or others (docs/deployment.md). The broker
 URLs are read from the environment where they are used (`EnvVar`-style config), never stored in a run.
 See docs/performance.md for when each helps.
@@ -53,10 +54,15 @@ def executor_def(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefiniti
     if name == "celery":
         from dagster_celery import celery_executor
 
-        if not environ.get(CELERY_BROKER_ENV, "").strip():
-            raise ConfigError(CELERY_BROKER_ENV, "CPO_EXECUTOR=celery needs the broker's URL, e.g. redis://127.0.0.1:6379/0")
-        backend = CELERY_BACKEND_ENV if environ.get(CELERY_BACKEND_ENV, "").strip() else CELERY_BROKER_ENV
-        return celery_executor.configured({"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": backend}})
+        from personalization_assets.warehouse import WAREHOUSE_URL_ENV
+
+        for name, what in ((CELERY_BROKER_ENV, "the broker's URL, e.g. redis://10.0.0.5:6379/0"),
+                           (CELERY_BACKEND_ENV, "the results backend's URL (the broker's, for Redis)"),
+                           # Each worker builds its own resources: without a shared warehouse every one would write its own DuckDB file.
+                           (WAREHOUSE_URL_ENV, "the shared PostgreSQL warehouse, which every worker writes (docs/deployment.md)")):
+            if not environ.get(name, "").strip():
+                raise ConfigError(name, f"CPO_EXECUTOR=celery needs {what}")
+        return celery_executor.configured({"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": CELERY_BACKEND_ENV}})
     raw = environ.get(MAX_CONCURRENT_ENV, "").strip() or "0"
     if not raw.isdigit():
         raise ConfigError(MAX_CONCURRENT_ENV, f"must be a whole number (0: one step per CPU), got {raw!r}")

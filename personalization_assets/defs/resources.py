@@ -133,6 +133,9 @@ class WarehouseResource(dg.ConfigurableResource, ABC):
     def reader(self, tables: Iterable[str] | None = None, *, wave: str | None = None):
         return self.warehouse().reader(tables, wave=wave)
 
+    def has_rows(self, table: str, wave: str) -> bool:
+        return self.warehouse().has_rows(table, wave)
+
 
 class EmbeddedWarehouse(WarehouseResource):
     """The DuckDB file under CPO_HOME."""

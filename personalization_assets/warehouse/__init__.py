@@ -39,8 +39,14 @@ class Warehouse(ABC):
     @contextmanager
     def reader(self, tables: Iterable[str] | None = None, *, wave: str | None = None) -> Iterator:
         """A DuckDB connection in which `personalization.<table>` holds each of `tables` that is
-        stored (default: every table). With `wave`, a table with a `wave` column may hold only that
-        wave's rows (the shared warehouse copies no more than the reader asks for)."""
+        stored (default: every table). `wave` is the caller's promise that it reads only that
+        wave's rows of the tables with a `wave` column: the shared warehouse then copies only
+        those (the embedded one holds every row whatever the promise), so a query must still
+        filter on `wave` itself, and one that reads other waves must not pass it."""
+
+    @abstractmethod
+    def has_rows(self, table: str, wave: str) -> bool:
+        """Whether `table` is stored and holds rows of `wave`, asked where the table is (no copy)."""
 
     def describe(self) -> str:
         """Where it is, for messages: never a password."""
@@ -83,6 +89,13 @@ class DuckDBWarehouse(Warehouse):
                 raise WarehouseBusy(f"{self.path}: cannot open the warehouse ({exc}); try again when no run is writing it") from None
         with connection:
             yield connection
+
+    def has_rows(self, table: str, wave: str) -> bool:
+        with self.reader() as connection:
+            return bool(connection.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [WAREHOUSE_SCHEMA, table]
+            ).fetchone()[0]) and connection.execute(
+                f'SELECT EXISTS (SELECT 1 FROM {WAREHOUSE_SCHEMA}."{table}" WHERE wave = ?)', [wave]).fetchone()[0]
 
 
 def as_warehouse(where: Warehouse | Path | str) -> Warehouse:

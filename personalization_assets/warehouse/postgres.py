@@ -29,7 +29,7 @@ from personalization_assets.warehouse import Warehouse
 _TO_POSTGRES = {
     "VARCHAR": "text", "BIGINT": "bigint", "INTEGER": "integer", "SMALLINT": "smallint", "TINYINT": f"{WAREHOUSE_SCHEMA}.tinyint",
     "DOUBLE": "double precision", "FLOAT": "real", "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMP": "timestamp",
-    "TIMESTAMP_NS": "timestamp", "TIMESTAMP WITH TIME ZONE": "timestamptz", '"NULL"': "text", "NULL": "text",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz", '"NULL"': "text", "NULL": "text",
 }
 _TO_DUCKDB = {
     "text": "VARCHAR", "character varying": "VARCHAR", "bigint": "BIGINT", "integer": "INTEGER", "smallint": "SMALLINT",
@@ -45,16 +45,24 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def describe_url(url: str) -> str:
+    """`url` without its user and password: what follows the last "@" (host, port, database), so an
+    "@" or "/" in an unescaped password cannot leak it, and without its query."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme or 'postgresql'}://{rest.rsplit('@', 1)[-1].split('?', 1)[0]}"
+
+
 def connect(url: str):
-    """A psycopg2 connection to the warehouse at `url`; a refused connection is a ConfigError
-    naming the server, never the password."""
+    """A psycopg2 connection to the warehouse at `url`; a refused or malformed connection is a
+    ConfigError naming the server, never libpq's text (which can quote parts of the URL)."""
     import psycopg2
 
     try:
         return psycopg2.connect(url)
-    except psycopg2.OperationalError as exc:
-        raise ConfigError("CPO_WAREHOUSE_URL", f"cannot connect to the PostgreSQL warehouse "
-                          f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+    except psycopg2.Error as exc:
+        raise ConfigError("CPO_WAREHOUSE_URL", f"cannot connect to the PostgreSQL warehouse at {describe_url(url)} "
+                          f"({type(exc).__name__}): check the URL, that the server is up and the credentials "
+                          "(PGPASSWORD or ~/.pgpass)") from None
 
 
 @contextmanager
@@ -89,8 +97,16 @@ def _lock_table_name(cursor, table: str) -> None:
 def lock_slice(cursor, table: str, where: str) -> None:
     """Serialise the writers of one slice of `table` (the rows of `where`, or all of them) until this
     transaction ends; writers of other slices go on. Every writer takes its locks in the same order
-    (the schema's, a slice's, the table's schema changes), so they cannot deadlock."""
+    (the schema's, a slice's, the table's schema changes) and changes the table's columns before it
+    deletes any row (`store`), so no writer holds row locks while it waits for the schema lock: they
+    cannot deadlock."""
     cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"cpo-slice:{WAREHOUSE_SCHEMA}.{table}:{where}"])
+
+
+def delete(cursor, table: str, where: str) -> None:
+    """Delete `table`'s rows of `where` ("" for all of them), when the table exists."""
+    if column_types(cursor, table):
+        cursor.execute(f"DELETE FROM {WAREHOUSE_SCHEMA}.{_quote(table)}" + (f" WHERE {where}" if where else ""))
 
 
 def ensure_schema(cursor) -> None:
@@ -115,9 +131,10 @@ def _postgres_type(duckdb_type: str, table: str, column: str) -> str:
     return _TO_POSTGRES[duckdb_type]
 
 
-def store(cursor, table: str, duck, select: str) -> None:
-    """Append the rows of DuckDB's `select` (over the frames registered on `duck`) to `table`,
-    creating it, or adding the columns it lacks, first; inserted by column name."""
+def store(cursor, table: str, duck, select: str, replace_where: str | None = None) -> None:
+    """Put the rows of DuckDB's `select` (over the frames registered on `duck`) in `table`, by
+    column name, creating it, or adding the columns it lacks, first; then, when `replace_where` is
+    given ("" for every row), delete the rows it selects before copying the new ones in."""
     described = [(row[0], row[1]) for row in duck.execute(f"DESCRIBE {select}").fetchall()]
     wanted = {name: _postgres_type(duckdb_type, table, name) for name, duckdb_type in described}
     stored = column_types(cursor, table)
@@ -130,6 +147,8 @@ def store(cursor, table: str, duck, select: str) -> None:
         for name in [n for n in wanted if n not in stored]:
             if stored:
                 cursor.execute(f"ALTER TABLE {qualified} ADD COLUMN {_quote(name)} {wanted[name]}")
+    if replace_where is not None:
+        delete(cursor, table, replace_where)
     with tempfile.TemporaryDirectory(prefix="cpo-copy-") as scratch:
         path = Path(scratch) / "rows.csv"
         duck.execute(f"COPY ({select}) TO '{path.as_posix()}' (HEADER, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NULLSTR '\\N', FORCE_QUOTE *)")
@@ -185,10 +204,14 @@ class PostgresWarehouse(Warehouse):
         self.url = url
 
     def describe(self) -> str:
-        import psycopg2.extensions
+        return describe_url(self.url)
 
-        parts = psycopg2.extensions.parse_dsn(self.url)
-        return f"postgresql://{parts.get('host', 'localhost')}:{parts.get('port', '5432')}/{parts.get('dbname', '')}"
+    def has_rows(self, table: str, wave: str) -> bool:
+        with transaction(self.url) as connection, connection.cursor() as cursor:
+            if not column_types(cursor, table):
+                return False
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {WAREHOUSE_SCHEMA}.{_quote(table)} WHERE wave = %s)", [wave])
+            return bool(cursor.fetchone()[0])
 
     @contextmanager
     def reader(self, tables: Iterable[str] | None = None, *, wave: str | None = None) -> Iterator:

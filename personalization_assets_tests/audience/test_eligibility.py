@@ -13,6 +13,7 @@ from personalization_assets.audience.eligibility import (
 )
 from personalization_assets.campaign.errors import DataContractError
 from personalization_assets.cli import commands as cli
+from personalization_assets.warehouse import DuckDBWarehouse
 from personalization_assets_tests.conftest import TEST_WAVE
 
 
@@ -117,7 +118,7 @@ def test_held_customers_are_never_sent_counted_and_left_out_of_the_analysis(camp
 
     assert cli.main(["run", "--campaign", str(campaign_folder.campaign), "--wave", TEST_WAVE]) == cli.EXIT_OK
     out = capsys.readouterr().out
-    with duckdb.connect(str(campaign_folder.warehouse), read_only=True) as connection:
+    with DuckDBWarehouse(campaign_folder.warehouse).reader() as connection:
         holds = dict(connection.execute(
             "SELECT hold_reason, count(*) FROM personalization.assignments WHERE NOT sent GROUP BY ALL").fetchall())
         sent = connection.execute("SELECT count(*) FROM personalization.assignments WHERE sent").fetchone()[0]

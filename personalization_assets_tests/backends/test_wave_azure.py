@@ -24,6 +24,7 @@ from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA as SCHEMA
 from personalization_assets.campaign.sample_data import write_sample_data
 from personalization_assets.definitions import campaign_definitions
 from personalization_assets.safety.screening import texts_to_screen
+from personalization_assets.warehouse import DuckDBWarehouse
 from personalization_assets_tests.azure_double import DEFAULT_MODEL, AzureDouble
 from personalization_assets_tests.backends.conftest import (
     BACKEND_VARIABLES,
@@ -358,7 +359,7 @@ def read_parquet(path: Path) -> pd.DataFrame:
 
 def warehouse_text(database: Path) -> str:
     parts = []
-    with duckdb.connect(str(database), read_only=True) as connection:
+    with DuckDBWarehouse(database).reader() as connection:
         tables = connection.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [SCHEMA]).fetchall()
         for (table,) in tables:
             parts.append(connection.execute(f"SELECT * FROM {SCHEMA}.{table}").df().astype(str).to_csv(index=False))

@@ -9,7 +9,7 @@ import pandas as pd
 
 from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA as SCHEMA
 from personalization_assets.defs.partitions import CONTENT_GROUP, WAVE_GROUP
-from personalization_assets.warehouse import as_warehouse
+from personalization_assets.warehouse import DuckDBWarehouse, as_warehouse
 
 
 def materialize_segments(defs: dg.Definitions, instance: dg.DagsterInstance, segments: Sequence[str]) -> dg.ExecuteInProcessResult:
@@ -53,7 +53,7 @@ def read_export(home, wave: str) -> pd.DataFrame:
 def table_exists(warehouse, table: str) -> bool:
     if not Path(warehouse).exists():
         return False  # nothing was ever stored
-    with duckdb.connect(str(warehouse), read_only=True) as connection:
+    with DuckDBWarehouse(warehouse).reader() as connection:
         found = connection.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [SCHEMA, table]
         ).fetchone()

@@ -145,23 +145,28 @@ def test_the_steps_that_call_a_rate_limited_service_are_in_its_pool():
 
 
 @pytest.mark.parametrize(("environ", "kind"), [({}, "in_process"), ({"CPO_EXECUTOR": "multiprocess"}, "multiprocess"),
-                                               ({"CPO_EXECUTOR": "celery", "CPO_CELERY_BROKER": "redis://127.0.0.1:1/0"}, "celery")])
+                                               ({"CPO_EXECUTOR": "celery", "CPO_CELERY_BROKER": "redis://127.0.0.1:1/0", "CPO_CELERY_BACKEND": "redis://127.0.0.1:1/0",
+                                                 "CPO_WAREHOUSE_URL": "postgresql://cpo@127.0.0.1:1/warehouse"}, "celery")])
 def test_the_executor_is_chosen_by_the_environment(environ, kind):
     from personalization_assets.defs.jobs import executor_def
 
     assert executor_def(environ).name == kind
 
 
-def test_celery_without_a_broker_is_a_config_error():
+@pytest.mark.parametrize("missing", ["CPO_CELERY_BROKER", "CPO_CELERY_BACKEND", "CPO_WAREHOUSE_URL"])
+def test_celery_without_its_broker_backend_or_the_shared_warehouse_is_a_config_error(missing):
     from personalization_assets.defs.jobs import executor_def
 
-    with pytest.raises(ConfigError, match="CPO_CELERY_BROKER"):
-        executor_def({"CPO_EXECUTOR": "celery"})
+    environ = {"CPO_EXECUTOR": "celery", "CPO_CELERY_BROKER": "redis://127.0.0.1:1/0", "CPO_CELERY_BACKEND": "redis://127.0.0.1:1/0",
+               "CPO_WAREHOUSE_URL": "postgresql://cpo@127.0.0.1:1/warehouse"}
+    del environ[missing]
+    with pytest.raises(ConfigError, match=missing):
+        executor_def(environ)
 
 
 def test_with_celery_a_backfill_of_many_segments_runs_one_segment_per_run(monkeypatch):
     from personalization_assets.defs.partitions import segment_backfill_policy
 
     assert segment_backfill_policy().max_partitions_per_run is None  # one run for them all, in-process
-    monkeypatch.setenv("CPO_EXECUTOR", "celery")
+    monkeypatch.setenv("CPO_EXECUTOR", "celery")  # executor_name alone: the other settings are the executor's to check
     assert segment_backfill_policy().max_partitions_per_run == 1

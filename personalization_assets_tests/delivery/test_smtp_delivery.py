@@ -10,13 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
 from personalization_assets.cli import main
 from personalization_assets.delivery.ledger import Ledger
 from personalization_assets.delivery.mime import SigningKey, unsubscribe_tokens
+from personalization_assets.warehouse import DuckDBWarehouse
 from personalization_assets_tests.conftest import TEST_WAVE
 from personalization_assets_tests.delivery.smtp_server import Recorder, smtp_server
 
@@ -42,7 +42,7 @@ def _send(folder, *extra) -> int:
 
 
 def _sent_customers(folder, wave=TEST_WAVE) -> pd.DataFrame:
-    with duckdb.connect(str(folder.warehouse), read_only=True) as connection:
+    with DuckDBWarehouse(folder.warehouse).reader() as connection:
         return connection.execute(
             "SELECT a.customer_id, c.email, a.sent FROM personalization.assignments a JOIN personalization.customers c USING (customer_id) "
             "WHERE a.wave = ?", [wave]).df()
@@ -160,7 +160,7 @@ def test_suppressed_after_the_decision_and_capped_customers_receive_nothing(mate
     assert set(first.loc[leaving["customer_id"], "status"]) == {"suppressed"}
     assert set(first.loc[capped["customer_id"], "reply"]) == {"over delivery.frequency_cap when the send ran"}
     next_wave = _sent_customers(materialized_copy, NEXT_WAVE)
-    with duckdb.connect(str(materialized_copy.warehouse), read_only=True) as connection:
+    with DuckDBWarehouse(materialized_copy.warehouse).reader() as connection:
         holds = connection.execute("SELECT customer_id, hold_reason FROM personalization.assignments WHERE wave = ?", [NEXT_WAVE]).df()
     held = holds.set_index("customer_id")["hold_reason"]
     assert set(held[capped["customer_id"]]) == {"frequency_cap"}

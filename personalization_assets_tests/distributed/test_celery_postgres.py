@@ -72,6 +72,13 @@ def test_a_100k_wave_on_two_celery_workers_equals_the_in_process_run(tmp_path):
             events = [row[0] for row in cursor.fetchall()]
         assert events and all(any(f"{name}@" in event for event in events) for name in ("cpo-worker-1", "cpo-worker-2"))
 
+        # The readers outside the assets, on the shared warehouse: the audit trail's comparison with
+        # the warehouse, and the review of the variants.
+        audit = _cpo("audit", "verify", env=shared, cwd=tmp_path)
+        assert audit.returncode == 0 and "equal what was sealed" in audit.stdout, audit.stdout + audit.stderr
+        review = _cpo("review", "--all", "--campaign", str(campaign), env=shared, cwd=tmp_path)
+        assert review.returncode == 0 and "friendly" in review.stdout, review.stdout + review.stderr
+
         expected = _tables(DuckDBWarehouse(local_home / "warehouse.duckdb").reader())
         actual = _tables(PostgresWarehouse(server.url("warehouse")).reader())
     assert sorted(actual) == sorted(expected)

@@ -18,6 +18,7 @@ from personalization_assets.safety.approval import (
     reviews_from,
     text_diff,
 )
+from personalization_assets.warehouse import DuckDBWarehouse
 from personalization_assets_tests.conftest import TEST_WAVE
 
 TEXT = {"subject": "Spring is here", "body": "Hi {{first_name}}, tents are in.", "cta": "Shop now", "citations": "DOC-001"}
@@ -99,7 +100,7 @@ def test_reviewer_mode_end_to_end(campaign_folder, capsys):
     assert cli.main(["run", *campaign, "--wave", TEST_WAVE]) == cli.EXIT_AWAITING_APPROVAL
     captured = capsys.readouterr()
     assert "await a reviewer" in captured.err and "- `control`" in captured.err
-    with duckdb.connect(str(campaign_folder.warehouse), read_only=True) as connection:
+    with DuckDBWarehouse(campaign_folder.warehouse).reader() as connection:
         tables = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert "assignments" not in tables  # nobody was assigned
 
@@ -112,7 +113,7 @@ def test_reviewer_mode_end_to_end(campaign_folder, capsys):
     assert cli.main(["run", *campaign, "--wave", TEST_WAVE]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "reviewer_approval: passed" in out and "variant_rejected" in out
-    with duckdb.connect(str(campaign_folder.warehouse), read_only=True) as connection:
+    with DuckDBWarehouse(campaign_folder.warehouse).reader() as connection:
         rejected = connection.execute("SELECT count(*), count(*) FILTER (WHERE sent) FROM personalization.assignments "
                                       "WHERE variant_id = 'at_risk:urgent'").fetchone()
     assert rejected[0] > 0 and rejected[1] == 0

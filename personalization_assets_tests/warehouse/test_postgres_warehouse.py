@@ -149,3 +149,64 @@ def test_two_runs_replacing_the_same_partition_at_once_leave_one_copy_of_its_row
         thread.join()
     assert results == [True, True]
     assert _rows(url).groupby("wave").size().to_dict() == {"2026-11-09": 500, "2026-11-16": 500}
+
+
+def test_writers_of_two_partitions_adding_the_same_column_at_once_do_not_deadlock(url):
+    base = pd.DataFrame({"wave": ["2026-11-02"], "customer_id": ["C0"], "score": [1.0]})
+    with postgres.transaction(url) as connection, connection.cursor() as cursor, duckdb.connect() as duck:
+        postgres.ensure_schema(cursor)
+        duck.register("obj", base)
+        postgres.store(cursor, "scores", duck, "SELECT * FROM obj", replace_where="wave = '2026-11-02'")
+    errors: list[BaseException] = []
+    locked = threading.Barrier(2)
+
+    def write(wave: str) -> None:
+        try:
+            frame = pd.DataFrame({"wave": wave, "customer_id": ["C1", "C2"], "score": 2.0, "added": [1, 2]})  # a column the table lacks
+            where = f"wave = '{wave}'"
+            with postgres.transaction(url) as connection, connection.cursor() as cursor, duckdb.connect() as duck:
+                postgres.ensure_schema(cursor)
+                postgres.lock_slice(cursor, "scores", where)
+                locked.wait(timeout=60)  # both hold their slice before either changes the table
+                duck.register("obj", frame)
+                postgres.store(cursor, "scores", duck, "SELECT * FROM obj", replace_where=where)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(wave,)) for wave in ("2026-11-09", "2026-11-16")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert _rows(url).groupby("wave").size().to_dict() == {"2026-11-02": 1, "2026-11-09": 2, "2026-11-16": 2}
+
+
+def test_a_bad_url_names_the_server_and_never_the_password():
+    with pytest.raises(ConfigError) as raised:
+        postgres.connect("postgresql://cpo:Se@cretPW@127.0.0.1:1/cpo")
+    assert "cretPW" not in str(raised.value) and "Se@" not in str(raised.value)
+    with pytest.raises(ConfigError, match="CPO_WAREHOUSE_URL"):
+        postgres.connect("postgresql://cpo@127.0.0.1:1/cpo?nonsense=1")
+
+
+def test_earlier_waves_and_row_checks_read_the_same_on_both_warehouses(url, tmp_path):
+    """What the Thompson allocation reads (every wave before this one) and whether a wave is
+    stored, on the shared warehouse and on the embedded one, from the same rows."""
+    from personalization_assets.defs.assignment import _warehouse_rows
+    from personalization_assets.defs.resources import EmbeddedWarehouse, SharedWarehouse
+
+    frame = pd.DataFrame({"wave": ["2026-11-02", "2026-11-09", "2026-11-16"], "customer_id": ["C1", "C2", "C3"], "score": [1.0, 2.0, 3.0]})
+    with postgres.transaction(url) as connection, connection.cursor() as cursor, duckdb.connect() as duck:
+        postgres.ensure_schema(cursor)
+        duck.register("obj", frame)
+        postgres.store(cursor, "scores", duck, "SELECT * FROM obj")
+    embedded = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(embedded)) as connection:
+        connection.register("obj", frame)
+        connection.execute("CREATE SCHEMA personalization; CREATE TABLE personalization.scores AS SELECT * FROM obj")
+    for warehouse in (SharedWarehouse(url=url), EmbeddedWarehouse(database=str(embedded))):
+        earlier = _warehouse_rows(warehouse, "scores", "wave < ?", "2026-11-16", this_wave_only=False)
+        assert sorted(earlier["wave"]) == ["2026-11-02", "2026-11-09"], type(warehouse).__name__
+        assert warehouse.has_rows("scores", "2026-11-09") and not warehouse.has_rows("scores", "2026-11-23")
+        assert not warehouse.has_rows("absent", "2026-11-09")
