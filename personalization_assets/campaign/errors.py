@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a frame is read: `cpo --help` needs no pandas
+    import pandas as pd
 
 # How many offending rows an error message quotes: enough to see the pattern, short enough to read.
 EXAMPLE_ROWS = 5
@@ -48,6 +50,8 @@ class DataContractError(ValueError):
         count = f" ({n_offending} offending rows)" if n_offending is not None else ""
         message = f"{file}: {where} breaks rule: {rule}{count}"
         if examples is not None and len(examples):
+            import pandas as pd
+
             if isinstance(examples, pd.DataFrame):
                 quoted = examples.head(EXAMPLE_ROWS).to_string()
             else:
@@ -63,6 +67,8 @@ def read_csv_as_text(path: Path | str, row_name: str = "data row") -> pd.DataFra
     Everything stays text so type errors are ours to report; blank lines are dropped only after
     numbering, so a quoted line number is the one the user's editor shows.
     """
+    import pandas as pd
+
     _check_first_row_width(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False, encoding="utf-8",

@@ -16,11 +16,15 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from personalization_assets.audience.segmentation import load_catalog
-from personalization_assets.audit.trail import AuditTrailError
-from personalization_assets.campaign.config import CampaignConfig, load_campaign
-from personalization_assets.campaign.errors import ConfigError, DataContractError
+# Only what `cpo --help` and the error handling need is imported here; pandas, DuckDB, Dagster and
+# the campaign model are imported by the commands that use them.
+from personalization_assets.campaign.errors import (
+    AuditTrailError,
+    ConfigError,
+    DataContractError,
+)
 from personalization_assets.campaign.home_lock import HomeBusyError, exclusive_home
 from personalization_assets.campaign.paths import (
     CAMPAIGN_ENV,
@@ -29,8 +33,10 @@ from personalization_assets.campaign.paths import (
     dagster_home,
     default_campaign_path,
 )
-from personalization_assets.messages.prompts import load_prompts
 from personalization_assets.warehouse import WarehouseBusy, select_warehouse
+
+if TYPE_CHECKING:
+    from personalization_assets.campaign.config import CampaignConfig
 
 EXIT_OK = 0
 EXIT_RUN_FAILED = 1
@@ -108,6 +114,13 @@ def _check_lines(result) -> list[str]:
 USER_MISTAKES = (ConfigError, DataContractError)
 
 
+def load_campaign(path: Path | str) -> CampaignConfig:
+    """The campaign file, read by the commands that need it (the model is not imported for `--help`)."""
+    from personalization_assets.campaign.config import load_campaign as read_campaign
+
+    return read_campaign(path)
+
+
 def _run_error(result) -> tuple[str, int]:
     """The failed step and its error, and the exit code: 64 for a user's input mistake (a bad
     customers or suppression file), which is named without the exception's module path."""
@@ -136,6 +149,9 @@ class Session:
 
     @classmethod
     def open(cls, campaign: str | None, verbose: bool) -> Session:
+        from personalization_assets.audience.segmentation import load_catalog
+        from personalization_assets.messages.prompts import load_prompts
+
         campaign_path = Path(campaign or default_campaign_path()).resolve()
         config = load_campaign(campaign_path)
         # Every file a user edits is read before anything runs: a mistake in any of them is one
