@@ -17,7 +17,6 @@ started and stopped here (fsync off: test data). Prints Markdown tables.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from personalization_assets_tests.services import celery_workers, distributed_deployment  # noqa: E402
+from personalization_assets_tests.services import (  # noqa: E402
+    celery_workers,
+    clean_environment,
+    distributed_deployment,
+)
 
 WAVE = "2026-01-05"  # the generated campaign's first wave
 
@@ -75,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     args = parser.parse_args()
-    base = {key: value for key, value in os.environ.items() if not key.startswith(("CPO_", "DAGSTER_", "AZURE_", "OPENAI_"))}
+    base = clean_environment()
     with tempfile.TemporaryDirectory(prefix="cpo-distributed-") as scratch:
         folder = Path(scratch)
         cpo("generate-data", "--customers", str(args.customers), "--out", str(folder / "campaign"), env=base, cwd=folder)

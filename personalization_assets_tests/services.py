@@ -12,6 +12,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -144,19 +145,25 @@ def redis_server(folder: Path) -> Iterator[str]:
             process.wait()
 
 
+def clean_environment() -> dict[str, str]:
+    """This process's environment without the project's, Dagster's and the services' settings
+    (each process of a deployment gets them explicitly), with this environment's programs
+    (`celery`, `dagster`) first on PATH."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(("CPO_", "DAGSTER_", "AZURE_", "OPENAI_"))}
+    return {**environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"}
+
+
 @contextmanager
 def celery_workers(count: int, env: dict[str, str], folder: Path) -> Iterator[list[Path]]:
     """`count` workers started as docs/deployment.md says (`dagster-celery worker start` with
     deploy/celery.yaml, one process each), their output in `folder`; stopped at the end (SIGTERM to
-    each worker's process group, SIGKILL after a minute). Yields the log files."""
+    each worker's process group, SIGKILL after a minute). `env` has this environment's programs
+    first on PATH (`clean_environment`): the command runs `celery` from there. Yields the log files."""
     import signal
-    import sys
 
     from personalization_assets.campaign.paths import PROJECT_ROOT
 
     folder.mkdir(parents=True, exist_ok=True)
-    # `dagster-celery worker start` runs `celery` from PATH: this environment's.
-    env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
     logs = [folder / f"cpo-worker-{i}.log" for i in range(1, count + 1)]
     workers: list[subprocess.Popen] = []
     try:

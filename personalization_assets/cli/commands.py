@@ -301,7 +301,7 @@ def command_send(args: argparse.Namespace) -> int:
         return failed
     from personalization_assets.defs.resources import select_transport
 
-    rehearsal = not args.esp_bundle and not select_transport(os.environ).delivers_to_people
+    rehearsal = select_transport(os.environ).rehearses(method)
     summary, left, failed_for_good = delivery_summary(session.config, wave, rehearsal=rehearsal)
     print(summary)
     return EXIT_HOME_BUSY if left else EXIT_NOT_DELIVERED if failed_for_good else EXIT_OK

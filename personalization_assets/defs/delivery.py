@@ -124,7 +124,7 @@ def deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, campai
                           f"links are signed with the published test key); set it before sending through {where}")
     # What may be sent now, by the rule assignments used (the safety gate, reviews, rejections since).
     decisions = sendable_decisions(settings, audit, message_variants, safety_verdicts, "deliveries")
-    rehearsal = config.method == "transport" and not transport.delivers_to_people
+    rehearsal = transport.rehearses(config.method)
     with delivery_ledger.open() as ledger, ledger.sending(), (delivery_ledger.open_rehearsal() if rehearsal else nullcontext(ledger)) as records:
         # The outbox is a rehearsal: its records are its own, so they count for no frequency cap
         # and never stop a real send of the same wave; suppression and caps come from the shared ledger.
@@ -154,7 +154,7 @@ def deliveries(context: dg.AssetExecutionContext, config: DeliveryConfig, campai
                                    key=unsubscribe_key.key(), folder=folder, only=ready["customer_id"])
             # A kill between the bundle's publication and this leaves its rows open: the next send
             # records them from the published bundle (`_record_published_bundles`) instead of bundling them again.
-            records.mark_many(settings.campaign_id, wave, bundled["customer_id"], statuses.EXPORTED, f"in the ESP bundle {folder}")
+            records.mark_many(settings.campaign_id, wave, bundled, statuses.EXPORTED, f"in the ESP bundle {folder}")
             outcome = f"{len(bundled)} messages in the ESP bundle {folder}"
         else:
             try:

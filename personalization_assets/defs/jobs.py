@@ -56,12 +56,12 @@ def executor_def(environ: Mapping[str, str] = os.environ) -> dg.ExecutorDefiniti
 
         from personalization_assets.warehouse import WAREHOUSE_URL_ENV
 
-        for name, what in ((CELERY_BROKER_ENV, "the broker's URL, e.g. redis://10.0.0.5:6379/0"),
-                           (CELERY_BACKEND_ENV, "the results backend's URL (the broker's, for Redis)"),
-                           # Each worker builds its own resources: without a shared warehouse every one would write its own DuckDB file.
-                           (WAREHOUSE_URL_ENV, "the shared PostgreSQL warehouse, which every worker writes (docs/deployment.md)")):
-            if not environ.get(name, "").strip():
-                raise ConfigError(name, f"CPO_EXECUTOR=celery needs {what}")
+        for variable, what in ((CELERY_BROKER_ENV, "the broker's URL, e.g. redis://10.0.0.5:6379/0"),
+                               (CELERY_BACKEND_ENV, "the results backend's URL (the broker's, for Redis)"),
+                               # Each worker builds its own resources: without a shared warehouse every one would write its own DuckDB file.
+                               (WAREHOUSE_URL_ENV, "the shared PostgreSQL warehouse, which every worker writes (docs/deployment.md)")):
+            if not environ.get(variable, "").strip():
+                raise ConfigError(variable, f"CPO_EXECUTOR=celery needs {what}")
         return celery_executor.configured({"broker": {"env": CELERY_BROKER_ENV}, "backend": {"env": CELERY_BACKEND_ENV}})
     raw = environ.get(MAX_CONCURRENT_ENV, "").strip() or "0"
     if not raw.isdigit():

@@ -169,6 +169,11 @@ class MailTransportResource(dg.ConfigurableResource, ABC):
         """Whether messages reach real mailboxes (then test-key tokens are refused)."""
         return True
 
+    def rehearses(self, method: str) -> bool:
+        """Whether a send by `method` ("transport" or "esp_bundle") is a rehearsal: to the outbox
+        folder, with records of its own that no frequency cap counts."""
+        return method == "transport" and not self.delivers_to_people
+
     @abstractmethod
     def connect(self, wave: str, settings: DeliverySettings) -> MailConnection: ...
 

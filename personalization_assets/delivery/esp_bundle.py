@@ -33,8 +33,9 @@ VARIANTS_FILE = "variants.csv"
 
 
 def write_bundle(assignments: pd.DataFrame, customers: pd.DataFrame, variants: pd.DataFrame, *, config: CampaignConfig, wave: str,
-                 layout: EmailLayout, key: SigningKey, folder: Path, only: pd.Series | None = None) -> pd.DataFrame:
-    """Write the bundle for the sent customers (those in `only`, when given) to `folder`; returns its recipients."""
+                 layout: EmailLayout, key: SigningKey, folder: Path, only: pd.Series | None = None) -> pd.Series:
+    """Write the bundle for the sent customers (those in `only`, when given) to `folder`; returns
+    the customer ids it lists, as `published_recipients` reads them."""
     import duckdb
 
     sender = config.sender
@@ -70,12 +71,11 @@ def write_bundle(assignments: pd.DataFrame, customers: pd.DataFrame, variants: p
         connection.register("wanted", pd.DataFrame({"customer_id": (only if only is not None else rows.send_list["customer_id"]).astype(str)}))
         connection.execute(f"COPY (SELECT r.* FROM read_parquet({literal(staged.as_posix())}) r SEMI JOIN wanted w ON r.customer_id = w.customer_id) "
                            f"TO {literal((partial / RECIPIENTS_FILE).as_posix())} (HEADER, DELIMITER ',')")
-        recipients = connection.execute(f"SELECT customer_id FROM read_csv({literal((partial / RECIPIENTS_FILE).as_posix())}, all_varchar=true)").df()
     staged.unlink()
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(partial, folder)
-    return recipients
+    return published_recipients(folder)
 
 
 def published_recipients(folder: Path) -> pd.Series:

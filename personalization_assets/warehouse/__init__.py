@@ -21,7 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from personalization_assets.campaign.errors import ConfigError
-from personalization_assets.campaign.paths import WAREHOUSE_SCHEMA, warehouse_path
+from personalization_assets.campaign.paths import (
+    WAREHOUSE_SCHEMA,
+    table_exists,
+    warehouse_path,
+)
 
 WAREHOUSE_URL_ENV = "CPO_WAREHOUSE_URL"
 
@@ -92,9 +96,7 @@ class DuckDBWarehouse(Warehouse):
 
     def has_rows(self, table: str, wave: str) -> bool:
         with self.reader() as connection:
-            return bool(connection.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [WAREHOUSE_SCHEMA, table]
-            ).fetchone()[0]) and connection.execute(
+            return table_exists(connection, table) and connection.execute(
                 f'SELECT EXISTS (SELECT 1 FROM {WAREHOUSE_SCHEMA}."{table}" WHERE wave = ?)', [wave]).fetchone()[0]
 
 

@@ -109,17 +109,19 @@ def delete(cursor, table: str, where: str) -> None:
         cursor.execute(f"DELETE FROM {WAREHOUSE_SCHEMA}.{_quote(table)}" + (f" WHERE {where}" if where else ""))
 
 
-def ensure_schema(cursor) -> None:
-    """The schema and its `tinyint` domain, created once (under a lock: CREATE ... IF NOT EXISTS can race)."""
+def _has_tinyint(cursor) -> bool:
     cursor.execute("SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = %s AND t.typname = 'tinyint'",
                    [WAREHOUSE_SCHEMA])
-    if cursor.fetchone()[0]:
+    return bool(cursor.fetchone()[0])
+
+
+def ensure_schema(cursor) -> None:
+    """The schema and its `tinyint` domain, created once (under a lock: CREATE ... IF NOT EXISTS can race)."""
+    if _has_tinyint(cursor):
         return
     _lock_table_name(cursor, "")
     cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {WAREHOUSE_SCHEMA}")
-    cursor.execute("SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = %s AND t.typname = 'tinyint'",
-                   [WAREHOUSE_SCHEMA])
-    if not cursor.fetchone()[0]:
+    if not _has_tinyint(cursor):  # as it is now that no one else can create it
         cursor.execute(f"CREATE DOMAIN {WAREHOUSE_SCHEMA}.tinyint AS smallint CHECK (VALUE BETWEEN -128 AND 127)")
 
 
@@ -144,8 +146,8 @@ def store(cursor, table: str, duck, select: str, replace_where: str | None = Non
         qualified = f"{WAREHOUSE_SCHEMA}.{_quote(table)}"
         if not stored:
             cursor.execute(f"CREATE TABLE {qualified} ({', '.join(f'{_quote(n)} {t}' for n, t in wanted.items())})")
-        for name in [n for n in wanted if n not in stored]:
-            if stored:
+        else:
+            for name in [n for n in wanted if n not in stored]:
                 cursor.execute(f"ALTER TABLE {qualified} ADD COLUMN {_quote(name)} {wanted[name]}")
     if replace_where is not None:
         delete(cursor, table, replace_where)
@@ -157,16 +159,17 @@ def store(cursor, table: str, duck, select: str, replace_where: str | None = Non
             cursor.copy_expert(f"COPY {WAREHOUSE_SCHEMA}.{_quote(table)} ({columns}) FROM STDIN WITH ({_COPY_OPTIONS})", rows)
 
 
-def _copy_out(cursor, select: str, params: Sequence[object], path: Path) -> None:
+@contextmanager
+def _copied(cursor, select: str, params: Sequence[object], types: dict[str, str]) -> Iterator[str]:
+    """The rows of PostgreSQL's `select`, copied out as CSV into a temporary file for the `with`
+    block: yields DuckDB's reader of that file, with the columns typed as `types` says."""
     statement = cursor.mogrify(select, list(params)).decode() if params else select
-    with path.open("wb") as rows:
-        cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH ({_COPY_OPTIONS})", rows)
-
-
-def _read_csv(path: Path, types: dict[str, str]) -> str:
-    """DuckDB's reader of a CSV that `_copy_out` wrote, with the columns typed as `types` says."""
-    spec = ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': '{kind}'" for name, kind in types.items())
-    return f"read_csv('{path.as_posix()}', {_DUCKDB_CSV_IN}, columns = {{{spec}}})"
+    with tempfile.TemporaryDirectory(prefix="cpo-copy-") as scratch:
+        path = Path(scratch) / "rows.csv"
+        with path.open("wb") as rows:
+            cursor.copy_expert(f"COPY ({statement}) TO STDOUT WITH ({_COPY_OPTIONS})", rows)
+        spec = ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': '{kind}'" for name, kind in types.items())
+        yield f"read_csv('{path.as_posix()}', {_DUCKDB_CSV_IN}, columns = {{{spec}}})"
 
 
 def fetch(cursor, table: str, select: str, columns: Sequence[str] | None = None):
@@ -180,19 +183,16 @@ def fetch(cursor, table: str, select: str, columns: Sequence[str] | None = None)
     missing = [name for name in columns or () if name not in types]
     if missing:
         raise ConfigError(f"{WAREHOUSE_SCHEMA}.{table}", f"has no column {', '.join(missing)}: materialize its asset again")
-    with tempfile.TemporaryDirectory(prefix="cpo-copy-") as scratch:
-        path = Path(scratch) / "rows.csv"
-        _copy_out(cursor, select, (), path)
-        with duckdb.connect() as duck:
-            return duck.execute(f"SELECT * FROM {_read_csv(path, {name: types[name] for name in (columns or types)})}").df()
+    with _copied(cursor, select, (), {name: types[name] for name in (columns or types)}) as rows, duckdb.connect() as duck:
+        return duck.execute(f"SELECT * FROM {rows}").df()
 
 
-def copy_into_duckdb(cursor, duck, table: str, where: str = "", params: Sequence[object] = ()) -> None:
-    """`personalization.<table>` on the DuckDB connection `duck`, holding `table`'s rows (those of `where`)."""
-    with tempfile.TemporaryDirectory(prefix="cpo-copy-") as scratch:
-        path = Path(scratch) / "rows.csv"
-        _copy_out(cursor, f"SELECT * FROM {WAREHOUSE_SCHEMA}.{_quote(table)}{' WHERE ' + where if where else ''}", params, path)
-        duck.execute(f"CREATE TABLE {WAREHOUSE_SCHEMA}.{_quote(table)} AS SELECT * FROM {_read_csv(path, column_types(cursor, table))}")
+def copy_into_duckdb(cursor, duck, table: str, types: dict[str, str], where: str = "", params: Sequence[object] = ()) -> None:
+    """`personalization.<table>` on the DuckDB connection `duck`, holding `table`'s rows (those of
+    `where`), its columns typed `types` (`column_types`)."""
+    select = f"SELECT * FROM {WAREHOUSE_SCHEMA}.{_quote(table)}{' WHERE ' + where if where else ''}"
+    with _copied(cursor, select, params, types) as rows:
+        duck.execute(f"CREATE TABLE {WAREHOUSE_SCHEMA}.{_quote(table)} AS SELECT * FROM {rows}")
 
 
 class PostgresWarehouse(Warehouse):
@@ -223,6 +223,7 @@ class PostgresWarehouse(Warehouse):
             duck.execute(f"CREATE SCHEMA {WAREHOUSE_SCHEMA}")
             stored = stored_tables(cursor)
             for table in sorted(stored if tables is None else set(tables) & stored):
-                by_wave = wave is not None and "wave" in column_types(cursor, table)
-                copy_into_duckdb(cursor, duck, table, "wave = %s" if by_wave else "", [wave] if by_wave else [])
+                types = column_types(cursor, table)
+                by_wave = wave is not None and "wave" in types
+                copy_into_duckdb(cursor, duck, table, types, "wave = %s" if by_wave else "", [wave] if by_wave else [])
             yield duck

@@ -8,7 +8,6 @@ temporary folder, and stopped at the end, as are the workers. Without the server
 test skips locally; `.ci/run` sets CPO_REQUIRE_SERVICES_TEST=1, so in CI it fails instead.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from personalization_assets.warehouse import DuckDBWarehouse
 from personalization_assets.warehouse.postgres import PostgresWarehouse
 from personalization_assets_tests.services import (
     celery_workers,
+    clean_environment,
     distributed_deployment,
     require_binaries,
 )
@@ -49,7 +49,7 @@ def _tables(reader) -> dict[str, pd.DataFrame]:
 def test_a_100k_wave_on_two_celery_workers_equals_the_in_process_run(tmp_path):
     require_binaries("redis-server", "initdb", "pg_ctl", "postgres")
     data = tmp_path / "campaign"
-    base = {key: value for key, value in os.environ.items() if not key.startswith(("CPO_", "DAGSTER_", "AZURE_", "OPENAI_"))}
+    base = clean_environment()
     generated = _cpo("generate-data", "--customers", str(CUSTOMERS), "--out", str(data), env=base, cwd=tmp_path)
     assert generated.returncode == 0, generated.stderr
     campaign = data / "campaign.yaml"

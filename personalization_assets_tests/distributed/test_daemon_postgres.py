@@ -22,6 +22,7 @@ from personalization_assets.campaign.paths import PROJECT_ROOT
 from personalization_assets.warehouse.postgres import PostgresWarehouse
 from personalization_assets_tests.services import (
     celery_workers,
+    clean_environment,
     distributed_deployment,
     require_binaries,
 )
@@ -39,8 +40,7 @@ def _run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
 def test_the_daemon_runs_the_sensor_and_schedule_against_the_postgres_instance(tmp_path, monkeypatch):
     require_binaries("redis-server", "initdb", "pg_ctl", "postgres")
     bin_dir = Path(sys.executable).parent
-    base = {key: value for key, value in os.environ.items() if not key.startswith(("CPO_", "DAGSTER_", "AZURE_", "OPENAI_"))}
-    base["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
+    base = clean_environment()
     cli = [sys.executable, "-m", "personalization_assets.cli"]
     _run([*cli, "generate-data", "--customers", "2000", "--out", str(tmp_path / "campaign")], base, tmp_path)
     campaign = tmp_path / "campaign" / "campaign.yaml"
